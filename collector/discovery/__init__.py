@@ -1,0 +1,1 @@
+"""Service discovery: providers that produce target groups, and the manager that merges them."""

@@ -1,0 +1,66 @@
+"""SeriesRegistry: one ``int`` ref per distinct label set, shared by scrape and remote write.
+
+The scrape cache holds refs; remote writers key their pre-encoded label bytes by ref. A ref is
+never reused, so a writer that still holds bytes for a released ref can never confuse it with a
+new series. Released refs are collected in `drain_released` so writers can forget their
+encodings (the agent WAL's series garbage collection, done in memory).
+
+Prometheus counterpart: the series records of ``tsdb/agent/db.go`` and the WAL watcher.
+"""
+
+from __future__ import annotations
+
+from collector.model.labels import Labels
+
+__all__ = ["SeriesRegistry"]
+
+
+class SeriesRegistry:
+    """Interns label sets to refs. Single-threaded: used from the event loop only."""
+
+    __slots__ = ("_by_labels", "_labels", "_next", "_refcount", "_released")
+
+    def __init__(self) -> None:
+        self._by_labels: dict[Labels, int] = {}
+        self._labels: dict[int, Labels] = {}
+        self._refcount: dict[int, int] = {}
+        self._released: list[int] = []
+        self._next = 1
+
+    def acquire(self, labels: Labels) -> int:
+        """The ref of ``labels``, creating it on first use; each call must be paired with `release`."""
+        ref = self._by_labels.get(labels)
+        if ref is None:
+            ref = self._next
+            self._next += 1
+            self._by_labels[labels] = ref
+            self._labels[ref] = labels
+            self._refcount[ref] = 1
+        else:
+            self._refcount[ref] += 1
+        return ref
+
+    def release(self, ref: int) -> None:
+        """Drop one holder of ``ref``; the last one frees it."""
+        count = self._refcount.get(ref)
+        if count is None:
+            return
+        if count > 1:
+            self._refcount[ref] = count - 1
+            return
+        del self._refcount[ref]
+        labels = self._labels.pop(ref)
+        del self._by_labels[labels]
+        self._released.append(ref)
+
+    def labels(self, ref: int) -> Labels | None:
+        """The label set of a live ref, or None once it was released."""
+        return self._labels.get(ref)
+
+    def drain_released(self) -> list[int]:
+        """Refs released since the last call (for writers to forget their encodings)."""
+        released, self._released = self._released, []
+        return released
+
+    def __len__(self) -> int:
+        return len(self._labels)
