@@ -1,0 +1,146 @@
+"""The agent's HTTP endpoints (INTERFACES.md), as one aiohttp application.
+
+The web layer never imports discovery, scrape or remote write: it reads the running agent through
+the small `AgentView` protocol that ``collector.agent`` implements, so the pipeline stages stay
+independent (import-linter checks this).
+
+Prometheus counterpart: ``web/web.go`` and ``web/api/v1/api.go`` (the subset an agent serves).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from collector.errors import CollectorError
+
+__all__ = ["AgentView", "make_app"]
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+class AgentView(Protocol):
+    """What the web layer needs from the running agent."""
+
+    def is_ready(self) -> bool:
+        """True once the config is loaded and every discovery provider has synced once."""
+        ...
+
+    async def reload(self) -> None:
+        """Reload the config file; raise `CollectorError` and keep the old config on failure."""
+        ...
+
+    def active_targets(self) -> Sequence[JSON]:
+        """Prometheus ``/api/v1/targets`` ``activeTargets`` entries."""
+        ...
+
+    def dropped_targets(self) -> Sequence[JSON]:
+        """Prometheus ``/api/v1/targets`` ``droppedTargets`` entries."""
+        ...
+
+    def config_yaml(self) -> str:
+        """The loaded config as YAML, secrets redacted."""
+        ...
+
+
+def _json(data: object, *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _api_error(kind: str, message: str, *, status: int) -> web.Response:
+    return _json({"status": "error", "errorType": kind, "error": message}, status=status)
+
+
+def make_app(
+    agent: AgentView,
+    *,
+    registry: CollectorRegistry,
+    remote_write_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+    extra_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {},
+) -> web.Application:
+    """Build the application.
+
+    ``remote_write_handler`` is mounted at ``POST /api/v1/write`` only when given (the agent
+    passes it for ``--web.enable-remote-write-receiver``). ``extra_routes`` adds ``GET`` pages
+    (the web UI) without this module knowing about them.
+    """
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="collector is Healthy.\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if agent.is_ready():
+            return web.Response(text="collector is Ready.\n")
+        return web.Response(text="Service Unavailable\n", status=503)
+
+    async def reload(request: web.Request) -> web.Response:
+        if request.method not in ("POST", "PUT"):
+            return web.Response(text="Only POST or PUT requests allowed\n", status=405)
+        try:
+            await agent.reload()
+        except CollectorError as exc:
+            return web.Response(text=f"failed to reload config: {exc}\n", status=500)
+        return web.Response(text="")
+
+    async def targets(request: web.Request) -> web.Response:
+        state = request.query.get("state", "any").lower()
+        pool = request.query.get("scrapePool", "")
+        if state not in ("any", "active", "dropped"):
+            return _api_error("bad_data", f"invalid state {state!r}", status=400)
+        active: Sequence[JSON] = []
+        dropped: Sequence[JSON] = []
+        if state in ("any", "active"):
+            active = [t for t in agent.active_targets() if not pool or t["scrapePool"] == pool]
+        if state in ("any", "dropped"):
+            dropped = agent.dropped_targets()
+            if pool:
+                dropped = [t for t in dropped if t.get("scrapePool") == pool]
+        counts: dict[str, int] = {}
+        for target in dropped:
+            name = str(target.get("scrapePool", ""))
+            counts[name] = counts.get(name, 0) + 1
+        return _json(
+            {
+                "status": "success",
+                "data": {
+                    "activeTargets": active,
+                    "droppedTargets": dropped,
+                    "droppedTargetCounts": counts,
+                },
+            }
+        )
+
+    async def status_config(_: web.Request) -> web.Response:
+        return _json({"status": "success", "data": {"yaml": agent.config_yaml()}})
+
+    async def method_not_allowed(_: web.Request) -> web.Response:
+        return web.Response(text="Only POST or PUT requests allowed\n", status=405)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_route("HEAD", "/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("HEAD", "/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/-/reload", method_not_allowed, allow_head=False)
+    app.router.add_get("/api/v1/targets", targets)
+    app.router.add_get("/api/v1/status/config", status_config)
+    if remote_write_handler is not None:
+        app.router.add_post("/api/v1/write", remote_write_handler)
+    for path, handler in extra_routes.items():
+        app.router.add_get(path, handler)
+    return app
