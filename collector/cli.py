@@ -1,0 +1,311 @@
+"""Command line: flags, subcommands, logging, and the event loop the agent runs on.
+
+``collector [flags]`` runs the agent; ``collector check config FILE...`` validates files like
+``promtool check config``; ``collector demo`` runs the self-contained demo. Flags are
+Prometheus's (``--config.file``, ``--web.listen-address``, ...), see ``INTERFACES.md``.
+
+This is the only module that chooses the event loop (uvloop, via ``asyncio.Runner``); the agent
+itself is plain asyncio. ``collector.agent`` and ``collector.demo`` are imported lazily so that
+``check config`` works without them.
+
+Prometheus counterparts: ``cmd/prometheus/main.go`` (flags) and ``cmd/promtool`` (check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import orjson
+
+from collector.config import AgentOptions, Config, load_config
+from collector.errors import ConfigError
+
+__all__ = ["build_parser", "check_config", "configure_logging", "main", "referenced_files"]
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: agent flags plus the ``check`` and ``demo`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description="Prometheus-compatible scraping agent: discovery, scrape, remote write.",
+    )
+    defaults = AgentOptions()
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=defaults.config_file,
+        help="configuration file path (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=defaults.listen_address,
+        help="address for the UI, API and /metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        default=defaults.storage_path,
+        help="directory of the disk queue (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=defaults.log_level,
+        choices=tuple(_LOG_LEVELS),
+        help="only log messages with this severity or above (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default=defaults.log_format,
+        choices=("logfmt", "json"),
+        help="output format of log messages (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        dest="kubeconfig",
+        default=defaults.kubeconfig,
+        help="kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--web.enable-remote-write-receiver",
+        dest="enable_remote_write_receiver",
+        action="store_true",
+        help="accept remote-write requests on /api/v1/write",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable reload via HTTP request (POST /-/reload)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{check,demo}")
+    check = commands.add_parser("check", help="check resources for validity")
+    check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
+    check_config_parser = check_commands.add_parser(
+        "config", help="check if the config files are valid"
+    )
+    check_config_parser.add_argument("files", nargs="+", metavar="FILE")
+    demo = commands.add_parser("demo", help="run the whole pipeline on this machine")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``collector`` command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check_config(args.files, out=sys.stdout, err=sys.stderr)
+    if args.command == "demo":
+        return _run_demo(args)
+    options = AgentOptions(
+        config_file=args.config_file,
+        listen_address=args.listen_address,
+        storage_path=args.storage_path,
+        kubeconfig=args.kubeconfig,
+        enable_remote_write_receiver=args.enable_remote_write_receiver,
+        enable_lifecycle=args.enable_lifecycle,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+    configure_logging(level=options.log_level, fmt=options.log_format)
+    return _run_agent(options)
+
+
+# ------------------------------------------------------------------------------ check config
+
+
+def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
+    """``promtool check config``: 0 when every file is valid, 1 otherwise; never raises.
+
+    For each file prints ``Checking FILE``, then ``  SUCCESS: ...`` on ``out`` or one
+    ``  FAILED: ...`` line per problem on ``err``: the load error (which names the YAML path), or
+    every referenced credential/TLS/kubeconfig file that does not exist.
+    """
+    failed = False
+    for filename in files:
+        print(f"Checking {filename}", file=out)
+        problems: list[str] = []
+        try:
+            config = load_config(filename)
+        except ConfigError as exc:
+            problems.append(_located(exc, filename))
+        else:
+            problems.extend(
+                f'{where}: error checking {kind} file "{path}": no such file'
+                for where, kind, path in referenced_files(config)
+                if not os.path.exists(path)
+            )
+        if problems:
+            failed = True
+            for problem in problems:
+                print(f"  FAILED: {problem}", file=err)
+        else:
+            print(f"  SUCCESS: {filename} is valid prometheus config file syntax", file=out)
+        print("", file=out)
+    return 1 if failed else 0
+
+
+def _located(exc: ConfigError, filename: str) -> str:
+    """The error as ``path: message``, with the file only when it is not the checked one."""
+    if exc.file and exc.file != filename:
+        return exc.render()
+    return f"{exc.path}: {exc.message}" if exc.path else exc.message
+
+
+def referenced_files(config: Config) -> list[tuple[str, str, str]]:
+    """Files a loaded config names that must exist: ``(job or remote_write, kind, path)``.
+
+    ``file_sd_configs`` globs are not included: matching nothing is valid.
+    """
+    found: list[tuple[str, str, str]] = []
+    clients = [(f"job {sc.job_name!r}", sc.http_client) for sc in config.scrape_configs]
+    for sc in config.scrape_configs:
+        for k8s in sc.kubernetes_sd_configs:
+            clients.append((f"job {sc.job_name!r}", k8s.http_client))
+            if k8s.kubeconfig_file:
+                found.append((f"job {sc.job_name!r}", "kubeconfig", k8s.kubeconfig_file))
+        clients.extend((f"job {sc.job_name!r}", h.http_client) for h in sc.http_sd_configs)
+    clients.extend((f"remote_write {rw.name!r}", rw.http_client) for rw in config.remote_write)
+    for where, client in clients:
+        tls = client.tls_config
+        for kind, path in (
+            ("CA", tls.ca_file),
+            ("client cert", tls.cert_file),
+            ("client key", tls.key_file),
+            (
+                "username",
+                client.basic_auth.username_file if client.basic_auth else "",
+            ),
+            (
+                "password",
+                client.basic_auth.password_file if client.basic_auth else "",
+            ),
+            (
+                "credentials",
+                client.authorization.credentials_file if client.authorization else "",
+            ),
+        ):
+            if path:
+                found.append((where, kind, path))
+    return found
+
+
+# ------------------------------------------------------------------------------ logging
+
+
+class _LogfmtFormatter(logging.Formatter):
+    """``ts=... level=info logger=collector.x msg="..."`` like Prometheus's default output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One logfmt line; exceptions are folded into an ``err`` field."""
+        fields = [
+            ("ts", _timestamp(record)),
+            ("level", _level_name(record)),
+            ("logger", record.name),
+            ("msg", record.getMessage()),
+        ]
+        if record.exc_info:
+            fields.append(("err", self.formatException(record.exc_info)))
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields)
+
+
+class _JSONFormatter(logging.Formatter):
+    """One JSON object per line (``--log.format=json``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as ``{"ts", "level", "logger", "msg"[, "err"]}``."""
+        doc = {
+            "ts": _timestamp(record),
+            "level": _level_name(record),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["err"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc).decode()
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """RFC 3339 UTC with milliseconds, as Prometheus logs."""
+    when = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
+
+
+def _level_name(record: logging.LogRecord) -> str:
+    """``debug``/``info``/``warn``/``error``."""
+    return "warn" if record.levelno == logging.WARNING else record.levelname.lower()
+
+
+def _logfmt_value(value: str) -> str:
+    """Quote a logfmt value when it has spaces, quotes, ``=`` or is empty."""
+    if value and not any(c in value for c in ' "=\n\t\\'):
+        return value
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def configure_logging(*, level: str, fmt: str, stream: TextIO | None = None) -> None:
+    """Send the root logger to ``stream`` (stderr) as logfmt or JSON at ``level``."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(_JSONFormatter() if fmt == "json" else _LogfmtFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(_LOG_LEVELS.get(level, logging.INFO))
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _run_agent(options: AgentOptions) -> int:
+    """Validate the config, then run the agent on uvloop until it stops."""
+    try:
+        load_config(options.config_file)
+    except ConfigError as exc:
+        print(f"error loading config: {exc.render()}", file=sys.stderr)
+        return 1
+    try:
+        # Lazy: ``check config`` must work without the agent and its dependencies loaded.
+        run_agent = importlib.import_module("collector.agent").run_agent
+    except (ImportError, AttributeError) as exc:
+        print(f"collector: the agent is not available in this build: {exc}", file=sys.stderr)
+        return 2
+    import uvloop  # only the CLI chooses the event loop
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(run_agent(options))
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """Hand over to ``collector.demo.main`` when that module exists."""
+    try:
+        demo_main = importlib.import_module("collector.demo").main
+    except (ImportError, AttributeError) as exc:
+        print(f"collector: the demo is not available in this build: {exc}", file=sys.stderr)
+        return 2
+    result = demo_main(args)
+    return result if isinstance(result, int) else 0
