@@ -102,14 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
         "config", help="check if the config files are valid"
     )
     check_config_parser.add_argument("files", nargs="+", metavar="FILE")
-    demo = commands.add_parser("demo", help="run the whole pipeline on this machine")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    commands.add_parser("demo", help="run the whole pipeline on this machine", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``collector`` command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # The demo takes options of its own after ``demo``; argparse's REMAINDER cannot capture
+    # options in a subparser, so unknown arguments are handed over and checked there.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.demo_args = extra
     if args.command == "check":
         return check_config(args.files, out=sys.stdout, err=sys.stderr)
     if args.command == "demo":
@@ -301,11 +306,20 @@ def _run_agent(options: AgentOptions) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    """Hand over to ``collector.demo.main`` when that module exists."""
+    """Run ``collector.demo.main`` on uvloop until it finishes or Ctrl-C."""
     try:
         demo_main = importlib.import_module("collector.demo").main
     except (ImportError, AttributeError) as exc:
         print(f"collector: the demo is not available in this build: {exc}", file=sys.stderr)
         return 2
-    result = demo_main(args)
+    import uvloop  # only the CLI chooses the event loop
+
+    configure_logging(
+        level="warn" if args.log_level == "info" else args.log_level, fmt=args.log_format
+    )
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(demo_main(args))
+    except KeyboardInterrupt:
+        return 0
     return result if isinstance(result, int) else 0

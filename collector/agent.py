@@ -1,0 +1,339 @@
+"""The agent: wires discovery, scrape, remote write and the web endpoints, and applies reloads.
+
+This is Prometheus's ``cmd/prometheus/main.go`` in agent mode. The pipeline stages never import
+each other; this module builds them and connects them:
+
+    DiscoveryManager.sync_channel ──▶ ScrapeManager ──commit──▶ Fanout ──▶ RemoteWriter × N
+
+Lifecycle: every component has ``async def run(self) -> NoReturn`` and one owner. The owners are
+nested TaskGroups, so cancelling the root stops them in the order that loses nothing (STYLE 7.2):
+discovery first, then the scrape loops, then each remote writer flushes within its deadline and
+persists what is left to its disk queue. A reload (SIGHUP or ``POST /-/reload``) loads the whole
+file first and changes nothing when it is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aiohttp import web
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from collector.config import (
+    AgentOptions,
+    Config,
+    KubernetesSDConfig,
+    RemoteWriteConfig,
+    load_config,
+    redacted_yaml,
+)
+from collector.discovery.discoverer import Discoverer
+from collector.discovery.manager import DiscoveryManager
+from collector.errors import CollectorError, ConfigError
+from collector.remote.codec import DecodedSeries
+from collector.remote.writer import RemoteWriter
+from collector.scrape.manager import ScrapeManager
+from collector.storage.appender import Fanout
+from collector.storage.series import SeriesRegistry
+from collector.web.app import make_app
+
+__all__ = ["Agent", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the global ones; ours are per registry
+
+_GC_INTERVAL = 60.0
+"""How often released series refs are handed to the writers to forget their encodings."""
+
+
+class Agent:
+    """One running agent: its config, its components and the state the web layer reads."""
+
+    def __init__(
+        self,
+        options: AgentOptions,
+        *,
+        registry: CollectorRegistry | None = None,
+        flush_deadline: float = 60.0,
+        reload_interval: float = 5.0,
+        discovery_updatert: float = 5.0,
+    ) -> None:
+        """Build the components for ``options``; nothing runs until `run`.
+
+        ``reload_interval`` and ``discovery_updatert`` are Prometheus's 5 s hand-off paces; the
+        demo and tests shorten them. ``flush_deadline`` bounds the remote flush at shutdown
+        (Prometheus ``--storage.remote.flush-deadline``, 1m).
+        """
+        self.options = options
+        self.registry = registry if registry is not None else _new_registry()
+        self.config: Config = load_config(options.config_file)
+        self.series = SeriesRegistry()
+        self.fanout = Fanout()
+        self.writers: dict[RemoteWriteConfig, RemoteWriter] = {}
+        self._writer_tasks: dict[RemoteWriteConfig, asyncio.Task[None]] = {}
+        self._writer_external: tuple[tuple[str, str], ...] = ()
+        self._flush_deadline = flush_deadline
+        self.discovery = DiscoveryManager(registry=self.registry, updatert=discovery_updatert)
+        self.discovery.register_mechanism(
+            KubernetesSDConfig, self._kubernetes_provider, mechanism="kubernetes"
+        )
+        self.scrape = ScrapeManager(
+            registry=self.series,
+            appendable=self.fanout,
+            metrics_registry=self.registry,
+            reload_interval=reload_interval,
+        )
+        self._remote_tg: asyncio.TaskGroup | None = None
+        self._reload_lock = asyncio.Lock()
+        self._config_loaded = False
+        self.last_reload_ok = Gauge(
+            "prometheus_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            registry=self.registry,
+        )
+        self.last_reload_ts = Gauge(
+            "prometheus_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            registry=self.registry,
+        )
+
+    # ------------------------------------------------------------------ discovery plumbing
+
+    def _kubernetes_provider(self, job: str, config: KubernetesSDConfig) -> Discoverer:
+        # Imported here so an agent without Kubernetes jobs never loads kubernetes_asyncio.
+        from collector.discovery.kubernetes import make_discoverer
+
+        return make_discoverer(
+            config, registry=self.registry, kubeconfig=self.options.kubeconfig or None
+        )
+
+    # ------------------------------------------------------------------ config application
+
+    def _apply(self, config: Config) -> None:
+        """Apply a loaded config to every component, in Prometheus's order (spec §1.5)."""
+        external = config.global_config.external_labels
+        self._reconcile_writers(config.remote_write, external)
+        self.scrape.apply_config(config.scrape_configs, external_labels=tuple(sorted(external)))
+        self.discovery.apply_config(config.scrape_configs)
+        self.config = config
+        self._config_loaded = True
+        self.last_reload_ok.set(1)
+        self.last_reload_ts.set(time.time())
+
+    def _reconcile_writers(
+        self, configs: Sequence[RemoteWriteConfig], external: tuple[tuple[str, str], ...]
+    ) -> None:
+        """Keep writers whose block and external labels are unchanged; replace the others."""
+        if external != self._writer_external:
+            keep: set[RemoteWriteConfig] = set()
+        else:
+            keep = set(configs) & set(self.writers)
+        for config in list(self.writers):
+            if config not in keep:
+                self.writers.pop(config)
+                task = self._writer_tasks.pop(config, None)
+                if task is not None:
+                    task.cancel()  # the writer flushes and persists its queue on cancellation
+        self._writer_external = external
+        for config in configs:
+            if config in self.writers:
+                continue
+            writer = RemoteWriter(
+                config,
+                series=self.series,
+                registry=self.registry,
+                storage_path=Path(self.options.storage_path),
+                external_labels=external,
+                flush_deadline=self._flush_deadline,
+            )
+            self.writers[config] = writer
+            if self._remote_tg is not None:
+                self._start_writer(config, writer)
+        self.fanout.destinations = list(self.writers.values())
+
+    def _start_writer(self, config: RemoteWriteConfig, writer: RemoteWriter) -> None:
+        assert self._remote_tg is not None
+        self._writer_tasks[config] = self._remote_tg.create_task(
+            _run_forever(writer.run), name=f"remote write {writer.remote_name}"
+        )
+
+    async def reload(self) -> None:
+        """Load the config file again and apply it; on any error keep the running config."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(load_config, self.options.config_file)
+            except ConfigError as exc:
+                self.last_reload_ok.set(0)
+                log.error("reload refused, keeping the running config: %s", exc)
+                raise ConfigError(
+                    f"couldn't load configuration (--config.file={self.options.config_file!r}): "
+                    f"{exc}"
+                ) from exc
+            try:
+                self._apply(config)
+            except Exception as exc:
+                self.last_reload_ok.set(0)
+                log.exception("applying the new configuration failed")
+                raise CollectorError(
+                    "one or more errors occurred while applying the new configuration "
+                    f"(--config.file={self.options.config_file!r}): {exc}"
+                ) from exc
+            log.info("configuration reloaded from %s", self.options.config_file)
+
+    # ------------------------------------------------------------------ AgentView (web)
+
+    def is_ready(self) -> bool:
+        """Config loaded and every discovery provider synced once."""
+        return self._config_loaded and self.discovery.synced.is_set()
+
+    def active_targets(self) -> Sequence[dict[str, Any]]:
+        """``activeTargets`` for ``/api/v1/targets``."""
+        return [dict(t) for t in self.scrape.active_targets()]
+
+    def dropped_targets(self) -> Sequence[dict[str, Any]]:
+        """``droppedTargets`` for ``/api/v1/targets``."""
+        return [dict(t) for t in self.scrape.dropped_targets()]
+
+    def config_yaml(self) -> str:
+        """The running config, secrets redacted."""
+        return redacted_yaml(self.config)
+
+    # ------------------------------------------------------------------ running
+
+    def make_web_app(self) -> web.Application:
+        """The HTTP application for ``--web.listen-address``."""
+        handler = None
+        if self.options.enable_remote_write_receiver:
+            from collector.remote.receiver import make_receiver_handler
+
+            handler = make_receiver_handler(self._accept_remote_write)
+        return make_app(self, registry=self.registry, remote_write_handler=handler)
+
+    def _accept_remote_write(self, series: list[DecodedSeries]) -> None:
+        """Received series enter the same forwarding path as scraped ones.
+
+        Each request's refs are released right after the commit: the writers encode a ref's
+        labels during ``commit``, so nothing needs the ref afterwards.
+        """
+        samples: list[tuple[int, float, int]] = []
+        refs: list[int] = []
+        for labels, points in series:
+            ref = self.series.acquire(tuple(sorted(labels)))
+            refs.append(ref)
+            samples.extend((ref, value, ts) for value, ts in points)
+        self.fanout.commit(samples)
+        for ref in refs:
+            self.series.release(ref)
+
+    async def run(self, *, ready: asyncio.Event | None = None) -> NoReturn:
+        """Serve and run the pipeline until cancelled; the web server stops last."""
+        runner = web.AppRunner(self.make_web_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        host, _, port = self.options.listen_address.rpartition(":")
+        site = web.TCPSite(runner, host or None, int(port))
+        await site.start()
+        log.info("listening on %s", self.options.listen_address)
+        try:
+            async with asyncio.TaskGroup() as remote_tg:
+                self._remote_tg = remote_tg
+                self._apply(self.config)
+                for config, writer in self.writers.items():
+                    if config not in self._writer_tasks:
+                        self._start_writer(config, writer)
+                remote_tg.create_task(self._forget_released(), name="series gc")
+                async with asyncio.TaskGroup() as scrape_tg:
+                    scrape_tg.create_task(
+                        self.scrape.run(self.discovery.sync_channel), name="scrape manager"
+                    )
+                    async with asyncio.TaskGroup() as discovery_tg:
+                        discovery_tg.create_task(self.discovery.run(), name="discovery manager")
+                        if ready is not None:
+                            ready.set()
+                        await asyncio.Event().wait()  # until cancelled
+        finally:
+            self._remote_tg = None
+            await runner.cleanup()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _forget_released(self) -> NoReturn:
+        while True:
+            await asyncio.sleep(_GC_INTERVAL)
+            released = self.series.drain_released()
+            if released:
+                for writer in self.writers.values():
+                    writer.forget(released)
+
+
+async def _run_forever(run: Callable[[], Any]) -> None:
+    """Await a component's ``run()``; returning is a bug, so say so loudly (kopf's guard)."""
+    await run()
+    log.error("a component returned from run(); it must only stop when cancelled")
+
+
+def _new_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+async def run_agent(options: AgentOptions) -> int:
+    """Run the agent until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    agent = Agent(options)
+    main = asyncio.current_task()
+    assert main is not None
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("stopping: discovery, then scrape loops, then remote-write flush")
+            main.cancel()
+
+    def reload() -> None:
+        task = loop.create_task(_reload_quietly(agent))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await agent.run()
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _reload_quietly(agent: Agent) -> None:
+    try:
+        await agent.reload()
+    except CollectorError:
+        pass  # already logged; the old config keeps running
