@@ -1,0 +1,1 @@
+"""Dataset benchmarks: every hot-path stage measured on real-shaped data against a baseline."""

@@ -1,0 +1,116 @@
+"""Parser benchmark: `collector.model.textparse` against ``prometheus_client``'s text parser.
+
+Three passes per dataset (node_exporter fixture, kube-state-metrics-shaped body):
+
+- baseline: ``prometheus_client.parser.text_string_to_metric_families`` over the decoded body,
+  consuming every sample (its only mode: it always builds label dicts);
+- full parse: ``parse(body)`` plus ``labels(key)`` for every key (a cold scrape cache);
+- cache hit: ``parse(body)`` plus one dict lookup per key, no ``labels()`` (steady state,
+  the scrape loop's hot path).
+
+Timing is ``time.perf_counter`` around whole passes, best of several rounds (the least
+disturbed run). Run: ``python -m benchmarks.parser [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.data import ksm_body, node_exporter_body
+from collector.model.textparse import parse
+
+__all__ = ["main", "measure"]
+
+
+def _baseline(text: str) -> int:
+    """prometheus_client full parse; returns the number of samples."""
+    return sum(len(family.samples) for family in text_string_to_metric_families(text))
+
+
+def _full(body: bytes) -> int:
+    """Our full parse: samples plus labels() of every key."""
+    exp = parse(body, openmetrics=False)
+    labels = exp.labels
+    for key, _, _ in exp.samples:
+        labels(key)
+    return len(exp.samples)
+
+
+def _cache_hit(body: bytes, cache: dict[bytes, int]) -> int:
+    """Our steady state: samples plus one scrape-cache lookup per key."""
+    hits = 0
+    get = cache.get
+    for key, _, _ in parse(body, openmetrics=False).samples:
+        if get(key) is not None:
+            hits += 1
+    return hits
+
+
+def measure(
+    passes: dict[str, Callable[[], int]], *, rounds: int, min_time: float = 0.1
+) -> dict[str, tuple[int, float]]:
+    """Best seconds per call of each pass; rounds interleave the passes so that background
+    load (a shared CI box) hits all of them alike and the ratios stay meaningful."""
+    counts = {name: fn() for name, fn in passes.items()}
+    best = dict.fromkeys(passes, float("inf"))
+    for _ in range(rounds):
+        for name, fn in passes.items():
+            gc.collect()
+            calls = 0
+            start = time.perf_counter()
+            while True:
+                fn()
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_time:
+                    break
+            best[name] = min(best[name], elapsed / calls)
+    return {name: (counts[name], best[name]) for name in passes}
+
+
+def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
+    """Measure the three passes on one body and print series/s and ratios."""
+    text = body.decode()
+    exp = parse(body, openmetrics=False)
+    cache = {key: i for i, (key, _, _) in enumerate(exp.samples)}
+    results = measure(
+        {
+            "prometheus_client": lambda: _baseline(text),
+            "full": lambda: _full(body),
+            "cache_hit": lambda: _cache_hit(body, cache),
+        },
+        rounds=rounds,
+    )
+    if len({count for count, _ in results.values()}) != 1:
+        raise AssertionError(f"sample counts differ: {results}")
+    rates = {pass_: count / seconds for pass_, (count, seconds) in results.items()}
+    base = rates["prometheus_client"]
+    print(f"{name}: {len(exp.samples)} series, {len(body)} bytes")
+    print(f"  prometheus_client full parse : {base:>12,.0f} series/s")
+    print(
+        f"  collector full parse+labels  : {rates['full']:>12,.0f} series/s"
+        f"  ({rates['full'] / base:.1f}x)"
+    )
+    print(
+        f"  collector cache-hit pass     : {rates['cache_hit']:>12,.0f} series/s"
+        f"  ({rates['cache_hit'] / base:.1f}x)"
+    )
+    return rates
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    run_dataset("node_exporter", node_exporter_body(), rounds=args.rounds)
+    run_dataset("kube-state-metrics (2000 x 8 labels)", ksm_body(), rounds=args.rounds)
+
+
+if __name__ == "__main__":
+    main()
