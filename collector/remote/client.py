@@ -1,0 +1,175 @@
+"""The remote-write HTTP client: one POST per attempt, outcome mapped to the error tree.
+
+`WriteClient.send` POSTs a compressed body with the exact headers of spec §6.1, configured
+headers and auth, and turns the answer into nothing (2xx), `RecoverableWriteError` (5xx, 429
+when ``retry_on_http_429``, transport errors and timeouts; with the parsed ``Retry-After``) or
+`NonRecoverableWriteError` (any other status). Retrying is the caller's job.
+
+Credential files (``password_file``, ``credentials_file``) are re-read on every request, so a
+rotated token is picked up without a reload, as Prometheus does.
+
+Prometheus counterpart: ``storage/remote/client.go`` (``Client.Store``), ``config/http_config.go``
+in prometheus/common.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from collector import __version__
+from collector.config import HTTPClientConfig, RemoteWriteConfig, TLSConfig
+from collector.errors import NonRecoverableWriteError, RecoverableWriteError
+
+__all__ = ["USER_AGENT", "WriteClient", "build_ssl_context", "parse_retry_after"]
+
+USER_AGENT = f"collector/{__version__}"
+
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+_ERROR_BODY_LIMIT = 1024
+"""Bytes of an error response quoted in the error message (spec §6.1)."""
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date); 0 if unusable.
+
+    ``now`` is wall-clock seconds since the epoch, for the HTTP-date form.
+    """
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    if when.tzinfo is None:
+        return 0.0
+    return max(when.timestamp() - now, 0.0)
+
+
+def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """An ``SSLContext`` for ``tls_config`` (CA, client certificate, versions, skip-verify)."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.min_version:
+        ctx.minimum_version = _TLS_VERSIONS[tls.min_version]
+    if tls.max_version:
+        ctx.maximum_version = _TLS_VERSIONS[tls.max_version]
+    return ctx
+
+
+def _read_secret(inline: str, path: str) -> str:
+    if path:
+        return Path(path).read_text().strip()
+    return inline
+
+
+class WriteClient:
+    """Sends compressed ``WriteRequest`` bodies to one ``remote_write`` URL."""
+
+    __slots__ = ("_config", "_http", "_retry_429", "_session", "_ssl", "_static_headers", "_wall")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        config: RemoteWriteConfig,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Use ``session`` (owned by the caller) for ``config.url``."""
+        self._session = session
+        self._config = config
+        self._http: HTTPClientConfig = config.http_client
+        self._retry_429 = config.queue_config.retry_on_http_429
+        self._wall = wall_clock
+        self._ssl: ssl.SSLContext | None = None
+        if config.url.startswith("https:"):
+            self._ssl = build_ssl_context(self._http.tls_config)
+        headers: dict[str, str] = {}
+        for name, values in self._http.http_headers:
+            if values:
+                headers[name] = ", ".join(values)
+        headers.update(config.headers)
+        # The protocol headers come last: the config loader refuses overriding them (spec §6.1).
+        headers.update(
+            {
+                "Content-Encoding": "snappy",
+                "Content-Type": "application/x-protobuf",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+                "User-Agent": USER_AGENT,
+            }
+        )
+        self._static_headers = headers
+
+    def _headers(self, attempt: int) -> dict[str, str]:
+        headers = dict(self._static_headers)
+        if attempt > 0:
+            headers["Retry-Attempt"] = str(attempt)
+        basic = self._http.basic_auth
+        if basic is not None:
+            user = _read_secret(basic.username, basic.username_file)
+            password = _read_secret(basic.password, basic.password_file)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        auth = self._http.authorization
+        if auth is not None:
+            credentials = _read_secret(auth.credentials, auth.credentials_file)
+            headers["Authorization"] = f"{auth.type or 'Bearer'} {credentials}"
+        return headers
+
+    async def send(self, body: bytes, *, attempt: int = 0) -> None:
+        """POST ``body`` once; ``attempt`` > 0 adds ``Retry-Attempt`` (Prometheus 3.x).
+
+        Raises `RecoverableWriteError` or `NonRecoverableWriteError`; returns on 2xx.
+        """
+        try:
+            headers = self._headers(attempt)
+        except OSError as exc:
+            raise RecoverableWriteError(f"cannot read credentials: {exc}") from exc
+        try:
+            async with self._session.post(
+                self._config.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._config.remote_timeout),
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=self._http.tls_config.server_name or None,
+                proxy=self._http.proxy_url or None,
+                allow_redirects=self._http.follow_redirects,
+            ) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    await response.read()
+                    return
+                text = (await response.content.read(_ERROR_BODY_LIMIT)).decode("utf-8", "replace")
+                message = f"server returned HTTP status {status} {response.reason or ''}".rstrip()
+                if text:
+                    message += f": {text.strip()}"
+                if status >= 500 or (status == 429 and self._retry_429):
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), now=self._wall()
+                    )
+                    raise RecoverableWriteError(message, retry_after=retry_after)
+                raise NonRecoverableWriteError(message)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise RecoverableWriteError(
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            ) from exc

@@ -1,0 +1,118 @@
+"""Remote-write 1.0 protobuf message classes, built at runtime from a descriptor written in code.
+
+There is no ``protoc`` in this project: the ``prometheus`` package of ``prompb/remote.proto`` and
+``prompb/types.proto`` (the parts remote write 1.0 uses) is declared here as a
+``FileDescriptorProto`` and turned into message classes with ``message_factory``. They are the
+reference the hand encoder in `collector.remote.codec` is proven byte-compatible with, and the
+decoder the receiver uses. They are never used to *encode* on the hot path.
+
+Prometheus counterpart: ``prompb/remote.proto``, ``prompb/types.proto`` (Histogram omitted: a
+decoder keeps its bytes as an unknown field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+__all__ = ["Exemplar", "Label", "MetricMetadata", "Sample", "TimeSeries", "WriteRequest"]
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+_METRIC_TYPES = ("UNKNOWN", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO")
+
+
+def _field(
+    message: descriptor_pb2.DescriptorProto,
+    name: str,
+    number: int,
+    kind: int,
+    *,
+    repeated: bool = False,
+    type_name: str = "",
+) -> None:
+    field = message.field.add()
+    field.name = name
+    field.number = number
+    field.type = kind  # type: ignore[assignment]  # the stubs want the enum wrapper type
+    field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
+    if type_name:
+        field.type_name = type_name
+
+
+def _file() -> descriptor_pb2.FileDescriptorProto:
+    """The ``prometheus`` proto3 package as a descriptor."""
+    f = descriptor_pb2.FileDescriptorProto(
+        name="collector/prometheus_remote.proto", package="prometheus", syntax="proto3"
+    )
+    label = f.message_type.add(name="Label")
+    _field(label, "name", 1, _F.TYPE_STRING)
+    _field(label, "value", 2, _F.TYPE_STRING)
+
+    sample = f.message_type.add(name="Sample")
+    _field(sample, "value", 1, _F.TYPE_DOUBLE)
+    _field(sample, "timestamp", 2, _F.TYPE_INT64)
+
+    exemplar = f.message_type.add(name="Exemplar")
+    _field(exemplar, "labels", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
+    _field(exemplar, "value", 2, _F.TYPE_DOUBLE)
+    _field(exemplar, "timestamp", 3, _F.TYPE_INT64)
+
+    series = f.message_type.add(name="TimeSeries")
+    _field(series, "labels", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
+    _field(series, "samples", 2, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Sample")
+    _field(series, "exemplars", 3, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Exemplar")
+
+    metadata = f.message_type.add(name="MetricMetadata")
+    kind = metadata.enum_type.add(name="MetricType")
+    for number, name in enumerate((*_METRIC_TYPES, "STATESET")):
+        kind.value.add(name=name, number=number)
+    _field(
+        metadata,
+        "type",
+        1,
+        _F.TYPE_ENUM,
+        type_name=".prometheus.MetricMetadata.MetricType",
+    )
+    _field(metadata, "metric_family_name", 2, _F.TYPE_STRING)
+    _field(metadata, "help", 4, _F.TYPE_STRING)
+    _field(metadata, "unit", 5, _F.TYPE_STRING)
+
+    request = f.message_type.add(name="WriteRequest")
+    _field(
+        request,
+        "timeseries",
+        1,
+        _F.TYPE_MESSAGE,
+        repeated=True,
+        type_name=".prometheus.TimeSeries",
+    )
+    _field(
+        request,
+        "metadata",
+        3,
+        _F.TYPE_MESSAGE,
+        repeated=True,
+        type_name=".prometheus.MetricMetadata",
+    )
+    request.reserved_range.add(start=2, end=3)
+    return f
+
+
+# A private pool: another library registering its own ``prometheus.*`` types cannot clash.
+_POOL = descriptor_pool.DescriptorPool()
+_POOL.Add(_file())
+
+
+def _cls(name: str) -> Any:
+    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"prometheus.{name}"))
+
+
+# Typed ``Any``: the classes are built at runtime, so no stub can describe their fields.
+Label: Any = _cls("Label")
+Sample: Any = _cls("Sample")
+Exemplar: Any = _cls("Exemplar")
+TimeSeries: Any = _cls("TimeSeries")
+MetricMetadata: Any = _cls("MetricMetadata")
+WriteRequest: Any = _cls("WriteRequest")
