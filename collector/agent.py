@@ -29,6 +29,7 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
+    Counter,
     Gauge,
 )
 from prometheus_client.gc_collector import GCCollector
@@ -49,7 +50,7 @@ from collector.errors import CollectorError, ConfigError
 from collector.remote.codec import DecodedSeries
 from collector.remote.writer import RemoteWriter
 from collector.scrape.manager import ScrapeManager
-from collector.storage.appender import Fanout
+from collector.storage.appender import Appendable, Fanout, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 
@@ -94,9 +95,15 @@ class Agent:
         self.discovery.register_mechanism(
             KubernetesSDConfig, self._kubernetes_provider, mechanism="kubernetes"
         )
+        self.appended = Counter(
+            "prometheus_agent_samples_appended_total",
+            "Total number of samples appended to the storage",
+            ["type"],
+            registry=self.registry,
+        )
         self.scrape = ScrapeManager(
             registry=self.series,
-            appendable=self.fanout,
+            appendable=_Counted(self.fanout, self.appended.labels(type="float")),
             metrics_registry=self.registry,
             reload_interval=reload_interval,
         )
@@ -211,6 +218,10 @@ class Agent:
         """``droppedTargets`` for ``/api/v1/targets``."""
         return [dict(t) for t in self.scrape.dropped_targets()]
 
+    def writers_pending(self) -> int:
+        """Samples held in memory by the remote writers, plus 1 per writer with data on disk."""
+        return sum(w.pending_samples + (not w.disk.empty) for w in self.writers.values())
+
     def config_yaml(self) -> str:
         """The running config, secrets redacted."""
         return redacted_yaml(self.config)
@@ -279,6 +290,20 @@ class Agent:
             if released:
                 for writer in self.writers.values():
                     writer.forget(released)
+
+
+class _Counted:
+    """Counts committed samples on their way to the fanout (``prometheus_agent_*``)."""
+
+    __slots__ = ("_counter", "_inner")
+
+    def __init__(self, inner: Appendable, counter: Counter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def commit(self, samples: Sequence[Sample]) -> None:
+        self._counter.inc(len(samples))
+        self._inner.commit(samples)
 
 
 async def _run_forever(run: Callable[[], Any]) -> None:

@@ -169,7 +169,7 @@ def render(agent: Agent, receiver: Receiver, summary: Summary, *, started: float
     sent = metric_sum(registry, "prometheus_remote_storage_samples_total")
     failed = metric_sum(registry, "prometheus_remote_storage_samples_failed_total")
     pending = metric_sum(registry, "prometheus_remote_storage_samples_pending")
-    scraped = metric_sum(registry, "collector_scrape_samples_appended_total")
+    scraped = metric_sum(registry, "prometheus_agent_samples_appended_total")
     rates = summary.rates(time.monotonic(), {"scraped": scraped, "sent": sent})
     lines = [
         f"collector demo — {time.monotonic() - started:5.0f}s — web UI and API on "
