@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from collector.model.textparse import parse
+from collector.model.textparse import Exposition, parse
 from tests.integration.running import Target, eventually, running_agent, serve_target
 from tests.integration.servers import (
     Server,
@@ -112,7 +112,7 @@ async def test_node_exporter_series_arrive_exactly_at_both_receivers(
         expected.add(frozenset(labels.items()))
     for receiver in (vm, prom):
         got = await query(receiver, '{job="node"}')
-        names = {frozenset(s["metric"].items()) for s in got}  # type: ignore[union-attr]
+        names = {frozenset(_metric(s).items()) for s in got}
         report = {n for n in names if dict(n)["__name__"] in _REPORT}
         assert {dict(n)["__name__"] for n in report} == _REPORT
         assert names - report == expected, receiver.name
@@ -121,6 +121,12 @@ async def test_node_exporter_series_arrive_exactly_at_both_receivers(
         assert scraped == len(exposition.samples)
         total = await scalar(receiver, 'node_memory_MemTotal_bytes{job="node"}')
         assert total == _value_of(exposition, b"node_memory_MemTotal_bytes")
+
+
+def _metric(series: dict[str, object]) -> dict[str, str]:
+    metric = series["metric"]
+    assert isinstance(metric, dict)
+    return metric
 
 
 _REPORT = {
@@ -132,10 +138,9 @@ _REPORT = {
 }
 
 
-def _value_of(exposition: object, key: bytes) -> float:
-    for k, value, _ts in exposition.samples:  # type: ignore[attr-defined]
+def _value_of(exposition: Exposition, key: bytes) -> float:
+    for k, value, _ts in exposition.samples:
         if k == key:
-            assert isinstance(value, float)
             return value
     raise KeyError(key)
 
