@@ -218,6 +218,29 @@ class Agent:
         """``droppedTargets`` for ``/api/v1/targets``."""
         return [dict(t) for t in self.scrape.dropped_targets()]
 
+    def remote_write_status(self) -> Sequence[dict[str, Any]]:
+        """Per-queue numbers for the web UI."""
+        out = []
+        for config, writer in self.writers.items():
+            labels = {"remote_name": writer.remote_name, "url": config.url}
+
+            def value(name: str, labels: dict[str, str] = labels) -> float:
+                got = self.registry.get_sample_value(f"prometheus_remote_storage_{name}", labels)
+                return got or 0.0
+
+            out.append(
+                {
+                    "name": writer.remote_name,
+                    "url": config.url,
+                    "samplesSent": int(value("samples_total")),
+                    "samplesFailed": int(value("samples_failed_total")),
+                    "samplesPending": writer.pending_samples,
+                    "shards": writer.num_shards,
+                    "diskQueueBytes": writer.disk.size_bytes,
+                }
+            )
+        return out
+
     def writers_pending(self) -> int:
         """Samples held in memory by the remote writers, plus 1 per writer with data on disk."""
         return sum(w.pending_samples + (not w.disk.empty) for w in self.writers.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import resources
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,9 @@ __all__ = ["AgentView", "make_app"]
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+
+_INDEX = (resources.files("collector.web") / "static" / "index.html").read_bytes()
+"""The web UI: one static page that renders the JSON APIs below (no build step, no assets)."""
 
 
 class AgentView(Protocol):
@@ -50,6 +54,11 @@ class AgentView(Protocol):
         """The loaded config as YAML, secrets redacted."""
         ...
 
+    def remote_write_status(self) -> Sequence[JSON]:
+        """One entry per remote-write queue: name, url, samplesSent, samplesFailed,
+        samplesPending, shards, diskQueueBytes (collector extension for the UI)."""
+        ...
+
 
 def _json(data: object, *, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
@@ -64,7 +73,8 @@ def make_app(
     *,
     registry: CollectorRegistry,
     remote_write_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
-    extra_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {},
+    extra_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+    | None = None,
 ) -> web.Application:
     """Build the application.
 
@@ -125,6 +135,12 @@ def make_app(
     async def status_config(_: web.Request) -> web.Response:
         return _json({"status": "success", "data": {"yaml": agent.config_yaml()}})
 
+    async def remote_write_status(_: web.Request) -> web.Response:
+        return _json({"status": "success", "data": agent.remote_write_status()})
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(body=_INDEX, content_type="text/html", charset="utf-8")
+
     async def method_not_allowed(_: web.Request) -> web.Response:
         return web.Response(text="Only POST or PUT requests allowed\n", status=405)
 
@@ -137,8 +153,10 @@ def make_app(
     app.router.add_get("/-/reload", method_not_allowed, allow_head=False)
     app.router.add_get("/api/v1/targets", targets)
     app.router.add_get("/api/v1/status/config", status_config)
+    app.router.add_get("/api/v1/status/remote_write", remote_write_status)
+    app.router.add_get("/", index)
     if remote_write_handler is not None:
         app.router.add_post("/api/v1/write", remote_write_handler)
-    for path, handler in extra_routes.items():
+    for path, handler in (extra_routes or {}).items():
         app.router.add_get(path, handler)
     return app

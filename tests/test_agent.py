@@ -1,0 +1,93 @@
+"""The agent as users run it: reload by HTTP and SIGHUP, refusal of bad configs, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.integration.running import Target, eventually, running_agent, serve_target
+from tests.integration.servers import free_port
+
+
+def _config(*targets: Target, interval: str = "200ms") -> str:
+    listed = ", ".join(f"'{t.address}'" for t in targets)
+    return (
+        f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\n"
+        f"scrape_configs:\n  - job_name: j\n    static_configs: [{{targets: [{listed}]}}]\n"
+    )
+
+
+async def _post(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.post(url) as response:
+        return response.status, await response.text()
+
+
+async def _targets(base: str) -> list[dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/api/v1/targets") as r:
+        data = await r.json()
+        active: list[dict[str, object]] = data["data"]["activeTargets"]
+        return active
+
+
+async def test_reload_keeps_unchanged_loops_and_refuses_bad_config(tmp_path: Path) -> None:
+    """A bad config is refused (500, old one keeps running); a good one keeps unchanged loops."""
+    one, two = Target(body=b"a 1\n"), Target(body=b"b 1\n")
+    async with serve_target(one), serve_target(two), running_agent(_config(one), tmp_path) as agent:
+        base = f"http://{agent.options.listen_address}"
+        await eventually(lambda: one.scrapes >= 2)
+        pool = agent.scrape.pools["j"]
+        (task_before,) = pool.tasks.values()
+
+        config = Path(agent.options.config_file)
+        await asyncio.to_thread(config.write_text, "scrape_configs: [{job_name: j, bogus: 1}]")
+        status, text = await _post(f"{base}/-/reload")
+        assert status == 500
+        assert "scrape_configs[0].bogus" in text
+        assert agent.registry.get_sample_value("prometheus_config_last_reload_successful") == 0
+        scrapes = one.scrapes
+        await eventually(lambda: one.scrapes >= scrapes + 2)  # the old config still runs
+
+        await asyncio.to_thread(config.write_text, _config(one, two))
+        status, _ = await _post(f"{base}/-/reload")
+        assert status == 200
+        assert agent.registry.get_sample_value("prometheus_config_last_reload_successful") == 1
+        await eventually(lambda: two.scrapes >= 1)
+        assert task_before in agent.scrape.pools["j"].tasks.values()
+        assert len(await _targets(base)) == 2
+
+
+async def test_cli_process_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`collector --config.file` picks up a new config on SIGHUP and exits 0 on SIGTERM."""
+    one, two = Target(body=b"a 1\n"), Target(body=b"b 1\n")
+    async with serve_target(one), serve_target(two):
+        config = tmp_path / "c.yml"
+        config.write_text(_config(one))
+        listen = f"127.0.0.1:{free_port()}"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "collector",
+            f"--config.file={config}",
+            f"--web.listen-address={listen}",
+            f"--storage.path={tmp_path / 'q'}",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            await eventually(lambda: one.scrapes >= 1, timeout=60)
+            config.write_text(_config(one, two))
+            process.send_signal(signal.SIGHUP)
+            await eventually(lambda: two.scrapes >= 1, timeout=60)
+            assert len(await _targets(f"http://{listen}")) == 2
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -1,0 +1,116 @@
+"""The HTTP surface of INTERFACES.md, through a stand-in `AgentView` (the web layer's only seam)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry, Counter
+
+from collector.errors import ConfigError
+from collector.web.app import make_app
+
+
+class View:
+    """A scripted agent: readiness, reload outcome and targets are set by each test."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.reload_error: str | None = None
+        self.reloads = 0
+        self.active: list[dict[str, Any]] = [
+            {"scrapePool": "a", "scrapeUrl": "http://h:1/metrics", "health": "up"},
+            {"scrapePool": "b", "scrapeUrl": "http://h:2/metrics", "health": "down"},
+        ]
+        self.dropped: list[dict[str, Any]] = [
+            {"scrapePool": "a", "discoveredLabels": {"__address__": "x"}},
+        ]
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    async def reload(self) -> None:
+        self.reloads += 1
+        if self.reload_error:
+            raise ConfigError(self.reload_error, path="scrape_configs[0]")
+
+    def active_targets(self) -> Sequence[dict[str, Any]]:
+        return self.active
+
+    def dropped_targets(self) -> Sequence[dict[str, Any]]:
+        return self.dropped
+
+    def config_yaml(self) -> str:
+        return "global: {}\n"
+
+    def remote_write_status(self) -> Sequence[dict[str, Any]]:
+        return [{"name": "q", "url": "http://r/api/v1/write", "samplesSent": 3}]
+
+
+@pytest.fixture
+async def client() -> Any:
+    view = View()
+    registry = CollectorRegistry()
+    Counter("collector_test_things", "Things.", registry=registry).inc(7)
+    async with TestClient(TestServer(make_app(view, registry=registry))) as c:
+        c.view = view
+        yield c
+
+
+async def test_metrics_serve_the_injected_registry(client: TestClient[Any, Any]) -> None:
+    """/metrics exposes the agent's own registry, not the global one."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert "collector_test_things_total 7.0" in await response.text()
+
+
+async def test_healthy_always_ready_only_when_the_agent_says(client: TestClient[Any, Any]) -> None:
+    """/-/healthy is 200 while running; /-/ready is 503 until the agent is ready."""
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 503
+    client.view.ready = True  # type: ignore[attr-defined]
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_reload_reports_failure_with_the_error(client: TestClient[Any, Any]) -> None:
+    """POST /-/reload is 200 on success, 500 with the located error otherwise; GET is 405."""
+    assert (await client.post("/-/reload")).status == 200
+    client.view.reload_error = "unknown action"  # type: ignore[attr-defined]
+    response = await client.post("/-/reload")
+    assert response.status == 500
+    assert "scrape_configs[0]: unknown action" in await response.text()
+    assert (await client.get("/-/reload")).status == 405
+    assert client.view.reloads == 2  # type: ignore[attr-defined]
+
+
+async def test_targets_filters_by_state_and_pool(client: TestClient[Any, Any]) -> None:
+    """/api/v1/targets honours state= and scrapePool= and counts dropped targets per pool."""
+    data = await (await client.get("/api/v1/targets")).json()
+    assert data["status"] == "success"
+    assert len(data["data"]["activeTargets"]) == 2
+    assert data["data"]["droppedTargetCounts"] == {"a": 1}
+    only_b = await (await client.get("/api/v1/targets", params={"scrapePool": "b"})).json()
+    assert [t["scrapePool"] for t in only_b["data"]["activeTargets"]] == ["b"]
+    assert only_b["data"]["droppedTargets"] == []
+    dropped = await (await client.get("/api/v1/targets", params={"state": "dropped"})).json()
+    assert dropped["data"]["activeTargets"] == []
+    bad = await client.get("/api/v1/targets", params={"state": "sideways"})
+    assert bad.status == 400
+
+
+async def test_status_endpoints_and_ui(client: TestClient[Any, Any]) -> None:
+    """The config, remote-write status and the UI page are served."""
+    config = await (await client.get("/api/v1/status/config")).json()
+    assert config["data"]["yaml"] == "global: {}\n"
+    queues = await (await client.get("/api/v1/status/remote_write")).json()
+    assert queues["data"][0]["samplesSent"] == 3
+    page = await client.get("/")
+    assert page.status == 200
+    assert "api/v1/targets" in await page.text()
+
+
+async def test_remote_write_route_only_when_enabled(client: TestClient[Any, Any]) -> None:
+    """Without a receiver handler, POST /api/v1/write does not exist."""
+    assert (await client.post("/api/v1/write", data=b"")).status in (404, 405)
