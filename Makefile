@@ -1,8 +1,9 @@
 # The commands README.md and .ci/run rely on. Debian-like machine, Python >= 3.11, root or sudo.
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Real components the integration tests start: a real exporter and two real remote-write receivers.
-DEBIAN_TEST_PACKAGES := prometheus prometheus-node-exporter victoria-metrics
+# Real components the integration tests start: a real exporter, two real remote-write receivers,
+# and a real browser for the web UI.
+DEBIAN_TEST_PACKAGES := prometheus prometheus-node-exporter victoria-metrics chromium
 
 .PHONY: install install-dev install-debian test check lint typecheck imports bench demo
 
