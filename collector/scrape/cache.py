@@ -1,0 +1,478 @@
+"""The per-target scrape cache and the per-sample append path: THE hot path.
+
+Steady state is the same series with new values, so everything is keyed by the raw series
+bytes the parser hands out (``b'name{a="b"}'``): a hit is one dict lookup giving the series
+``ref``, and the sample becomes one ``(ref, value, ts_ms)`` tuple in the scrape's batch. Label
+parsing, target-label merging (honor_labels / ``exported_``), metric relabeling, validation,
+label limits and ``SeriesRegistry.acquire`` happen only on a miss (`ScrapeCache._add_series`).
+
+Per sample on a hit: the cache lookup, a duplicate check against this scrape's tracked set,
+the optional sample limit, the out-of-bounds check, the out-of-order check against the series'
+last committed timestamp (a dict shared by all loops, as the agent storage keeps one per series),
+and a set insert for staleness tracking. No per-sample objects beyond the tuple, no logging.
+
+Staleness follows Prometheus's ``seriesPrev``/``seriesCur`` exactly, quirks included (spec §4.8):
+a series is *tracked* (``cur``) when one of its samples without an explicit timestamp was
+appended (with ``track_timestamps_staleness`` explicit ones too); `stale_markers` writes a marker
+for every series in ``prev`` that is not in ``cur``; `iter_done` swaps them.
+
+Prometheus counterpart: ``scrapeCache`` and ``scrapeLoop.append`` in ``scrape/scrape.go``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from collector.errors import CollectorError, ParseError, ScrapeError, ScrapeLimitError
+from collector.model.labels import (
+    METRIC_NAME,
+    Labels,
+    from_dict,
+    is_legacy_label_name,
+    is_legacy_metric_name,
+    is_valid_label_name,
+)
+from collector.model.value import STALE_NAN
+from collector.scrape.schedule import go_quote, render_labels
+from collector.scrape.target import RelabelProcessor
+from collector.storage.appender import Sample
+from collector.storage.series import SeriesRegistry
+
+__all__ = [
+    "MAX_AHEAD_MS",
+    "AppendOptions",
+    "AppendResult",
+    "Exposition",
+    "LastTimestamps",
+    "ScrapeCache",
+]
+
+MAX_AHEAD_MS = 10 * 60 * 1000
+"""Samples more than 10 minutes in the future are out of bounds (Prometheus ``maxAheadTime``)."""
+
+LastTimestamps = dict[int, int]
+"""Series ref -> timestamp (ms) of its last committed sample; shared by every loop."""
+
+_EXPORTED = "exported_"
+
+
+class Exposition(Protocol):
+    """What `collector.model.textparse.parse` returns (its docstring is the contract)."""
+
+    @property
+    def samples(self) -> Iterable[tuple[bytes, float, int | None]]:
+        """``(raw series bytes, value, explicit timestamp in ms or None)`` in body order."""
+        ...
+
+    def labels(self, key: bytes) -> list[tuple[str, str]]:
+        """The labels of one raw series, ``__name__`` first."""
+        ...
+
+    @property
+    def metadata(self) -> Mapping[str, object]:
+        """Family name -> type/help/unit."""
+        ...
+
+
+class _NoRules:
+    """The empty relabeler: falsy, so it is never called."""
+
+    def process(self, labels: dict[str, str]) -> dict[str, str] | None:
+        return labels
+
+    def __bool__(self) -> bool:
+        return False
+
+
+_NO_RULES = _NoRules()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendOptions:
+    """Everything from the scrape config and target that the append path needs."""
+
+    target_labels: Labels = ()
+    """The target's sample-visible labels (no ``__`` ones)."""
+    honor_labels: bool = False
+    honor_timestamps: bool = True
+    track_timestamps_staleness: bool = False
+    metric_relabeler: RelabelProcessor = _NO_RULES
+    sample_limit: int = 0
+    label_limit: int = 0
+    label_name_length_limit: int = 0
+    label_value_length_limit: int = 0
+    legacy_names: bool = False
+    """``metric_name_validation_scheme: legacy``."""
+
+
+@dataclass(slots=True, kw_only=True)
+class AppendResult:
+    """Counts of one append pass (also after an error: Prometheus reports partial counts)."""
+
+    scraped: int = 0
+    """Sample lines seen (``scrape_samples_scraped``)."""
+    post_relabel: int = 0
+    """Samples left after metric relabeling (``scrape_samples_post_metric_relabeling``)."""
+    series_added: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    out_of_bounds: int = 0
+    sample_limit_exceeded: bool = False
+    label_limit_exceeded: bool = False
+    error: CollectorError | None = None
+    """A series error that aborted the pass (missing name, invalid names, label limits,
+    duplicate label names: the last one is a `ParseError` raised by ``exp.labels``)."""
+
+
+class ScrapeCache:
+    """One target's raw-series cache, staleness sets and metadata.
+
+    Survives loop restarts when a pool reload allows it (spec §3.5). Refs are held in the
+    `SeriesRegistry` from the first sight of a series until it is evicted: not seen in a
+    successful scrape, or a forced flush after failures (spec §4.11).
+    """
+
+    __slots__ = (
+        "_dropped_seen",
+        "_seen",
+        "_successful_count",
+        "_undo",
+        "cur",
+        "last_ts",
+        "metadata",
+        "prev",
+        "registry",
+        "series",
+    )
+
+    def __init__(self, *, registry: SeriesRegistry, last_ts: LastTimestamps) -> None:
+        self.registry = registry
+        self.last_ts = last_ts
+        self.series: dict[bytes, int] = {}
+        """Raw series bytes -> ref; ``0`` marks a series dropped by metric relabeling."""
+        self.prev: set[int] = set()
+        """Refs tracked in the last completed pass."""
+        self.cur: set[int] = set()
+        """Refs tracked so far in this pass."""
+        self._seen: set[int] = set()
+        """Other refs seen in this pass (explicit timestamps, rejected samples): not evicted."""
+        self._dropped_seen: set[bytes] = set()
+        self._undo: list[tuple[int, int | None]] = []
+        """Explicit-timestamp ``last_ts`` updates of this pass, undone on rollback."""
+        self._successful_count = 0
+        self.metadata: Mapping[str, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def append(
+        self,
+        exp: Exposition,
+        *,
+        now_ms: int,
+        options: AppendOptions,
+        batch: list[Sample],
+    ) -> AppendResult:
+        """Turn every sample of ``exp`` into ``(ref, value, ts)`` tuples appended to ``batch``.
+
+        ``now_ms`` is the scrape timestamp. A series error stops the pass and is returned in
+        ``result.error``; the caller then rolls back (`rollback`) and reports. Sample-limit
+        overflow keeps counting and sets ``sample_limit_exceeded``.
+        """
+        series_get = self.series.get
+        cur = self.cur
+        cur_add = cur.add
+        seen_add = self._seen.add
+        dropped_add = self._dropped_seen.add
+        last = self.last_ts
+        last_get = last.get
+        undo_add = self._undo.append
+        batch_append = batch.append
+        labels_of = exp.labels
+        honor = options.honor_timestamps
+        track_explicit = options.track_timestamps_staleness
+        limit = options.sample_limit
+        max_ts = now_ms + MAX_AHEAD_MS
+
+        scraped = dropped = appended = added = 0
+        dup = ooo = oob = 0
+        error: CollectorError | None = None
+        try:
+            for key, value, ts in exp.samples:
+                scraped += 1
+                ref = series_get(key)
+                new = False
+                if not ref:
+                    if ref is None:
+                        ref = self._add_series(key, labels_of(key), options)
+                        if not ref:
+                            dropped += 1
+                            continue
+                        new = True
+                    else:
+                        dropped_add(key)
+                        dropped += 1
+                        continue
+                if ts is None or not honor:
+                    if ref in cur:
+                        # The same series twice in one scrape, same timestamp (spec §4.4-5).
+                        dup += 1
+                        continue
+                    t = now_ms
+                    tracked = True
+                    explicit = False
+                else:
+                    t = ts
+                    tracked = track_explicit
+                    explicit = True
+                if limit:
+                    appended += 1
+                    if appended > limit:
+                        seen_add(ref)
+                        continue
+                if t > max_ts:
+                    oob += 1
+                    seen_add(ref)
+                    continue
+                lt = last_get(ref)
+                if lt is not None and t <= lt:
+                    # Agent storage: equal timestamps are out of order too.
+                    ooo += 1
+                    seen_add(ref)
+                    continue
+                if explicit:
+                    undo_add((ref, lt))
+                last[ref] = t
+                if tracked:
+                    cur_add(ref)
+                else:
+                    seen_add(ref)
+                if new:
+                    added += 1
+                batch_append((ref, value, t))
+        except (ScrapeError, ParseError) as exc:
+            # The offending line counts as scraped but not as post-relabeling.
+            error = exc
+            dropped += 1
+        return AppendResult(
+            scraped=scraped,
+            post_relabel=scraped - dropped,
+            series_added=added,
+            duplicates=dup,
+            out_of_order=ooo,
+            out_of_bounds=oob,
+            sample_limit_exceeded=bool(limit) and appended > limit,
+            label_limit_exceeded=isinstance(error, _LabelLimitError),
+            error=error,
+        )
+
+    def _add_series(self, key: bytes, pairs: list[tuple[str, str]], options: AppendOptions) -> int:
+        """Cache miss: build, relabel and validate the series; its ref, or 0 when dropped."""
+        lb: dict[str, str] = {}
+        duplicate = ""
+        for name, value in pairs:
+            if name in lb and not duplicate:
+                duplicate = name
+            lb[name] = value
+        _attach_target_labels(lb, options.target_labels, honor=options.honor_labels)
+        if options.metric_relabeler:
+            relabeled = options.metric_relabeler.process(lb)
+            if relabeled is None:
+                return self._drop(key)
+            lb = relabeled
+        labels = from_dict(lb)
+        if not labels:
+            return self._drop(key)
+        _validate(labels, options)
+        if duplicate:
+            # Agent storage refuses it and Prometheus fails the scrape (spec §4.4-6, EMPIRICAL).
+            raise ScrapeError(f'label name "{duplicate}" is not unique: invalid sample')
+        ref = self.registry.acquire(labels)
+        self.series[key] = ref
+        return ref
+
+    def _drop(self, key: bytes) -> int:
+        self.series[key] = 0
+        self._dropped_seen.add(key)
+        return 0
+
+    def stale_markers(self, ts_ms: int, batch: list[Sample]) -> int:
+        """Append a staleness marker for every series in ``prev`` but not in ``cur``.
+
+        Markers go through the out-of-order check (a newer sample wins); returns how many.
+        """
+        gone = self.prev - self.cur
+        if not gone:
+            return 0
+        last = self.last_ts
+        written = 0
+        for ref in gone:
+            lt = last.get(ref)
+            if lt is not None and ts_ms <= lt:
+                continue
+            last[ref] = ts_ms
+            batch.append((ref, STALE_NAN, ts_ms))
+            written += 1
+        return written
+
+    def rollback(self) -> None:
+        """Forget this pass's explicit-timestamp ``last_ts`` updates (its batch is discarded).
+
+        ``cur`` is deliberately kept: series appended before a failure get no stale marker
+        (Prometheus quirk, spec §4.8).
+        """
+        last = self.last_ts
+        for ref, previous in reversed(self._undo):
+            if previous is None:
+                last.pop(ref, None)
+            else:
+                last[ref] = previous
+        self._undo.clear()
+
+    def iter_done(self, *, flush: bool) -> bool:
+        """End a pass: maybe evict, then ``prev <- cur``. Returns True for a forced flush.
+
+        ``flush`` is True after a successful non-empty scrape. After failures the cache is
+        flushed anyway once it grew beyond ``2 * size_at_last_success + 1000``.
+        """
+        forced = False
+        count = len(self.series)
+        if flush:
+            self._successful_count = count
+        elif count > 2 * self._successful_count + 1000:
+            flush = forced = True
+        if flush:
+            self._evict_unseen()
+        self.prev, self.cur = self.cur, self.prev
+        self.cur.clear()
+        self._seen.clear()
+        self._dropped_seen.clear()
+        self._undo.clear()
+        return forced
+
+    def _evict_unseen(self) -> None:
+        """Release every entry not seen in this pass (cheap check first: usually none)."""
+        seen = self.cur | self._seen
+        if len(seen) + len(self._dropped_seen) == len(self.series):
+            return
+        dropped_seen = self._dropped_seen
+        for key, ref in list(self.series.items()):
+            if ref:
+                if ref not in seen:
+                    del self.series[key]
+                    self._release(ref)
+            elif key not in dropped_seen:
+                del self.series[key]
+
+    def _release(self, ref: int) -> None:
+        self.registry.release(ref)
+        if self.registry.labels(ref) is None:
+            self.last_ts.pop(ref, None)
+
+    def abandon(self) -> None:
+        """Forget an unfinished pass (the loop was cancelled mid-scrape): ``prev`` stays."""
+        self.rollback()
+        self.cur.clear()
+        self._seen.clear()
+        self._dropped_seen.clear()
+
+    def release_all(self) -> None:
+        """Release every ref the cache holds; the cache is empty afterwards."""
+        for ref in self.series.values():
+            if ref:
+                self._release(ref)
+        self.series.clear()
+        self.prev.clear()
+        self.abandon()
+
+
+class _LabelLimitError(ScrapeLimitError):
+    """A label limit was exceeded (counted in ``..._exceeded_label_limits_total``)."""
+
+
+def _attach_target_labels(lb: dict[str, str], target: Labels, *, honor: bool) -> None:
+    """Spec §4.5: honor_labels, or target labels win and scraped ones move to ``exported_*``."""
+    if honor:
+        for name, value in target:
+            if not lb.get(name):
+                lb[name] = value
+        return
+    conflicts: list[tuple[str, str]] = []
+    for name, value in target:
+        existing = lb.get(name)
+        if existing:
+            conflicts.append((name, existing))
+        lb[name] = value
+    if not conflicts:
+        return
+    # Shortest names first (stable), each to the first free exported_* name.
+    conflicts.sort(key=lambda kv: len(kv[0]))
+    for name, value in conflicts:
+        new_name = name
+        while True:
+            new_name = _EXPORTED + new_name
+            if not lb.get(new_name):
+                lb[new_name] = value
+                break
+
+
+def _validate(labels: Labels, options: AppendOptions) -> None:
+    """Name presence and validity, then label limits (spec §4.4-4, §4.6)."""
+    metric = ""
+    for name, value in labels:
+        if name == METRIC_NAME:
+            metric = value
+            break
+    if not metric:
+        raise ScrapeError(f"missing metric name ({METRIC_NAME} label)")
+    if not _names_valid(labels, metric, legacy=options.legacy_names):
+        raise ScrapeError(f"invalid metric name or label names: {render_labels(labels)}")
+    _check_label_limits(labels, metric, options)
+
+
+def _names_valid(labels: Labels, metric: str, *, legacy: bool) -> bool:
+    if legacy:
+        if not is_legacy_metric_name(metric):
+            return False
+        check: Callable[[str], bool] = is_legacy_label_name
+    else:
+        check = is_valid_label_name
+    for name, value in labels:
+        if name != METRIC_NAME and not check(name):
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _check_label_limits(labels: Sequence[tuple[str, str]], metric: str, o: AppendOptions) -> None:
+    """Prometheus ``verifyLabelLimits``: exact messages, Go ``%.50s``/``%.50q`` truncation."""
+    met = metric[:50]
+    if o.label_limit > 0 and len(labels) > o.label_limit:
+        raise _LabelLimitError(
+            f"label_limit exceeded (metric: {met}, number of labels: {len(labels)}, "
+            f"limit: {o.label_limit})"
+        )
+    if o.label_name_length_limit <= 0 and o.label_value_length_limit <= 0:
+        return
+    for name, value in labels:
+        if o.label_name_length_limit > 0:
+            length = len(name.encode("utf-8", "surrogateescape"))
+            if length > o.label_name_length_limit:
+                raise _LabelLimitError(
+                    f"label_name_length_limit exceeded (metric: {met}, label name: {name[:50]}, "
+                    f"length: {length}, limit: {o.label_name_length_limit})"
+                )
+        if o.label_value_length_limit > 0:
+            length = len(value.encode("utf-8", "surrogateescape"))
+            if length > o.label_value_length_limit:
+                quoted = go_quote(value[:50])
+                raise _LabelLimitError(
+                    f"label_value_length_limit exceeded (metric: {met}, label name: "
+                    f"{name[:50]}, value: {quoted}, length: {length}, "
+                    f"limit: {o.label_value_length_limit})"
+                )

@@ -1,0 +1,314 @@
+"""A scrape pool: one job's targets, reconciled into one running `ScrapeLoop` per target.
+
+`ScrapePool.sync` turns the job's target groups into targets (`targets_from_group`), dedupes
+them by fingerprint, keeps the loops of unchanged targets running (same task), starts loops for
+new ones and stops the loops of vanished ones. A stopped loop's end-of-run staleness runs in
+the background inside the pool's TaskGroup, so cancelling the pool (shutdown, job removal)
+cancels it too: no markers then, as in Prometheus (spec §4.9).
+
+`ScrapePool.reload` restarts every loop under a new config; per-target caches are handed over
+when the configs differ only in interval, timeout, sample_limit or HTTP client settings
+(spec §3.5), in which case no end-of-run markers are written.
+
+The pool owns the job's ``aiohttp.ClientSession``, opened inside `ScrapePool.run` and closed
+when it is cancelled. Everything that depends on per-target settings (TLS, auth, proxy) is
+passed per request, so a reload keeps the session.
+
+Prometheus counterpart: ``scrapePool`` in ``scrape/scrape.go``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import aiohttp
+
+from collector.config import HTTPClientConfig, ScrapeConfig, TLSConfig
+from collector.model.duration import format_duration
+from collector.model.labels import Labels
+from collector.model.relabel import compile_rules
+from collector.model.targetgroup import TargetGroup
+from collector.scrape.cache import LastTimestamps, ScrapeCache
+from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_options
+from collector.scrape.metrics import ScrapeMetrics
+from collector.scrape.scraper import HttpScraper, Scraper, build_ssl_context, new_session
+from collector.scrape.target import RelabelProcessor, Target, targets_from_group
+from collector.storage.appender import Appendable
+from collector.storage.series import SeriesRegistry
+
+__all__ = ["ScrapePool", "ScraperFactory", "cache_reusable"]
+
+log = logging.getLogger(__name__)
+
+ScraperFactory = Callable[[Target, ScrapeConfig], Scraper]
+"""Builds a target's `Scraper`; tests pass canned ones, the default is `HttpScraper`."""
+
+
+def cache_reusable(old: ScrapeConfig, new: ScrapeConfig) -> bool:
+    """Spec §3.5: equal once interval, timeout, sample_limit and HTTP client are ignored."""
+
+    def strip(cfg: ScrapeConfig) -> ScrapeConfig:
+        return dataclasses.replace(
+            cfg,
+            scrape_interval=0.0,
+            scrape_timeout=0.0,
+            sample_limit=0,
+            http_client=HTTPClientConfig(),
+        )
+
+    return strip(old) == strip(new)
+
+
+class ScrapePool:
+    """All scrape loops of one job, inside one TaskGroup."""
+
+    def __init__(
+        self,
+        cfg: ScrapeConfig,
+        *,
+        registry: SeriesRegistry,
+        appendable: Appendable,
+        metrics: ScrapeMetrics,
+        last_ts: LastTimestamps | None = None,
+        offset_seed: int = 0,
+        wall_ns: Callable[[], int] = time.time_ns,
+        scraper_factory: ScraperFactory | None = None,
+        parse: ParseFn | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._registry = registry
+        self._appendable = appendable
+        self._metrics = metrics
+        self._last_ts: LastTimestamps = last_ts if last_ts is not None else {}
+        self.offset_seed = offset_seed
+        self._wall_ns = wall_ns
+        self._factory = scraper_factory
+        self._parse = parse
+        self._relabeler: RelabelProcessor = compile_rules(cfg.relabel_configs)
+        self._metric_relabeler: RelabelProcessor = compile_rules(cfg.metric_relabel_configs)
+        self._groups: list[TargetGroup] = []
+        self.targets: dict[int, Target] = {}
+        """Active targets by fingerprint."""
+        self.dropped: list[Labels] = []
+        """Discovered labels of dropped targets (at most ``keep_dropped_targets``)."""
+        self.dropped_count = 0
+        self.loops: dict[int, ScrapeLoop] = {}
+        self.tasks: dict[int, asyncio.Task[NoReturn]] = {}
+        self._ending: set[ScrapeLoop] = set()
+        self._handover: dict[tuple[Labels, str], ScrapeCache] = {}
+        """Caches handed from reloaded loops to their successors, by `_handover_key`."""
+        self._forced_error = ""
+        self._tg: asyncio.TaskGroup | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_for: TLSConfig | None = None
+        metrics.target_limit.labels(cfg.job_name).set(cfg.target_limit)
+
+    @property
+    def job(self) -> str:
+        """The job name (``scrape_pool``)."""
+        return self.cfg.job_name
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> NoReturn:
+        """Own the session and the loops until cancelled; then release every ref."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self._factory is None:
+                    self._session = await stack.enter_async_context(new_session())
+                async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
+                    self._reconcile()
+                    await asyncio.Event().wait()  # forever: sync/reload drive the loops
+        finally:
+            self._tg = None
+            self._session = None
+            for loop in [*self.loops.values(), *self._ending]:
+                loop.close()
+            for cache in self._handover.values():
+                cache.release_all()
+            self._handover.clear()
+            self.tasks.clear()
+        raise AssertionError("unreachable: the pool only ends by cancellation")
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    def sync(self, groups: Sequence[TargetGroup]) -> None:
+        """Reconcile the running loops with the targets built from ``groups`` (spec §3.4)."""
+        started = time.perf_counter()
+        job = self.job
+        self._groups = list(groups)
+        built = targets_from_group(
+            self._groups,
+            cfg=self.cfg,
+            relabeler=self._relabeler,
+            keep_dropped=self.cfg.keep_dropped_targets,
+        )
+        for failure in built.failures:
+            log.warning("%s: %s", job, failure)
+        if built.failures:
+            self._metrics.sync_failed.labels(job).inc(len(built.failures))
+        self.dropped = built.dropped
+        self.dropped_count = built.dropped_count
+        targets: dict[int, Target] = {}
+        for fp, target in built.active.items():
+            old = self.targets.get(fp)
+            if old is not None:
+                # Same identity: keep the running loop, refresh what the UI shows.
+                old.discovered_labels = target.discovered_labels
+                targets[fp] = old
+            else:
+                targets[fp] = target
+        self.targets = targets
+        self._check_target_limit()
+        self._reconcile()
+        elapsed = time.perf_counter() - started
+        self._metrics.pool_targets.labels(job).set(len(targets))
+        self._metrics.sync_total.labels(job).inc()
+        self._metrics.sync_length.labels(job).observe(elapsed)
+        self._metrics.sync_length_histogram.labels(job).observe(elapsed)
+
+    def reload(self, cfg: ScrapeConfig) -> None:
+        """Apply a changed job config: restart every loop, handing caches over when allowed."""
+        started = time.perf_counter()
+        reuse = cache_reusable(self.cfg, cfg)
+        self._metrics.pool_reloads.inc()
+        self.cfg = cfg
+        self._relabeler = compile_rules(cfg.relabel_configs)
+        self._metric_relabeler = compile_rules(cfg.metric_relabel_configs)
+        self._metrics.target_limit.labels(cfg.job_name).set(cfg.target_limit)
+        for fp in list(self.loops):
+            loop = self.loops[fp]
+            if reuse:
+                self._handover[_handover_key(loop.target)] = loop.cache
+            self._stop(fp, end_of_run=not reuse, release_cache=not reuse)
+        self.targets = {}
+        self.sync(self._groups)
+        # Caches of targets whose identity changed under the new config have no taker.
+        for cache in self._handover.values():
+            cache.release_all()
+        self._handover.clear()
+        self._metrics.reload_length.labels(format_duration(cfg.scrape_interval)).observe(
+            time.perf_counter() - started
+        )
+
+    def _check_target_limit(self) -> None:
+        limit = self.cfg.target_limit
+        if limit > 0 and len(self.targets) > limit:
+            self._forced_error = (
+                f"target_limit exceeded (number of targets: {len(self.targets)}, limit: {limit})"
+            )
+            self._metrics.exceeded_target_limit.inc()
+        else:
+            self._forced_error = ""
+        for loop in self.loops.values():
+            loop.forced_error = self._forced_error
+
+    def _reconcile(self) -> None:
+        """Start loops for new targets and stop loops of vanished ones (only while running)."""
+        if self._tg is None:
+            return
+        for fp in [fp for fp in self.loops if fp not in self.targets]:
+            self._stop(fp, end_of_run=True, release_cache=True)
+        for fp, target in self.targets.items():
+            if fp not in self.loops:
+                self._start(target, cache=self._handover.pop(_handover_key(target), None))
+
+    def _start(self, target: Target, *, cache: ScrapeCache | None) -> None:
+        assert self._tg is not None
+        cfg = self.cfg
+        loop = ScrapeLoop(
+            target=target,
+            scraper=self._scraper(target),
+            cache=cache or ScrapeCache(registry=self._registry, last_ts=self._last_ts),
+            settings=LoopSettings(
+                options=append_options(
+                    cfg,
+                    target_labels=target.sample_labels(),
+                    metric_relabeler=self._metric_relabeler,
+                ),
+                fallback_protocol=cfg.fallback_scrape_protocol,
+                extra_metrics=cfg.extra_scrape_metrics,
+                sample_limit=cfg.sample_limit,
+            ),
+            appendable=self._appendable,
+            registry=self._registry,
+            metrics=self._metrics,
+            offset_seed=self.offset_seed,
+            wall_ns=self._wall_ns,
+            parse=self._parse,
+        )
+        loop.forced_error = self._forced_error
+        self.loops[target.fingerprint] = loop
+        self.tasks[target.fingerprint] = self._tg.create_task(
+            loop.run(), name=f"scrape {self.job} {target.url}"
+        )
+
+    def _stop(self, fp: int, *, end_of_run: bool, release_cache: bool) -> None:
+        """Cancel a loop; its end-of-run staleness (if any) runs in the pool's TaskGroup."""
+        loop = self.loops.pop(fp)
+        task = self.tasks.pop(fp)
+        task.cancel()
+        if self._tg is None:
+            loop.close(release_cache=release_cache)
+            return
+        self._ending.add(loop)
+        self._tg.create_task(
+            self._finish(loop, task, end_of_run=end_of_run, release_cache=release_cache),
+            name=f"end of run {self.job} {loop.target.url}",
+        )
+
+    async def _finish(
+        self,
+        loop: ScrapeLoop,
+        task: asyncio.Task[NoReturn],
+        *,
+        end_of_run: bool,
+        release_cache: bool,
+    ) -> None:
+        try:
+            await asyncio.wait([task])
+            if end_of_run:
+                await loop.end_of_run()
+        finally:
+            self._ending.discard(loop)
+            loop.close(release_cache=release_cache)
+
+    def _scraper(self, target: Target) -> Scraper:
+        if self._factory is not None:
+            return self._factory(target, self.cfg)
+        assert self._session is not None
+        return HttpScraper(
+            session=self._session,
+            url=target.url,
+            timeout=target.timeout,
+            cfg=self.cfg,
+            ssl_context=self._ssl_context(target),
+        )
+
+    def _ssl_context(self, target: Target) -> ssl.SSLContext | None:
+        """One context per TLS config, built only when a target needs TLS."""
+        tls = self.cfg.http_client.tls_config
+        if not target.url.startswith("https:") and tls == TLSConfig():
+            return None
+        if self._ssl is None or self._ssl_for != tls:
+            self._ssl = build_ssl_context(tls)
+            self._ssl_for = tls
+        return self._ssl
+
+
+def _handover_key(target: Target) -> tuple[Labels, str]:
+    """What survives a cache-reusing reload: sample labels and URL.
+
+    The fingerprint would not do: it covers ``__scrape_interval__``/``__scrape_timeout__``,
+    exactly what such a reload may change.
+    """
+    return target.sample_labels(), target.url

@@ -1,0 +1,419 @@
+"""Fetching one target's exposition: the HTTP GET and the Content-Type decision.
+
+`Scraper` is the seam the scrape loop depends on; `HttpScraper` is the aiohttp implementation
+(one per target, sharing the pool's ``ClientSession``), and tests use canned bytes instead. A
+scrape returns the *uncompressed* body and the raw Content-Type; `parser_for` then decides the
+parser (P3 rules, spec §4.3) after the loop has short-circuited empty bodies.
+
+Exact behaviours (spec §4.2): the P3 ``Accept`` header built from ``scrape_protocols``,
+``Accept-Encoding: gzip`` (or ``identity``), ``X-Prometheus-Scrape-Timeout-Seconds`` as the
+shortest decimal, one deadline for connect + headers + body, status exactly 200, and
+``body_size_limit`` applied to the uncompressed size (a body of exactly ``limit`` bytes fails).
+aiohttp's own decompression is off: we gunzip ourselves, capped by the same limit.
+
+Prometheus counterpart: ``targetScraper`` in ``scrape/scrape.go``, ``acceptHeader``,
+``config.ScrapeProtocolsHeaders``, ``textparse.extractMediaType``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import ssl
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+
+import collector
+from collector.config import HTTPClientConfig, ScrapeConfig, ScrapeProtocol, TLSConfig
+from collector.errors import (
+    ScrapeBodyTooLarge,
+    ScrapeContentTypeError,
+    ScrapeError,
+    ScrapeHTTPError,
+    ScrapeTimeout,
+)
+
+__all__ = [
+    "DEFAULT_PROTOCOLS",
+    "DEFAULT_PROTO_FIRST_PROTOCOLS",
+    "PROTOCOL_MEDIA_TYPES",
+    "USER_AGENT",
+    "Format",
+    "HttpScraper",
+    "ScrapeResponse",
+    "Scraper",
+    "accept_header",
+    "build_ssl_context",
+    "new_session",
+    "parser_for",
+    "timeout_header",
+]
+
+USER_AGENT = f"collector/{collector.__version__}"
+
+PROTOCOL_MEDIA_TYPES: dict[str, str] = {
+    "PrometheusProto": (
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+    ),
+    "PrometheusText0.0.4": "text/plain;version=0.0.4",
+    "PrometheusText1.0.0": "text/plain;version=1.0.0",
+    "OpenMetricsText0.0.1": "application/openmetrics-text;version=0.0.1",
+    "OpenMetricsText1.0.0": "application/openmetrics-text;version=1.0.0",
+}
+"""``config.ScrapeProtocolsHeaders``."""
+
+DEFAULT_PROTOCOLS: tuple[ScrapeProtocol, ...] = (
+    "OpenMetricsText1.0.0",
+    "OpenMetricsText0.0.1",
+    "PrometheusText1.0.0",
+    "PrometheusText0.0.4",
+)
+DEFAULT_PROTO_FIRST_PROTOCOLS: tuple[ScrapeProtocol, ...] = ("PrometheusProto", *DEFAULT_PROTOCOLS)
+
+_ESCAPED_PROTOCOLS = frozenset({"PrometheusText1.0.0", "OpenMetricsText1.0.0"})
+# RFC 2045 token characters (what Go's mime.ParseMediaType accepts in type and parameter names).
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?= ')
+
+Format = Literal["text", "openmetrics"]
+"""Which parser a body goes to."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeResponse:
+    """A successful fetch: the uncompressed body and the Content-Type (``""`` if none)."""
+
+    body: bytes
+    content_type: str
+
+
+class Scraper(Protocol):
+    """Fetches one target's body; raises `ScrapeError` (a subclass) on any failure."""
+
+    async def scrape(self) -> ScrapeResponse:
+        """One GET within the target's timeout."""
+        ...
+
+
+def accept_header(protocols: Sequence[ScrapeProtocol], *, escaping: str = "allow-utf-8") -> str:
+    """The ``Accept`` value for ``scrape_protocols``: ``q=0.6``, ``0.5``, ... then ``*/*``."""
+    values: list[str] = []
+    weight = len(PROTOCOL_MEDIA_TYPES) + 1
+    for protocol in protocols:
+        value = PROTOCOL_MEDIA_TYPES[protocol]
+        if protocol in _ESCAPED_PROTOCOLS:
+            value += f";escaping={escaping}"
+        values.append(f"{value};q=0.{weight}")
+        weight -= 1
+    values.append(f"*/*;q=0.{weight}")
+    return ",".join(values)
+
+
+def scrape_protocols(cfg: ScrapeConfig) -> tuple[ScrapeProtocol, ...]:
+    """The configured protocols, or P3's dynamic default (protobuf first with native histograms)."""
+    if cfg.scrape_protocols:
+        return cfg.scrape_protocols
+    return DEFAULT_PROTO_FIRST_PROTOCOLS if cfg.scrape_native_histograms else DEFAULT_PROTOCOLS
+
+
+def timeout_header(timeout: float) -> str:
+    """Seconds as the shortest decimal (Go ``FormatFloat(s, 'f', -1, 64)``): ``10``, ``0.5``."""
+    text = format(Decimal(repr(float(timeout))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _parse_media_type(content_type: str) -> str | None:
+    """The lower-cased ``type/subtype`` of a Content-Type, or None when it does not parse."""
+    head, *params = content_type.split(";")
+    media = head.strip().lower()
+    kind, slash, sub = media.partition("/")
+    if not slash or not _is_token(kind) or not _is_token(sub):
+        return None
+    for param in params:
+        param = param.strip()
+        if not param:
+            continue
+        name, eq, _value = param.partition("=")
+        if not eq or not _is_token(name.strip()):
+            return None
+    return media
+
+
+def _is_token(s: str) -> bool:
+    return bool(s) and all(0x20 < ord(c) < 0x7F and c not in _TSPECIALS for c in s)
+
+
+def _format_of(media: str) -> Format | None:
+    if media == "application/openmetrics-text":
+        return "openmetrics"
+    if media == "text/plain":
+        return "text"
+    # application/vnd.google.protobuf is valid for Prometheus, but we have no protobuf parser.
+    return None
+
+
+def parser_for(content_type: str, fallback: ScrapeProtocol | None) -> Format:
+    """Choose the parser from the Content-Type (P3 rules), else ``fallback_scrape_protocol``.
+
+    Raises `ScrapeContentTypeError` with Prometheus's exact messages when neither works.
+    """
+    if content_type:
+        media = _parse_media_type(content_type)
+        if media is None:
+            if fallback is None:
+                raise ScrapeContentTypeError(
+                    f"cannot parse Content-Type {_quote(content_type)} "
+                    "and no fallback_scrape_protocol for target"
+                )
+        else:
+            chosen = _format_of(media)
+            if chosen is not None:
+                return chosen
+            if fallback is None:
+                raise ScrapeContentTypeError(
+                    f"received unsupported Content-Type {_quote(content_type)} "
+                    "and no fallback_scrape_protocol specified for target"
+                )
+    elif fallback is None:
+        raise ScrapeContentTypeError(
+            "non-compliant scrape target sending blank Content-Type and no "
+            "fallback_scrape_protocol specified for target"
+        )
+    assert fallback is not None
+    chosen = _format_of(PROTOCOL_MEDIA_TYPES[fallback].split(";", 1)[0])
+    if chosen is None:
+        raise ScrapeContentTypeError(f"fallback_scrape_protocol {fallback} is not supported")
+    return chosen
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """An ``SSLContext`` from ``tls_config`` (CA, client cert/key, verification, versions)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if tls.ca_file:
+        ctx.load_verify_locations(cafile=tls.ca_file)
+    if tls.ca:
+        ctx.load_verify_locations(cadata=tls.ca)
+    if tls.cert_file or tls.cert:
+        _load_cert_chain(ctx, tls)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    versions = {
+        "TLS10": ssl.TLSVersion.TLSv1,
+        "TLS11": ssl.TLSVersion.TLSv1_1,
+        "TLS12": ssl.TLSVersion.TLSv1_2,
+        "TLS13": ssl.TLSVersion.TLSv1_3,
+    }
+    if tls.min_version:
+        ctx.minimum_version = versions[tls.min_version]
+    if tls.max_version:
+        ctx.maximum_version = versions[tls.max_version]
+    return ctx
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, tls: TLSConfig) -> None:
+    """``load_cert_chain`` only reads files, so inline PEM goes through a private temp dir."""
+    if tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path = tls.cert_file or os.path.join(tmp, "cert.pem")
+        key_path = tls.key_file or os.path.join(tmp, "key.pem")
+        if not tls.cert_file:
+            with open(cert_path, "w", encoding="utf-8") as f:
+                f.write(tls.cert)
+        if not tls.key_file:
+            with open(key_path, "w", encoding="utf-8") as f:
+                f.write(tls.key)
+        ctx.load_cert_chain(cert_path, key_path)
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The pool's session: no auto-decompression, no cookies, no connection cap.
+
+    Everything per-target (TLS, proxy, auth, headers, redirects) is passed per request, so a
+    pool reload does not need a new session.
+    """
+    return aiohttp.ClientSession(
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(limit=0),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    )
+
+
+def _read_secret(inline: str, path: str) -> str:
+    """A credential, re-read from its file on every scrape (files rotate)."""
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return inline
+
+
+def _proxy_for(url: str, http: HTTPClientConfig) -> str | None:
+    """The proxy for ``url``: ``proxy_url`` (minus ``no_proxy`` hosts) or the environment's."""
+    host = urlsplit(url).hostname or ""
+    if http.proxy_url:
+        for entry in http.no_proxy.split(","):
+            entry = entry.strip().lower()
+            if entry and (host == entry or host.endswith("." + entry.lstrip("."))):
+                return None
+        return http.proxy_url
+    if http.proxy_from_environment:
+        if urllib.request.proxy_bypass(host):
+            return None
+        scheme = urlsplit(url).scheme
+        return urllib.request.getproxies().get(scheme)
+    return None
+
+
+class HttpScraper:
+    """`Scraper` over aiohttp for one target (Prometheus ``targetScraper``)."""
+
+    __slots__ = (
+        "_body_limit",
+        "_gzip",
+        "_headers",
+        "_http",
+        "_proxy",
+        "_proxy_headers",
+        "_server_name",
+        "_session",
+        "_ssl",
+        "_timeout",
+        "url",
+    )
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        url: str,
+        timeout: float,
+        cfg: ScrapeConfig,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._session = session
+        self.url = url
+        self._timeout = timeout
+        self._http = cfg.http_client
+        self._body_limit = cfg.body_size_limit
+        self._gzip = cfg.enable_compression
+        escaping = "underscores" if cfg.metric_name_validation_scheme == "legacy" else "allow-utf-8"
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, values in cfg.http_client.http_headers:
+            for value in values:
+                headers.add(name, value)
+        headers["Accept"] = accept_header(scrape_protocols(cfg), escaping=escaping)
+        headers["Accept-Encoding"] = "gzip" if cfg.enable_compression else "identity"
+        headers["User-Agent"] = USER_AGENT
+        headers["X-Prometheus-Scrape-Timeout-Seconds"] = timeout_header(timeout)
+        self._headers = headers
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._server_name = cfg.http_client.tls_config.server_name or None
+        self._proxy = _proxy_for(url, cfg.http_client)
+        self._proxy_headers: CIMultiDict[str] | None = None
+        if cfg.http_client.proxy_connect_header:
+            self._proxy_headers = CIMultiDict(
+                (name, value)
+                for name, values in cfg.http_client.proxy_connect_header
+                for value in values
+            )
+
+    def _request_headers(self) -> CIMultiDict[str]:
+        """Static headers plus auth, whose secrets are re-read from files each time."""
+        http = self._http
+        if http.basic_auth is None and http.authorization is None:
+            return self._headers
+        headers = self._headers.copy()
+        if http.basic_auth is not None:
+            ba = http.basic_auth
+            user = _read_secret(ba.username, ba.username_file)
+            password = _read_secret(ba.password, ba.password_file)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        elif http.authorization is not None:
+            auth = http.authorization
+            credentials = _read_secret(auth.credentials, auth.credentials_file)
+            headers["Authorization"] = f"{auth.type} {credentials}"
+        return headers
+
+    async def scrape(self) -> ScrapeResponse:
+        """GET the target within one deadline; the body is returned uncompressed."""
+        try:
+            headers = self._request_headers()
+        except OSError as exc:
+            raise ScrapeError(f"unable to read credentials: {exc}") from exc
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.get(
+                    self.url,
+                    headers=headers,
+                    allow_redirects=self._http.follow_redirects,
+                    proxy=self._proxy,
+                    proxy_headers=self._proxy_headers,
+                    ssl=self._ssl,
+                    server_hostname=self._server_name,
+                ) as resp,
+            ):
+                if resp.status != 200:
+                    raise ScrapeHTTPError(resp.status, resp.reason or "")
+                content_type = resp.headers.get("Content-Type", "")
+                gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
+                raw = await self._read(resp, limit=0 if gzipped else self._body_limit)
+        except TimeoutError as exc:
+            raise ScrapeTimeout(f'Get "{self.url}": context deadline exceeded') from exc
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(f'Get "{self.url}": {str(exc) or type(exc).__name__}') from exc
+        body = _gunzip(raw, self._body_limit) if gzipped else raw
+        return ScrapeResponse(body=body, content_type=content_type)
+
+    @staticmethod
+    async def _read(resp: aiohttp.ClientResponse, *, limit: int) -> bytes:
+        """The whole body, or `ScrapeBodyTooLarge` once ``limit`` bytes were read (0 = none)."""
+        if limit <= 0:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                raise ScrapeBodyTooLarge()
+        return b"".join(chunks)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress (multi-member) gzip, failing once ``limit`` output bytes are reached."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = d.decompress(data, limit - size if limit > 0 else 0)
+        except zlib.error as exc:
+            raise ScrapeError(f"gzip: {exc}") from exc
+        size += len(chunk)
+        out.append(chunk)
+        if limit > 0 and (size >= limit or d.unconsumed_tail):
+            raise ScrapeBodyTooLarge()
+        if not d.eof:
+            raise ScrapeError("gzip: unexpected EOF")
+        data = d.unused_data
+    return b"".join(out)

@@ -1,0 +1,29 @@
+"""Fixtures for the scrape tests."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _sync_test_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Give sync tests a loop we close ourselves.
+
+    looptime 0.9's ``pytest_pyfunc_call`` calls ``policy.get_event_loop()`` for every test; in a
+    sync test that silently creates a loop nobody closes, whose self-pipe sockets later raise a
+    ResourceWarning (an error under ``filterwarnings = error``) in some unrelated async test.
+    """
+    if inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
