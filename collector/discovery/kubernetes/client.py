@@ -1,0 +1,245 @@
+"""Where the API server is and how to authenticate to it (spec §2.2).
+
+Three ways to reach a cluster, chosen like Prometheus:
+
+- ``api_server`` set: that URL with the job's own `HTTPClientConfig` (authorization or basic
+  auth, TLS, proxy, extra headers). Secret files are re-read on `Connection.reload_credentials`.
+- a kubeconfig (``kubeconfig_file`` or ``--kubeconfig``): loaded with kubernetes_asyncio's
+  ``load_kube_config`` (current context; tokens, token files, client certificates, exec plugins,
+  OIDC), never persisted back. A 401 re-runs the loader, which re-runs an exec plugin.
+- neither: in-cluster service account via ``load_incluster_config``. Its refresh hook re-reads
+  the projected token every minute; a 401 re-reads it at once.
+
+kubernetes_asyncio is used *only* to load configuration. Requests are plain aiohttp on one
+session per `Connection`, so the informer controls streaming, line splitting and timeouts.
+
+Prometheus counterpart: ``discovery/kubernetes/kubernetes.go`` (``New``) and client-go's
+``rest.InClusterConfig`` / ``clientcmd``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
+
+from collector.config import HTTPClientConfig, TLSConfig
+from collector.errors import DiscoveryError
+
+__all__ = ["SA_DIR", "Connection", "ConnectionSpec", "read_own_namespace"]
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where the kubelet mounts the service account token, CA and namespace."""
+
+USER_AGENT = "collector/0.1 (kubernetes-sd)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSpec:
+    """What identifies one API server connection; equal specs share informers."""
+
+    api_server: str = ""
+    kubeconfig: str = ""
+    http_client: HTTPClientConfig = field(default_factory=HTTPClientConfig)
+    sa_dir: str = SA_DIR
+    """Service-account directory (tests point it elsewhere)."""
+    environ: tuple[tuple[str, str], ...] | None = None
+    """In-cluster environment override (tests); None = ``os.environ``."""
+
+    @property
+    def mode(self) -> str:
+        """``api_server``, ``kubeconfig`` or ``in-cluster``."""
+        if self.api_server:
+            return "api_server"
+        if self.kubeconfig:
+            return "kubeconfig"
+        return "in-cluster"
+
+    def validate(self) -> None:
+        """Fail early (at discoverer creation) when in-cluster config is impossible."""
+        if self.mode == "in-cluster":
+            env = dict(self.environ) if self.environ is not None else os.environ
+            if not env.get("KUBERNETES_SERVICE_HOST") or not env.get("KUBERNETES_SERVICE_PORT"):
+                raise DiscoveryError(
+                    "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and "
+                    "KUBERNETES_SERVICE_PORT must be defined"
+                )
+        elif self.mode == "kubeconfig" and not os.path.isfile(self.kubeconfig):
+            raise DiscoveryError(f"kubeconfig file {self.kubeconfig!r} does not exist")
+
+
+def read_own_namespace(sa_dir: str = SA_DIR) -> str:
+    """The pod's namespace for ``namespaces.own_namespace`` (spec §2.2)."""
+    path = os.path.join(sa_dir, "namespace")
+    try:
+        with open(path) as f:
+            ns = f.read().strip()
+    except OSError as exc:
+        raise DiscoveryError(f"could not read own namespace name: {exc}") from exc
+    if not ns:
+        raise DiscoveryError("could not read own namespace name (empty file)")
+    return ns
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _pem_file(data: str) -> str:
+    """Inline PEM text -> a private temp file path (ssl wants files for cert chains)."""
+    fd, path = tempfile.mkstemp(prefix="collector-k8s-", suffix=".pem")
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    return path
+
+
+def _ssl_from_tls(tls: TLSConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if tls.ca_file:
+        ctx.load_verify_locations(cafile=tls.ca_file)
+    if tls.ca:
+        ctx.load_verify_locations(cadata=tls.ca)
+    cert = tls.cert_file or (_pem_file(tls.cert) if tls.cert else "")
+    key = tls.key_file or (_pem_file(tls.key) if tls.key else "")
+    if cert:
+        ctx.load_cert_chain(cert, key or None)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _ssl_from_k8s(cfg: Any) -> ssl.SSLContext | bool:
+    if not cfg.host.startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Connection:
+    """One API server: base URL, TLS, proxy, credentials and the aiohttp session.
+
+    The informer pool shares one per `ConnectionSpec`; `ensure_loaded` is retried by the
+    informer loop, so a missing token file is an error that heals, not a crash.
+    """
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        self.spec = spec
+        self.base_url = spec.api_server.rstrip("/")
+        self.ssl: ssl.SSLContext | bool = True
+        self.server_hostname: str | None = None
+        self.proxy: str | None = spec.http_client.proxy_url or None
+        self._k8s: Any = None
+        self._auth = ""
+        self._headers: dict[str, str] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self._loaded = False
+
+    async def ensure_loaded(self) -> None:
+        """Load the configuration and open the session once; retried by the informer loop."""
+        if self._loaded:
+            return
+        await self.load()
+        self._loaded = True
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                trust_env=self.spec.http_client.proxy_from_environment,
+            )
+        return self.session
+
+    async def close(self) -> None:
+        """Close the session (the pool does this when the last informer stops)."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def load(self) -> None:
+        """Load (or re-load) where and who: raises `DiscoveryError` when that is impossible."""
+        spec = self.spec
+        self._open_session()
+        try:
+            if spec.mode == "api_server":
+                self._load_http_client(spec.http_client)
+                return
+            cfg = Configuration()
+            if spec.mode == "kubeconfig":
+                await load_kube_config(
+                    config_file=spec.kubeconfig, client_configuration=cfg, persist_config=False
+                )
+            else:
+                load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=cfg,
+                    try_refresh_token=True,
+                    token_filename=os.path.join(spec.sa_dir, "token"),
+                    cert_filename=os.path.join(spec.sa_dir, "ca.crt"),
+                    environ=dict(spec.environ) if spec.environ is not None else os.environ,
+                )
+        except (ConfigException, OSError, ValueError, ssl.SSLError) as exc:
+            raise DiscoveryError(f"kubernetes client configuration ({spec.mode}): {exc}") from exc
+        self._set_k8s(cfg)
+
+    def _set_k8s(self, cfg: Any) -> None:
+        self._k8s = cfg
+        self.base_url = str(cfg.host).rstrip("/")
+        self.ssl = _ssl_from_k8s(cfg)
+        self.server_hostname = getattr(cfg, "tls_server_name", None) or None
+        self.proxy = getattr(cfg, "proxy", None) or None
+
+    def _load_http_client(self, hc: HTTPClientConfig) -> None:
+        try:
+            self._load_http_client_files(hc)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise DiscoveryError(f"kubernetes client configuration (api_server): {exc}") from exc
+
+    def _load_http_client_files(self, hc: HTTPClientConfig) -> None:
+        if self.base_url.startswith("https"):
+            self.ssl = _ssl_from_tls(hc.tls_config)
+            self.server_hostname = hc.tls_config.server_name or None
+        else:
+            self.ssl = False
+        self._auth = ""
+        if hc.authorization is not None:
+            a = hc.authorization
+            cred = _read(a.credentials_file) if a.credentials_file else a.credentials
+            self._auth = f"{a.type or 'Bearer'} {cred}"
+        elif hc.basic_auth is not None:
+            b = hc.basic_auth
+            user = _read(b.username_file) if b.username_file else b.username
+            password = _read(b.password_file) if b.password_file else b.password
+            self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {name: ", ".join(values) for name, values in hc.http_headers}
+
+    async def reload_credentials(self) -> None:
+        """After a 401: re-read token files, re-run exec plugins, re-read secret files."""
+        try:
+            await self.load()
+        except DiscoveryError:
+            pass  # keep the old credentials; the next 401 tries again
+
+    async def headers(self) -> dict[str, str]:
+        """Request headers, with the current credentials (in-cluster tokens refresh here)."""
+        out = {"Accept": "application/json", "User-Agent": USER_AGENT, **self._headers}
+        if self._k8s is not None:
+            value = await self._k8s.get_api_key_with_prefix("BearerToken")
+            if value:
+                out["Authorization"] = str(value)
+        elif self._auth:
+            out["Authorization"] = self._auth
+        return out

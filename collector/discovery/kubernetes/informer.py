@@ -1,0 +1,551 @@
+"""The informer: list + watch one resource into a local store of slim objects (spec §2.3).
+
+One `Informer` per (API server, resource, namespace, label selector, field selector), shared by
+every discoverer that asks for the same thing through an `InformerPool`. It keeps a dict of
+slim objects (`objects.SLIM`) and tells its handlers what changed: ``add``, ``update`` (with
+the previous value) and ``delete``.
+
+The cycle is client-go's reflector, done by hand on raw aiohttp (kubernetes-api.md §D lists what
+kubernetes_asyncio's ``Watch`` gets wrong):
+
+1. LIST, paginated (``limit``/``continue``). The first LIST asks for ``resourceVersion=0``
+   (cache); after a 410 the next one is a consistent read. A 410 on a ``continue`` token restarts
+   the LIST from the beginning. The result *replaces* the store: vanished objects become
+   ``delete`` events, changed ones ``update``, new ones ``add``. Then ``synced`` is set.
+2. WATCH from the LIST's resourceVersion with ``allowWatchBookmarks`` and ``timeoutSeconds``
+   drawn from [300, 600]. Lines are split here (no line length limit; a 1 MB object is one line)
+   and decoded with orjson. Every event and bookmark advances the stored RV. ``ADDED`` for a key
+   already held is an update (replays after reconnects do that).
+3. The server ends the watch at its timeout -> watch again from the last RV, at once.
+4. 410 Gone, as an ``ERROR`` event or as the HTTP status -> quiet relist.
+5. Anything else -> ``prometheus_sd_kubernetes_failures_total``, jittered exponential backoff
+   (0.8 s doubling to 30 s, reset after 2 minutes of health), then watch again from the last RV:
+   transport errors and truncated streams, a stream silent for longer than ``timeoutSeconds``
+   plus a margin (stall), a line that is not JSON, 5xx and 429 (``Retry-After`` honoured).
+   A 401 reloads credentials first; a 403 is logged once with the missing RBAC rule.
+
+Errors are logged once per change of state, never raised: only cancellation stops `run`.
+
+Prometheus counterpart: client-go ``tools/cache/reflector.go`` + ``shared_informer.go`` as used
+by ``discovery/kubernetes/kubernetes.go``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn, TypedDict
+
+import aiohttp
+import orjson
+
+from collector.discovery.kubernetes.client import Connection, ConnectionSpec
+from collector.discovery.kubernetes.metrics import KubernetesMetrics
+from collector.discovery.kubernetes.objects import SLIM, RawObject, SlimObject, object_key
+from collector.errors import DiscoveryError, KubernetesAPIError
+
+__all__ = [
+    "RESOURCE_PATHS",
+    "EventKind",
+    "Handler",
+    "Informer",
+    "InformerKey",
+    "InformerOptions",
+    "InformerPool",
+    "default_pool",
+]
+
+log = logging.getLogger(__name__)
+
+RESOURCE_PATHS: Mapping[str, tuple[str, bool]] = {
+    "nodes": ("/api/v1", False),
+    "namespaces": ("/api/v1", False),
+    "pods": ("/api/v1", True),
+    "services": ("/api/v1", True),
+    "endpoints": ("/api/v1", True),
+    "endpointslices": ("/apis/discovery.k8s.io/v1", True),
+    "ingresses": ("/apis/networking.k8s.io/v1", True),
+}
+"""Resource -> (API prefix, namespaced) (kubernetes-api.md §B.1)."""
+
+_GROUPS = {"endpointslices": "discovery.k8s.io", "ingresses": "networking.k8s.io"}
+
+EventKind = Literal["add", "update", "delete"]
+Handler = Callable[[EventKind, str, SlimObject | None, SlimObject | None], None]
+"""``handler(kind, key, old, new)``: called synchronously after the store changed."""
+
+
+class RawEvent(TypedDict, total=False):
+    """One watch line."""
+
+    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+    object: RawObject
+
+
+class RawListMeta(TypedDict, total=False):
+    resourceVersion: str
+    # "continue" is a keyword; read with .get("continue")
+
+
+class RawList(TypedDict, total=False):
+    kind: str
+    apiVersion: str
+    metadata: dict[str, Any]
+    items: list[RawObject] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InformerKey:
+    """What makes two informers the same: shared by every discoverer asking for it."""
+
+    connection: ConnectionSpec
+    resource: str
+    namespace: str = ""
+    label_selector: str = ""
+    field_selector: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InformerOptions:
+    """Knobs; the defaults are client-go's. Tests shorten them or inject time."""
+
+    page_size: int = 500
+    watch_timeout_min: float = 300.0
+    watch_timeout_max: float = 600.0
+    read_margin: float = 30.0
+    """The client read deadline is ``timeoutSeconds`` plus this (bookmarks may never come)."""
+    read_deadline: float | None = None
+    """Override the read deadline outright (tests of stalls)."""
+    backoff_initial: float = 0.8
+    backoff_max: float = 30.0
+    backoff_reset: float = 120.0
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    """Backoff waits (inject a fake to test on virtual time)."""
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+
+class _Gone(Exception):
+    """410: the RV or continue token expired; relist."""
+
+
+class _Restart(Exception):
+    """Rewatch after backoff; ``reason`` labels the restart counter."""
+
+    def __init__(self, reason: str, message: str, *, retry_after: float = 0.0) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class _Backoff:
+    """Exponential backoff with full jitter: [d, 2d) capped at ``max``, reset after health."""
+
+    def __init__(self, options: InformerOptions) -> None:
+        self._o = options
+        self._n = 0
+        self._last = 0.0
+
+    def next(self) -> float:
+        now = time.monotonic()
+        if self._n and now - self._last > self._o.backoff_reset:
+            self._n = 0
+        self._last = now
+        base = min(self._o.backoff_max, self._o.backoff_initial * (1 << min(self._n, 30)))
+        self._n += 1
+        jitter: float = self._o.rng.random()
+        return min(self._o.backoff_max, base * (1.0 + jitter))
+
+    def reset(self) -> None:
+        self._n = 0
+
+
+def _status_error(status: int, body: bytes) -> KubernetesAPIError:
+    reason, message = "", body[:200].decode("utf-8", "replace")
+    try:
+        data = orjson.loads(body)
+        if isinstance(data, dict):
+            reason = str(data.get("reason", ""))
+            message = str(data.get("message", message))
+    except orjson.JSONDecodeError:
+        pass
+    return KubernetesAPIError(message, status=status, reason=reason)
+
+
+class Informer:
+    """List/watch one resource into a store of slim objects; see the module docstring."""
+
+    def __init__(
+        self,
+        key: InformerKey,
+        connection: Connection,
+        *,
+        metrics: KubernetesMetrics,
+        options: InformerOptions | None = None,
+    ) -> None:
+        self.key = key
+        self.connection = connection
+        self.options = options or InformerOptions()
+        self.metrics = metrics
+        self.store: dict[str, SlimObject] = {}
+        """Key (``ns/name`` or ``name``) -> slim object. Read it; never write it."""
+        self.synced = asyncio.Event()
+        """Set once the first LIST completed."""
+        self.resource_version = ""
+        self._handlers: list[Handler] = []
+        self._slim = SLIM[key.resource]
+        self._consistent_list = False
+        self._state = ""
+        self._reported_forbidden: set[str] = set()
+        prefix, namespaced = RESOURCE_PATHS[key.resource]
+        ns = f"/namespaces/{key.namespace}" if key.namespace and namespaced else ""
+        self._path = f"{prefix}{ns}/{key.resource}"
+
+    def add_handler(self, handler: Handler) -> None:
+        """Subscribe to changes (``handler(kind, key, old, new)``)."""
+        self._handlers.append(handler)
+
+    def remove_handler(self, handler: Handler) -> None:
+        """Unsubscribe."""
+        with contextlib.suppress(ValueError):
+            self._handlers.remove(handler)
+
+    def get(self, key: str) -> SlimObject | None:
+        """The stored object under ``key``."""
+        return self.store.get(key)
+
+    # ----------------------------------------------------------------- loop
+
+    async def run(self) -> NoReturn:
+        """List, then watch, forever; only cancellation stops it."""
+        res = self.key.resource
+        backoff = _Backoff(self.options)
+        need_list = True
+        relist_reason = ""
+        while True:
+            try:
+                await self.connection.ensure_loaded()
+                if need_list:
+                    await self._list()
+                    if relist_reason:
+                        self.metrics.relists.labels(res, relist_reason).inc()
+                    need_list, relist_reason = False, ""
+                    self._recovered()
+                await self._watch()
+                self.metrics.watch_restarts.labels(res, "closed").inc()
+            except _Gone:
+                self.metrics.watch_restarts.labels(res, "expired").inc()
+                log.debug("%s: resource version expired, relisting", self._where())
+                need_list, relist_reason, self._consistent_list = True, "expired", True
+            except _Restart as restart:
+                self.metrics.failures.inc()
+                self.metrics.watch_restarts.labels(res, restart.reason).inc()
+                self._failed(restart.reason, str(restart))
+                await self.options.sleep(max(backoff.next(), restart.retry_after))
+                if restart.reason == "unauthorized":
+                    # After the wait, so a token rotated meanwhile is picked up.
+                    await self.connection.reload_credentials()
+            except DiscoveryError as exc:
+                self.metrics.failures.inc()
+                self._failed("config", str(exc))
+                await self.options.sleep(backoff.next())
+
+    def _where(self) -> str:
+        k = self.key
+        sel = ",".join(s for s in (k.label_selector, k.field_selector) if s)
+        where = f" in namespace {k.namespace!r}" if k.namespace else ""
+        return f"{k.resource}{where}{f' ({sel})' if sel else ''} at {self.connection.base_url}"
+
+    def _failed(self, state: str, message: str) -> None:
+        if state != self._state:
+            log.warning("kubernetes %s: %s", self._where(), message)
+            self._state = state
+
+    def _recovered(self) -> None:
+        if self._state:
+            log.info("kubernetes %s: recovered", self._where())
+            self._state = ""
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _params(self, **extra: str) -> dict[str, str]:
+        params = dict(extra)
+        if self.key.label_selector:
+            params["labelSelector"] = self.key.label_selector
+        if self.key.field_selector:
+            params["fieldSelector"] = self.key.field_selector
+        return params
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, params: dict[str, str], *, verb: str
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        conn = self.connection
+        assert conn.session is not None
+        try:
+            async with conn.session.get(
+                conn.base_url + self._path,
+                params=params,
+                headers=await conn.headers(),
+                ssl=conn.ssl,
+                server_hostname=conn.server_hostname,
+                proxy=conn.proxy,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+            ) as resp:
+                if resp.status != 200:
+                    body = await resp.read()
+                    self._raise_status(resp, body, verb=verb)
+                yield resp
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Restart("disconnected", f"{verb} failed: {exc!r}") from exc
+
+    def _raise_status(self, resp: aiohttp.ClientResponse, body: bytes, *, verb: str) -> NoReturn:
+        status = resp.status
+        err = _status_error(status, body)
+        if status == 410:
+            raise _Gone(str(err))
+        if status == 401:
+            raise _Restart("unauthorized", f"{verb}: {err}")
+        if status == 403:
+            self._report_forbidden(verb, str(err))
+            raise _Restart("forbidden", f"{verb}: {err}")
+        retry_after = 0.0
+        if status == 429 or status >= 500:
+            with contextlib.suppress(ValueError):
+                retry_after = float(resp.headers.get("Retry-After", "0"))
+        raise _Restart(f"http_{status}", f"{verb}: {err}", retry_after=retry_after)
+
+    def _report_forbidden(self, verb: str, message: str) -> None:
+        k = self.key
+        group = _GROUPS.get(k.resource, "")
+        scope = f'the namespace "{k.namespace}"' if k.namespace else "the cluster scope"
+        rule = f"{verb} {k.resource}{f'.{group}' if group else ''} in {scope}"
+        if rule not in self._reported_forbidden:
+            self._reported_forbidden.add(rule)
+            log.error(
+                "kubernetes SD is missing an RBAC permission: %s (server said: %s)", rule, message
+            )
+
+    # ----------------------------------------------------------------- list
+
+    async def _list(self) -> None:
+        items: dict[str, SlimObject] = {}
+        token = ""
+        list_rv = ""
+        rv_param = "" if self._consistent_list else "0"
+        while True:
+            params = self._params(limit=str(self.options.page_size))
+            if token:
+                params["continue"] = token
+            elif rv_param:
+                params["resourceVersion"] = rv_param
+            try:
+                async with self._request(params, verb="list") as resp:
+                    try:
+                        body: RawList = orjson.loads(await resp.read())
+                    except (orjson.JSONDecodeError, aiohttp.ClientError) as exc:
+                        raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+            except _Gone:
+                if not token:
+                    raise
+                # The snapshot behind the continue token was compacted: start over with a
+                # consistent read (never the "inconsistent" token the 410 offers).
+                self.metrics.relists.labels(self.key.resource, "expired_continue").inc()
+                items.clear()
+                token, rv_param = "", ""
+                continue
+            meta = body.get("metadata") or {}
+            if not token:
+                list_rv = str(meta.get("resourceVersion", ""))
+            for raw in body.get("items") or ():
+                items[object_key(raw)] = self._slim(raw)
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        self._replace(items, list_rv)
+
+    def _replace(self, items: dict[str, SlimObject], rv: str) -> None:
+        old = self.store
+        self.store = items
+        self.resource_version = rv
+        self._consistent_list = False
+        res = self.key.resource
+        self.metrics.objects.labels(res).set(len(items))
+        self.metrics.last_sync.labels(res).set(time.time())
+        for key, obj in items.items():
+            prev = old.get(key)
+            if prev is None:
+                self._emit("add", key, None, obj)
+            elif prev != obj:
+                self._emit("update", key, prev, obj)
+        for key in old.keys() - items.keys():
+            self._emit("delete", key, old[key], None)
+        self.synced.set()
+
+    def _emit(
+        self, kind: EventKind, key: str, old: SlimObject | None, new: SlimObject | None
+    ) -> None:
+        for handler in list(self._handlers):
+            try:
+                handler(kind, key, old, new)
+            except Exception:
+                log.exception("kubernetes %s: event handler failed", self._where())
+
+    # ----------------------------------------------------------------- watch
+
+    async def _watch(self) -> None:
+        o = self.options
+        timeout = int(o.rng.uniform(o.watch_timeout_min, o.watch_timeout_max))
+        params = self._params(
+            watch="true",
+            resourceVersion=self.resource_version,
+            allowWatchBookmarks="true",
+            timeoutSeconds=str(timeout),
+        )
+        deadline = o.read_deadline if o.read_deadline is not None else timeout + o.read_margin
+        async with self._request(params, verb="watch") as resp:
+            buf = bytearray()
+            while True:
+                try:
+                    async with asyncio.timeout(deadline):
+                        chunk = await resp.content.readany()
+                except TimeoutError as exc:
+                    raise _Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise _Restart("disconnected", f"watch: {exc!r}") from exc
+                if not chunk:
+                    return
+                start = len(buf)
+                buf += chunk
+                nl = buf.find(b"\n", start)
+                if nl < 0:
+                    continue
+                pos = 0
+                while nl >= 0:
+                    line = bytes(buf[pos:nl])
+                    pos = nl + 1
+                    if line.strip():
+                        self._event(line)
+                    nl = buf.find(b"\n", pos)
+                del buf[:pos]
+
+    def _event(self, line: bytes) -> None:
+        try:
+            event: RawEvent = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise _Restart("bad_line", f"watch: not a JSON line: {line[:80]!r}") from exc
+        if not isinstance(event, dict):
+            raise _Restart("bad_line", f"watch: not an event: {line[:80]!r}")
+        kind = event.get("type")
+        obj: Any = event.get("object") or {}
+        if kind == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            if code == 410:
+                raise _Gone(str(obj.get("message", "")))
+            raise _Restart(f"http_{code}", f"watch: error event: {obj.get('message', obj)!r}")
+        meta = obj.get("metadata") or {}
+        rv = meta.get("resourceVersion")
+        if kind == "BOOKMARK":
+            if rv:
+                self.resource_version = str(rv)
+            return
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            raise _Restart("bad_line", f"watch: unknown event type {kind!r}")
+        key = object_key(obj)
+        if kind == "DELETED":
+            prev = self.store.pop(key, None)
+            if prev is not None:
+                self._emit("delete", key, prev, None)
+        else:
+            new = self._slim(obj)
+            prev = self.store.get(key)
+            self.store[key] = new
+            self._emit("add" if prev is None else "update", key, prev, new)
+        if rv:
+            self.resource_version = str(rv)
+        self.metrics.objects.labels(self.key.resource).set(len(self.store))
+        self._recovered()
+
+
+# ------------------------------------------------------------------------------------- pool
+
+
+@dataclass
+class _Entry:
+    informer: Informer
+    task: asyncio.Task[NoReturn]
+    refs: int = 0
+
+
+@dataclass
+class _ConnEntry:
+    connection: Connection
+    refs: int = 0
+
+
+class InformerPool:
+    """Informers shared by key across discoverers; started on first use, stopped on last."""
+
+    def __init__(self, *, options: InformerOptions | None = None) -> None:
+        self.options = options or InformerOptions()
+        self._informers: dict[InformerKey, _Entry] = {}
+        self._connections: dict[ConnectionSpec, _ConnEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._informers)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, key: InformerKey, handler: Handler, *, metrics: KubernetesMetrics
+    ) -> AsyncIterator[Informer]:
+        """Share (or start) the informer for ``key`` while the block runs."""
+        entry = self._informers.get(key)
+        if entry is None:
+            conn = self._acquire_connection(key.connection)
+            informer = Informer(key, conn, metrics=metrics, options=self.options)
+            task: asyncio.Task[NoReturn] = asyncio.get_running_loop().create_task(
+                informer.run(), name=f"informer {key.resource}/{key.namespace}"
+            )
+            entry = self._informers[key] = _Entry(informer, task)
+        entry.refs += 1
+        entry.informer.add_handler(handler)
+        try:
+            yield entry.informer
+        finally:
+            entry.informer.remove_handler(handler)
+            entry.refs -= 1
+            if entry.refs == 0 and self._informers.get(key) is entry:
+                del self._informers[key]
+                entry.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([entry.task])
+                await self._release_connection(key.connection)
+
+    def _acquire_connection(self, spec: ConnectionSpec) -> Connection:
+        centry = self._connections.get(spec)
+        if centry is None:
+            centry = self._connections[spec] = _ConnEntry(Connection(spec))
+        centry.refs += 1
+        return centry.connection
+
+    async def _release_connection(self, spec: ConnectionSpec) -> None:
+        centry = self._connections[spec]
+        centry.refs -= 1
+        if centry.refs == 0:
+            del self._connections[spec]
+            await centry.connection.close()
+
+
+_DEFAULT_POOL: InformerPool | None = None
+
+
+def default_pool() -> InformerPool:
+    """The process-wide pool `make_discoverer` uses when none is injected."""
+    global _DEFAULT_POOL
+    if _DEFAULT_POOL is None:
+        _DEFAULT_POOL = InformerPool()
+    return _DEFAULT_POOL
