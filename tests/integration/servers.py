@@ -123,7 +123,10 @@ def victoria_metrics(workdir: Path) -> Iterator[Server]:
         "-dedup.minScrapeInterval=0",
     ]
     with start_server(
-        "victoria-metrics", argv, url=f"http://127.0.0.1:{port}", ready_path="/health",
+        "victoria-metrics",
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/health",
         workdir=workdir,
     ) as server:
         yield server
@@ -143,7 +146,10 @@ def prometheus_receiver(workdir: Path) -> Iterator[Server]:
         "--web.enable-remote-write-receiver",
     ]
     with start_server(
-        "prometheus", argv, url=f"http://127.0.0.1:{port}", ready_path="/-/ready",
+        "prometheus",
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/-/ready",
         workdir=workdir,
     ) as server:
         yield server
@@ -163,7 +169,10 @@ def node_exporter(workdir: Path) -> Iterator[Server]:
         "--collector.time",
     ]
     with start_server(
-        "node-exporter", argv, url=f"http://127.0.0.1:{port}", ready_path="/metrics",
+        "node-exporter",
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/metrics",
         workdir=workdir,
     ) as server:
         yield server

@@ -1,0 +1,672 @@
+"""A real Kubernetes API server (v1.20.2 + etcd) on loopback, and vmagent as a Kubernetes-SD oracle.
+
+Nothing here is a fake. ``kube_apiserver`` starts Debian's etcd and a kube-apiserver v1.20.2 built
+from Debian's ``kubernetes`` source package by ``scripts/kube-apiserver.sh`` (about 10 minutes,
+once per machine; the binary is cached outside the repository). ``vmagent_oracle`` starts Debian's
+vmagent 1.79 with a ``kubernetes_sd_configs`` scrape config pointed at that server and reads what
+it discovered from its Prometheus-compatible ``/api/v1/targets``. See ``docs/kube-apiserver.md``.
+
+No controllers, scheduler or kubelet run: tests create Endpoints themselves, set
+``spec.nodeName`` directly and patch pod status through the ``status`` subresource
+(:meth:`KubeAPIServer.patch_status`).
+
+If the binary has not been built the fixtures raise :class:`KubeRigUnavailable` naming the build
+script; they never skip silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ADMIN_TOKEN",
+    "BUILD_SCRIPT",
+    "KUBE_VERSION",
+    "UNPRIVILEGED_TOKEN",
+    "KubeAPIError",
+    "KubeAPIServer",
+    "KubeRigUnavailable",
+    "VMAgentOracle",
+    "kube_apiserver",
+    "kube_apiserver_binary",
+    "vmagent_oracle",
+]
+
+KUBE_VERSION = "v1.20.2"
+BUILD_SCRIPT = "scripts/kube-apiserver.sh"
+ADMIN_TOKEN = "admintoken"  # user "admin", group system:masters (cluster-admin through RBAC)
+UNPRIVILEGED_TOKEN = "promtoken"  # user "prom", no RBAC bindings: every list/watch is a 403
+ADMIN_USER = "admin"
+UNPRIVILEGED_USER = "prom"
+
+JSONObject = dict[str, Any]
+
+
+class KubeRigUnavailable(RuntimeError):
+    """The kube-apiserver binary (or etcd) is missing: run ``scripts/kube-apiserver.sh`` first."""
+
+
+class KubeAPIError(Exception):
+    """A non-2xx answer of the API server; ``body`` is the decoded Status object when it is JSON."""
+
+    def __init__(self, method: str, path: str, code: int, body: Any) -> None:
+        super().__init__(f"{method} {path}: HTTP {code}: {body}")
+        self.method = method
+        self.path = path
+        self.code = code
+        self.body = body
+
+    @property
+    def reason(self) -> str | None:
+        """The Status ``reason``: ``NotFound``, ``AlreadyExists``, ``Forbidden``, ``Expired``..."""
+        if isinstance(self.body, dict):
+            reason = self.body.get("reason")
+            return reason if isinstance(reason, str) else None
+        return None
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until(
+    predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
+) -> None:
+    """Poll ``predicate`` until it is true; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            if predicate():
+                return
+        except (OSError, KubeAPIError, ValueError) as exc:  # not up yet / not there yet
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not met within {timeout}s (last error: {last_error!r})")
+        time.sleep(interval)
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError:
+        return ""
+
+
+def _stop(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _which(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise KubeRigUnavailable(
+            f"{binary} is not installed; run `{BUILD_SCRIPT}` (it installs etcd-server and"
+            " etcd-client and builds kube-apiserver)"
+        )
+    return path
+
+
+def kube_apiserver_binary() -> Path:
+    """The cached kube-apiserver v1.20.2 built by ``scripts/kube-apiserver.sh``.
+
+    ``$KUBE_APISERVER`` overrides the path; otherwise it is
+    ``${COLLECTOR_CACHE:-/var/cache/collector}/kube-apiserver-v1.20.2/kube-apiserver``.
+    Raises :class:`KubeRigUnavailable` (never skips) when it is missing.
+    """
+    override = os.environ.get("KUBE_APISERVER")
+    if override:
+        path = Path(override)
+    else:
+        cache = Path(os.environ.get("COLLECTOR_CACHE") or "/var/cache/collector")
+        path = cache / f"kube-apiserver-{KUBE_VERSION}" / "kube-apiserver"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise KubeRigUnavailable(
+            f"kube-apiserver {KUBE_VERSION} not found at {path}: run `bash {BUILD_SCRIPT}` first"
+            " (root, Debian bookworm; builds it from Debian's kubernetes source package in about"
+            " 10 minutes and caches it; set COLLECTOR_CACHE or KUBE_APISERVER to relocate)"
+        )
+    return path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run([_which("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- the API server
+
+
+@dataclass
+class KubeAPIServer:
+    """A running etcd + kube-apiserver pair on loopback (HTTPS, self-signed serving cert).
+
+    ``url`` is ``https://127.0.0.1:<port>``; ``ca_file`` verifies it (it holds the generated
+    serving cert and its self-signed CA; SANs include ``127.0.0.1``). REST helpers use the admin
+    token unless ``token=`` is given, send and return JSON, and raise :class:`KubeAPIError` on
+    non-2xx answers (``request`` returns the status instead).
+    """
+
+    url: str
+    admin_token: str
+    unprivileged_token: str
+    ca_file: Path
+    workdir: Path
+    etcd_url: str
+    apiserver_argv: list[str]
+    etcd_process: subprocess.Popen[bytes]
+    apiserver_process: subprocess.Popen[bytes]
+    apiserver_log: Path
+    etcd_log: Path
+    _ssl: ssl.SSLContext = field(repr=False)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        content_type: str = "application/json",
+        query: Mapping[str, str | int | bool] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
+        """Send one request; ``(status, decoded JSON body or text)`` whatever the status."""
+        url = f"{self.url}{path}"
+        if query:
+            items = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.items()}
+            url = f"{url}?{urllib.parse.urlencode(items)}"
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if token is None:
+            token = self.admin_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if data is not None:
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as response:
+                status: int = response.status
+                raw: bytes = response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        text = raw.decode(errors="replace")
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+    def _checked(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        status, decoded = self.request(method, path, body, **kwargs)
+        if not 200 <= status < 300:
+            raise KubeAPIError(method, path, status, decoded)
+        return decoded
+
+    def get(self, path: str, *, token: str | None = None, **query: str | int | bool) -> Any:
+        """GET ``path`` (e.g. ``/api/v1/namespaces/default/pods``); keyword args are the query."""
+        return self._checked("GET", path, token=token, query=query)
+
+    def create(self, path: str, obj: Mapping[str, Any]) -> JSONObject:
+        """POST ``obj`` to the collection ``path`` (e.g. ``/api/v1/namespaces/ns/pods``)."""
+        created: JSONObject = self._checked("POST", path, dict(obj))
+        return created
+
+    def replace(self, path: str, obj: Mapping[str, Any]) -> JSONObject:
+        """PUT ``obj`` at the object ``path`` (needs ``metadata.resourceVersion`` or none)."""
+        replaced: JSONObject = self._checked("PUT", path, dict(obj))
+        return replaced
+
+    def patch(
+        self, path: str, patch: Any, *, patch_type: str = "merge", subresource: str | None = None
+    ) -> JSONObject:
+        """PATCH the object at ``path``; ``patch_type`` is ``merge``, ``strategic`` or ``json``."""
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }[patch_type]
+        target = f"{path}/{subresource}" if subresource else path
+        patched: JSONObject = self._checked("PATCH", target, patch, content_type=content_type)
+        return patched
+
+    def patch_status(self, path: str, status: Mapping[str, Any]) -> JSONObject:
+        """Merge-patch ``{"status": status}`` through ``<path>/status``.
+
+        Pods lose their status on create (the server resets it to Pending), so this is how tests
+        set ``podIP``, ``phase``, conditions and container statuses without a kubelet.
+        """
+        return self.patch(path, {"status": dict(status)}, subresource="status")
+
+    def delete(self, path: str, *, grace_period_seconds: int | None = 0) -> Any:
+        """DELETE the object at ``path``.
+
+        The default grace period 0 deletes bound pods at once (with a grace period they would
+        wait for a kubelet that does not exist); ``None`` sends no DeleteOptions.
+        """
+        body = None
+        if grace_period_seconds is not None:
+            body = {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "gracePeriodSeconds": grace_period_seconds,
+            }
+        return self._checked("DELETE", path, body)
+
+    def ensure_namespace(self, name: str) -> None:
+        """Create namespace ``name`` unless it exists."""
+        status, body = self.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+        if status not in (201, 409):
+            raise KubeAPIError("POST", "/api/v1/namespaces", status, body)
+
+    def resource_version(self) -> int:
+        """The server's current resourceVersion (from a namespace list; it is etcd's revision)."""
+        listed = self.get("/api/v1/namespaces")
+        return int(listed["metadata"]["resourceVersion"])
+
+    # ------------------------------------------------------------------ kubeconfig
+
+    def write_kubeconfig(
+        self,
+        path: Path,
+        token: str | None = None,
+        *,
+        insecure: bool = False,
+        namespace: str | None = None,
+        embed_ca: bool = False,
+    ) -> Path:
+        """Write a kubeconfig (context ``rig``) for this server and ``token`` (admin by default).
+
+        The CA is referenced as ``certificate-authority: <ca_file>`` (``embed_ca=True``: inline as
+        ``certificate-authority-data``); ``insecure=True`` sets ``insecure-skip-tls-verify`` and no
+        CA instead.
+        """
+        cluster: JSONObject = {"server": self.url}
+        if insecure:
+            cluster["insecure-skip-tls-verify"] = True
+        elif embed_ca:
+            cluster["certificate-authority-data"] = base64.b64encode(
+                self.ca_file.read_bytes()
+            ).decode()
+        else:
+            cluster["certificate-authority"] = str(self.ca_file)
+        context: JSONObject = {"cluster": "rig", "user": "rig"}
+        if namespace:
+            context["namespace"] = namespace
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "rig", "cluster": cluster}],
+            "users": [{"name": "rig", "user": {"token": token or self.admin_token}}],
+            "contexts": [{"name": "rig", "context": context}],
+            "current-context": "rig",
+            "preferences": {},
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    # ------------------------------------------------------------------ etcd / lifecycle
+
+    def _etcdctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [_which("etcdctl"), f"--endpoints={self.etcd_url}", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
+        return result.stdout
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (the newest resourceVersion of any object)."""
+        status = json.loads(self._etcdctl("endpoint", "status", "-w", "json"))
+        return int(status[0]["Status"]["header"]["revision"])
+
+    def compact(self, revision: int | None = None) -> int:
+        """Compact etcd; return the compaction revision R (every revision below R is gone).
+
+        By default R is a fresh revision made by writing a marker key outside ``/registry``
+        (invisible to the apiserver), so *every* resourceVersion handed out so far is expired:
+        list ``continue`` tokens and ``resourceVersion=X&resourceVersionMatch=Exact`` answer 410.
+        (Compacting at the current revision would keep that revision readable.)
+
+        Watches are served from the apiserver's watch cache, whose window does not shrink on
+        compaction: for a watch 410 with an older RV, :meth:`restart` after compacting (the
+        cache restarts at the current revision), or start the server with
+        ``extra_args=["--watch-cache=false"]`` so watches go straight to etcd.
+        """
+        if revision is None:
+            self._etcdctl("put", "/collector-rig/compaction-marker", str(time.time()))
+            revision = self.etcd_revision()
+        self._etcdctl("compact", str(revision))
+        return revision
+
+    def restart(self, *, timeout: float = 90) -> None:
+        """Restart kube-apiserver only (same port, cert, etcd data); wait until it is ready.
+
+        Open watches end; clients must reconnect. About 5-10 s.
+        """
+        _stop(self.apiserver_process)
+        self.apiserver_process = _spawn(self.apiserver_argv, self.apiserver_log, append=True)
+        self.wait_ready(timeout=timeout)
+
+    def wait_ready(self, *, timeout: float = 90) -> None:
+        """Wait (bounded) until ``/readyz`` answers 200 to the admin token."""
+
+        def ready() -> bool:
+            if self.apiserver_process.poll() is not None:
+                raise KubeRigUnavailable(
+                    f"kube-apiserver exited with {self.apiserver_process.returncode}:\n"
+                    f"{_tail(self.apiserver_log)}"
+                )
+            status, _ = self.request("GET", "/readyz", timeout=5)
+            return status == 200
+
+        _wait_until(ready, timeout=timeout, what=f"kube-apiserver {self.url}/readyz")
+
+
+def _spawn(argv: Sequence[str], log: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
+    with log.open("ab" if append else "wb") as out:
+        return subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+@contextlib.contextmanager
+def kube_apiserver(
+    workdir: Path,
+    *,
+    min_request_timeout: int | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 90,
+) -> Iterator[KubeAPIServer]:
+    """Start etcd and kube-apiserver v1.20.2 in ``workdir``; stop both (and nothing else) after.
+
+    - Auth: static tokens ``admintoken`` (user ``admin``, group ``system:masters``) and
+      ``promtoken`` (user ``prom``, no RBAC rights: 403 on every list/watch); anonymous requests
+      are 401. ``--authorization-mode=RBAC``.
+    - ``--disable-admission-plugins=ServiceAccount``: pods need no service account or token.
+    - ``min_request_timeout``: ``--min-request-timeout`` (watches without ``timeoutSeconds`` then
+      end after a random ``[n, 2n)`` s; the default is 1800 s).
+    - ``extra_args`` are appended to the kube-apiserver command line (later flags win).
+
+    Raises :class:`KubeRigUnavailable` when the binary or etcd is missing or either exits.
+    """
+    binary = kube_apiserver_binary()
+    etcd = _which("etcd")
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    # Static tokens and service-account keys (the SA key flags are mandatory in 1.20).
+    tokens = workdir / "tokens.csv"
+    tokens.write_text(
+        f'{ADMIN_TOKEN},{ADMIN_USER},1,"system:masters"\n{UNPRIVILEGED_TOKEN},{UNPRIVILEGED_USER},2\n'
+    )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=workdir)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=workdir)
+
+    client_port, peer_port, secure_port = _free_port(), _free_port(), _free_port()
+    etcd_url = f"http://127.0.0.1:{client_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    etcd_argv = [
+        etcd,
+        "--name=rig",
+        f"--data-dir={workdir / 'etcd'}",
+        f"--listen-client-urls={etcd_url}",
+        f"--advertise-client-urls={etcd_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=rig={peer_url}",
+        "--listen-metrics-urls=",
+        "--log-level=warn",
+        "--logger=zap",
+    ]
+    cert_dir = workdir / "certs"
+    apiserver_argv = [
+        str(binary),
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={secure_port}",
+        "--insecure-port=0",
+        f"--cert-dir={cert_dir}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={workdir / 'sa.pub'}",
+        f"--service-account-signing-key-file={workdir / 'sa.key'}",
+        f"--token-auth-file={tokens}",
+        "--authorization-mode=RBAC",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--disable-admission-plugins=ServiceAccount",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=1",
+    ]
+    if min_request_timeout is not None:
+        apiserver_argv.append(f"--min-request-timeout={min_request_timeout}")
+    apiserver_argv.extend(extra_args)
+
+    etcd_log = workdir / "etcd.log"
+    apiserver_log = workdir / "kube-apiserver.log"
+    etcd_process = _spawn(etcd_argv, etcd_log)
+    apiserver_process: subprocess.Popen[bytes] | None = None
+    try:
+
+        def etcd_up() -> bool:
+            if etcd_process.poll() is not None:
+                raise KubeRigUnavailable(f"etcd exited: {_tail(etcd_log)}")
+            with urllib.request.urlopen(f"{etcd_url}/health", timeout=2) as response:
+                return b"true" in response.read()
+
+        _wait_until(etcd_up, timeout=timeout, what=f"etcd {etcd_url}/health")
+
+        apiserver_process = _spawn(apiserver_argv, apiserver_log)
+        process = apiserver_process
+
+        def port_open() -> bool:
+            if process.poll() is not None:
+                raise KubeRigUnavailable(
+                    f"kube-apiserver exited with {process.returncode}:\n{_tail(apiserver_log)}"
+                )
+            with socket.create_connection(("127.0.0.1", secure_port), timeout=1):
+                return True
+
+        _wait_until(port_open, timeout=timeout, what=f"kube-apiserver port {secure_port}")
+        ca_file = cert_dir / "apiserver.crt"  # written by --cert-dir before the port opens
+        context = ssl.create_default_context(cafile=str(ca_file))
+        server = KubeAPIServer(
+            url=f"https://127.0.0.1:{secure_port}",
+            admin_token=ADMIN_TOKEN,
+            unprivileged_token=UNPRIVILEGED_TOKEN,
+            ca_file=ca_file,
+            workdir=workdir,
+            etcd_url=etcd_url,
+            apiserver_argv=apiserver_argv,
+            etcd_process=etcd_process,
+            apiserver_process=apiserver_process,
+            apiserver_log=apiserver_log,
+            etcd_log=etcd_log,
+            _ssl=context,
+        )
+        server.wait_ready(timeout=timeout)
+        # The bootstrap controller creates default/kube-system/kube-public shortly after readyz.
+        _wait_until(
+            lambda: server.get("/api/v1/namespaces/default") is not None,
+            timeout=timeout,
+            what="namespace default",
+        )
+        try:
+            yield server
+        finally:
+            apiserver_process = server.apiserver_process  # restart() replaces it
+    finally:
+        if apiserver_process is not None:
+            _stop(apiserver_process)
+        _stop(etcd_process)
+
+
+# ----------------------------------------------------------------------------- vmagent oracle
+
+
+@dataclass
+class VMAgentOracle:
+    """A running vmagent whose Kubernetes SD points at a :class:`KubeAPIServer`."""
+
+    url: str
+    config_file: Path
+    kubeconfig_file: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def targets(self) -> JSONObject:
+        """``data`` of ``/api/v1/targets``: ``activeTargets`` and ``droppedTargets`` lists.
+
+        Active targets carry ``discoveredLabels``, ``labels``, ``scrapePool``, ``scrapeUrl``...;
+        dropped targets (relabeled away) carry ``discoveredLabels`` only.
+        """
+        if self.process.poll() is not None:
+            raise RuntimeError(f"vmagent exited: {_tail(self.log)}")
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as response:
+            payload = json.loads(response.read())
+        assert payload.get("status") == "success", payload
+        data: JSONObject = payload["data"]
+        data.setdefault("activeTargets", [])
+        data.setdefault("droppedTargets", [])
+        return data
+
+    def __call__(self) -> JSONObject:
+        return self.targets()
+
+    def discovered(self, job: str | None = None) -> list[dict[str, str]]:
+        """``discoveredLabels`` of every active and dropped target (of scrape job ``job``)."""
+        data = self.targets()
+        found: list[dict[str, str]] = []
+        for target in [*data["activeTargets"], *data["droppedTargets"]]:
+            labels: dict[str, str] = target.get("discoveredLabels") or {}
+            if job is None or labels.get("job") == job or target.get("scrapePool") == job:
+                found.append(labels)
+        return found
+
+    def wait_for(
+        self, predicate: Callable[[JSONObject], bool], *, timeout: float = 30, what: str = ""
+    ) -> JSONObject:
+        """Poll :meth:`targets` until ``predicate(data)`` is true; return that ``data``."""
+        seen: list[JSONObject] = []
+
+        def check() -> bool:
+            data = self.targets()
+            seen[:] = [data]
+            return predicate(data)
+
+        try:
+            _wait_until(check, timeout=timeout, what=what or "vmagent targets", interval=0.25)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nlast /api/v1/targets data: {seen[-1:]}") from None
+        return seen[-1]
+
+
+def _scrape_configs(config: str | Mapping[str, Any] | Sequence[Any]) -> list[JSONObject]:
+    loaded: Any = yaml.safe_load(config) if isinstance(config, str) else config
+    if isinstance(loaded, Mapping):
+        loaded = loaded.get("scrape_configs", [])
+    if not isinstance(loaded, Sequence) or isinstance(loaded, str | bytes):
+        raise TypeError(f"expected a scrape_configs list, got {type(loaded).__name__}")
+    return [dict(job) for job in loaded]
+
+
+@contextlib.contextmanager
+def vmagent_oracle(
+    workdir: Path,
+    kube: KubeAPIServer,
+    scrape_configs_yaml: str | Mapping[str, Any] | Sequence[Any],
+    *,
+    token: str | None = None,
+    sd_check_interval: str = "1s",
+    extra_args: Sequence[str] = (),
+    timeout: float = 30,
+) -> Iterator[VMAgentOracle]:
+    """Start Debian's vmagent 1.79 with ``scrape_configs_yaml`` against ``kube``; stop it after.
+
+    ``scrape_configs_yaml`` is a Prometheus config (``scrape_configs:`` key) or just the list,
+    as YAML text or parsed. Every ``kubernetes_sd_configs`` entry without ``api_server`` or
+    ``kubeconfig_file`` gets ``kubeconfig_file`` pointing at a kubeconfig for ``kube`` with
+    ``token`` (admin by default) and the server's CA. vmagent runs with
+    ``-promscrape.config.strictParse=false`` (Prometheus-only keys are ignored),
+    ``-promscrape.kubernetesSDCheckInterval=<sd_check_interval>``, and a ``-remoteWrite.url`` on a
+    closed loopback port (it never gets data; its retries are only logged).
+    """
+    vmagent = _which("vmagent")
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = kube.write_kubeconfig(workdir / "vmagent-kubeconfig.yaml", token)
+    jobs = _scrape_configs(scrape_configs_yaml)
+    for job in jobs:
+        for sd in job.get("kubernetes_sd_configs") or []:
+            if "api_server" not in sd and "kubeconfig_file" not in sd:
+                sd["kubeconfig_file"] = str(kubeconfig)
+    config_file = workdir / "vmagent.yml"
+    config_file.write_text(yaml.safe_dump({"scrape_configs": jobs}, sort_keys=False))
+
+    port = _free_port()
+    sink_port = _free_port()  # nothing listens there
+    argv = [
+        vmagent,
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-promscrape.config={config_file}",
+        "-promscrape.config.strictParse=false",
+        f"-promscrape.kubernetesSDCheckInterval={sd_check_interval}",
+        f"-remoteWrite.url=http://127.0.0.1:{sink_port}/api/v1/write",
+        f"-remoteWrite.tmpDataPath={workdir / 'vmagent-remotewrite-data'}",
+        "-promscrape.suppressScrapeErrors",
+        "-loggerLevel=INFO",
+        *extra_args,
+    ]
+    log = workdir / "vmagent.log"
+    process = _spawn(argv, log)
+    oracle = VMAgentOracle(f"http://127.0.0.1:{port}", config_file, kubeconfig, log, process)
+    try:
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"vmagent exited: {_tail(log)}")
+            with urllib.request.urlopen(f"{oracle.url}/health", timeout=2) as response:
+                status: int = response.status
+                return status == 200
+
+        _wait_until(healthy, timeout=timeout, what=f"vmagent {oracle.url}/health")
+        yield oracle
+    finally:
+        _stop(process)
