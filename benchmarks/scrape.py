@@ -4,22 +4,27 @@ Measures what one scrape costs a loop once the body is in memory: ``textparse.pa
 `ScrapeCache.append` (cache lookups, staleness tracking, the ``(ref, value, ts)`` batch) and the
 staleness pass, for a node_exporter body (``tests/fixtures/node_exporter.prom``) and a
 2,000-series kube-state-metrics-shaped body. "first" is a cold cache (every series is a miss:
-label parsing, target labels, relabeling, validation, ``SeriesRegistry.acquire``); "steady" is
-the same body again with a warm cache, which is what production does every interval.
+label parsing, target labels, relabeling, validation, ``SeriesRegistry.acquire``). The steady
+rows scrape bodies with the same lines and new values (`variants`) against a warm cache:
+"steady full" parses every body from scratch (`textparse.parse`, the loop before the
+steady-state fast path), "steady fast" uses a warm `textparse.IncrementalParser`, which is
+what the loop does every interval. "parse"/"fast parse" time the two parsers alone, "cache
+only" the cache + batch pass alone on a pre-parsed body.
 
 Run: ``python -m benchmarks.scrape``. Prints µs per sample and per scrape.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
 from collector.config import ScrapeConfig
 from collector.model.relabel import compile_rules
-from collector.model.textparse import parse
+from collector.model.textparse import IncrementalParser, parse
 from collector.scrape.cache import ScrapeCache
-from collector.scrape.loop import append_options
+from collector.scrape.loop import ParseFn, append_options
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
 
@@ -46,70 +51,110 @@ except ImportError:  # the parser engineer's data module is optional
 
 TARGET = (("instance", "10.0.0.1:9100"), ("job", "node"))
 CFG = ScrapeConfig(job_name="node")
+OPTIONS = append_options(CFG, target_labels=TARGET, metric_relabeler=compile_rules(()))
 
 
-def _scrape_once(body: bytes, cache: ScrapeCache, now_ms: int) -> int:
-    """One scrape's CPU work; returns the batch size."""
-    options = append_options(CFG, target_labels=TARGET, metric_relabeler=compile_rules(()))
+def variants(body: bytes, count: int) -> list[bytes]:
+    """``count`` copies of ``body`` whose sample values differ (what real scrapes look like):
+    every value becomes ``value + k`` for copy ``k``; comments and keys stay byte-identical."""
+    lines = body.split(b"\n")
+    out = []
+    for k in range(count):
+        new = []
+        for line in lines:
+            if line and not line.startswith(b"#"):
+                head, _, value = line.rpartition(b" ")
+                line = head + b" " + repr(float(value) + k).encode()
+            new.append(line)
+        out.append(b"\n".join(new))
+    return out
+
+
+def _scrape_once(parse_fn: ParseFn, body: bytes, cache: ScrapeCache, now_ms: int) -> int:
+    """One scrape's CPU work (parse, append, staleness, end of pass); returns the samples."""
     batch: list[Sample] = []
-    exp = parse(body, openmetrics=False)
-    result = cache.append(exp, now_ms=now_ms, options=options, batch=batch)
+    exp = parse_fn(body, openmetrics=False)
+    result = cache.append(exp, now_ms=now_ms, options=OPTIONS, batch=batch)
     assert result.error is None
     cache.stale_markers(now_ms, batch)
     cache.iter_done(flush=True)
+    cache.metadata_from(exp)
     return result.scraped
 
 
 def _best_of(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    """Best wall time of ``repeat`` calls (perf_counter), and the calls' sample count."""
     best = float("inf")
     samples = 0
     for _ in range(repeat):
+        gc.collect()
         start = time.perf_counter()
         samples = fn()
         best = min(best, time.perf_counter() - start)
     return best, samples
 
 
-def bench(name: str, body: bytes, *, repeat: int = 30) -> None:
-    """Print first-scrape and steady-state costs for one body."""
+def bench(name: str, body: bytes, *, repeat: int = 30) -> dict[str, float]:
+    """Print first-scrape and steady-state costs for one body; returns µs/sample by row."""
     clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 15_000))
+    bodies = variants(body, 8)
+    turn = iter(range(1 << 62))
+
+    def next_body() -> bytes:
+        return bodies[next(turn) % len(bodies)]
 
     def first() -> int:
         cache = ScrapeCache(registry=SeriesRegistry(), last_ts={})
-        return _scrape_once(body, cache, next(clock))
+        return _scrape_once(parse, next_body(), cache, next(clock))
+
+    warm_full = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    _scrape_once(parse, body, warm_full, next(clock))
+
+    def steady_full() -> int:
+        """Warm cache, stateless full parse of every body (the pre-fast-path loop)."""
+        return _scrape_once(parse, next_body(), warm_full, next(clock))
 
     warm = ScrapeCache(registry=SeriesRegistry(), last_ts={})
-    _scrape_once(body, warm, next(clock))
+    parser = IncrementalParser()
+    _scrape_once(parser.parse, body, warm, next(clock))
 
-    def steady() -> int:
-        return _scrape_once(body, warm, next(clock))
+    def steady_fast() -> int:
+        """Warm cache and warm IncrementalParser: what the loop does every interval."""
+        return _scrape_once(parser.parse, next_body(), warm, next(clock))
 
     def parse_only() -> int:
-        return len(parse(body, openmetrics=False).samples)
+        return len(parse(next_body(), openmetrics=False).samples)
+
+    def fast_parse_only() -> int:
+        return len(parser.parse(next_body(), openmetrics=False).columns()[0])
 
     exp = parse(body, openmetrics=False)
-    options = append_options(CFG, target_labels=TARGET, metric_relabeler=compile_rules(()))
 
     def cache_only() -> int:
         """The steady-state cache + batch pass alone, on a pre-parsed body."""
         now_ms = next(clock)
         batch: list[Sample] = []
-        result = warm.append(exp, now_ms=now_ms, options=options, batch=batch)
+        result = warm.append(exp, now_ms=now_ms, options=OPTIONS, batch=batch)
         warm.stale_markers(now_ms, batch)
         warm.iter_done(flush=True)
         return result.scraped
 
+    rows: dict[str, float] = {}
     for label, fn in (
         ("first", first),
-        ("steady", steady),
-        ("parse only", parse_only),
+        ("steady full", steady_full),
+        ("steady fast", steady_fast),
+        ("parse", parse_only),
+        ("fast parse", fast_parse_only),
         ("cache only", cache_only),
     ):
         seconds, samples = _best_of(fn, repeat)
+        rows[label] = seconds / samples * 1e6
         print(
-            f"{name:<16} {label:<11} {samples:>6} samples  {seconds * 1e3:8.3f} ms/scrape  "
-            f"{seconds / samples * 1e6:6.3f} µs/sample"
+            f"{name:<16} {label:<12} {samples:>6} samples  {seconds * 1e3:8.3f} ms/scrape  "
+            f"{rows[label]:6.3f} µs/sample"
         )
+    return rows
 
 
 def main() -> None:

@@ -16,6 +16,10 @@ Contract::
                                               # quantile canonicalised by the TYPE in force
     exp.metadata -> dict[str, Metadata]       # family name -> type, help, unit (last line wins)
     exp.exemplars -> dict[int, Exemplar]      # OpenMetrics: sample index -> its exemplar
+    exp.columns() -> (keys, values, stamps)   # the samples as parallel lists (stamps None
+                                              # when no sample has an explicit timestamp)
+    IncrementalParser().parse(body, ...)      # per target: same result and errors as parse,
+                                              # fast when only the values changed
 
 How it is fast. A strict compiled bytes regex, one alternative per line shape (sample, HELP/TYPE
 (/UNIT), plain comment, blank), runs over the whole body with ``findall``: the C regex engine
@@ -61,8 +65,10 @@ Prometheus counterpart: ``model/textparse`` (``promparse.go``, ``openmetricspars
 from __future__ import annotations
 
 import math
+import operator
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -74,6 +80,7 @@ __all__ = [
     "Exemplar",
     "Exposition",
     "ExpositionError",
+    "IncrementalParser",
     "Metadata",
     "Sample",
     "canonical_float",
@@ -356,54 +363,109 @@ def _go_g(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------- the result
-class Exposition:
-    """One parsed body: samples in body order, plus lazily built labels and metadata."""
+class _Shape:
+    """Structure-derived data of a body, shared by every `Exposition` of the same structure.
 
-    __slots__ = (
-        "_first",
-        "_lines",
-        "_meta",
-        "_meta_rows",
-        "_rows",
-        "_segments",
-        "exemplars",
-        "openmetrics",
-        "samples",
-    )
+    The steady-state path of `IncrementalParser` hands out expositions whose lines differ from
+    the previous body only in sample values, so metadata, TYPE segments, line numbers and the
+    first-index map are computed at most once per structure, not once per scrape.
+    """
+
+    __slots__ = ("first", "lines", "meta", "meta_rows", "rows", "segments")
+
+    def __init__(
+        self,
+        rows: list[_Row] | None,
+        meta_rows: list[_MetaRow] | None,
+        segments: list[tuple[int, bytes]] | None,
+        lines: list[int] | None,
+    ) -> None:
+        self.rows = rows  # fast path: one regex row per line, for lazy segments/line numbers
+        self.meta_rows = meta_rows
+        self.segments = segments
+        self.lines = lines  # slow path: 1-based line of every sample
+        self.meta: dict[str, Metadata] | None = None
+        self.first: dict[bytes, int] | None = None
+
+
+Columns = tuple[list[bytes], list[float], list[int | None] | None]
+"""``(keys, values, timestamps)``; timestamps is None when no sample has an explicit one."""
+
+
+class Exposition:
+    """One parsed body: samples in body order, plus lazily built labels and metadata.
+
+    Samples are held as columns (keys, values, timestamps) and the ``samples`` tuples are
+    built on first access; the scrape cache reads the columns (`columns`) directly.
+    """
+
+    __slots__ = ("_keys", "_samples", "_shape", "_stamps", "_values", "exemplars", "openmetrics")
 
     def __init__(
         self,
         *,
-        samples: list[Sample],
         openmetrics: bool,
+        samples: list[Sample] | None = None,
+        columns: Columns | None = None,
         meta_rows: list[_MetaRow] | None = None,
         segments: list[tuple[int, bytes]] | None = None,
         exemplars: dict[int, Exemplar] | None = None,
         rows: list[_Row] | None = None,
         lines: list[int] | None = None,
+        shape: _Shape | None = None,
     ) -> None:
-        self.samples = samples
-        """``(key, value, ts_ms | None)`` in body order."""
         self.openmetrics = openmetrics
         """True when the body was parsed as OpenMetrics."""
         self.exemplars: dict[int, Exemplar] = exemplars if exemplars is not None else {}
         """OpenMetrics exemplars by sample index (empty for the text format)."""
-        self._meta_rows = meta_rows
-        self._segments = segments
-        self._rows = rows  # fast path: one regex row per line, for lazy segments/line numbers
-        self._lines = lines  # slow path: 1-based line of every sample
-        self._meta: dict[str, Metadata] | None = None
-        self._first: dict[bytes, int] | None = None
+        self._shape = shape if shape is not None else _Shape(rows, meta_rows, segments, lines)
+        self._samples = samples
+        self._keys: list[bytes] | None = None
+        self._values: list[float] = []
+        self._stamps: list[int | None] | None = None
+        if columns is not None:
+            self._keys, self._values, self._stamps = columns
+        elif samples is None:
+            self._samples = []
 
     def __repr__(self) -> str:
-        return f"<Exposition samples={len(self.samples)} openmetrics={self.openmetrics}>"
+        return f"<Exposition samples={len(self.columns()[0])} openmetrics={self.openmetrics}>"
+
+    @property
+    def samples(self) -> list[Sample]:
+        """``(key, value, ts_ms | None)`` in body order (built from the columns on demand)."""
+        samples = self._samples
+        if samples is None:
+            keys = self._keys
+            assert keys is not None  # one of samples/columns is always set
+            stamps = self._stamps
+            samples = self._samples = list(
+                zip(keys, self._values, repeat(None) if stamps is None else stamps, strict=False)
+            )
+        return samples
+
+    def columns(self) -> Columns:
+        """``(keys, values, timestamps or None)``: the samples as parallel lists (no copies;
+        callers must not mutate them)."""
+        keys = self._keys
+        if keys is None:
+            samples = self.samples
+            keys = self._keys = list(map(_get0, samples))
+            self._values = list(map(_get1, samples))
+            stamps: list[int | None] = list(map(_get2, samples))
+            self._stamps = None if stamps.count(None) == len(stamps) else stamps
+        return keys, self._values, self._stamps
 
     @property
     def metadata(self) -> dict[str, Metadata]:
-        """Family name -> `Metadata`, built on first access (last HELP/TYPE/UNIT wins)."""
-        if self._meta is None:
-            self._meta = _build_metadata(self._metadata_rows(), openmetrics=self.openmetrics)
-        return self._meta
+        """Family name -> `Metadata`, built on first access (last HELP/TYPE/UNIT wins).
+
+        Expositions of an unchanged structure share one dict: do not mutate it.
+        """
+        shape = self._shape
+        if shape.meta is None:
+            shape.meta = _build_metadata(self._metadata_rows(), openmetrics=self.openmetrics)
+        return shape.meta
 
     def labels(self, key: bytes) -> list[tuple[str, str]]:
         """The label pairs of a key from `samples`: ``__name__`` first, then body order.
@@ -415,22 +477,21 @@ class Exposition:
         brace = key.find(b"{")
         if brace < 0:
             return [("__name__", key.decode())]
-        if self._rows is not None or _FAST_KEY.fullmatch(key) is not None:
-            # Fast-path keys were validated by the row regex: a plain split is enough.
+        if self._shape.rows is not None or _FAST_KEY.fullmatch(key) is not None:
+            # Validated key (the row regex, or _FAST_KEY): name="value" pairs, in order.
             text = key.decode()
             if "\\" in text:
-                pairs = [
+                out = [("__name__", text[:brace])]
+                out += [
                     (n, _unescape(v, _LABEL_ESCAPES))
                     for n, v in _SPLIT_ESCAPED.findall(text, brace)
                 ]
-                out = [("__name__", text[:brace]), *pairs]
             else:
-                # Backslash-free validated key: every '"' delimits a value, so splitting on it
-                # yields name pieces and values with C-level string operations only.
-                parts = text.split('"')
-                skeleton = "".join(parts[0::2])[brace + 1 :].rstrip("},")  # 'a=,b=,c='
-                names = skeleton[:-1].split("=,") if skeleton else []
-                out = [("__name__", text[:brace]), *zip(names, parts[1::2], strict=True)]
+                # Backslash-free validated key: every '"' delimits a value, so the even
+                # pieces are '{a=', ',b=', ..., '}' (or ',}') and the odd ones the values.
+                parts = text[brace:].split('"')
+                out = [("__name__", text[:brace])]
+                out += zip(map(_strip_name, parts[:-1:2]), parts[1::2], strict=True)
         else:
             try:
                 _, name, raw = _scan_series(key, 0, openmetrics=self.openmetrics, start=0)
@@ -438,11 +499,12 @@ class Exposition:
                 raise ValueError(f"not a series key of this exposition: {key!r}") from exc
             out = [("__name__", name.decode())]
             out += [(n.decode(), _unescape(v.decode(), _LABEL_ESCAPES)) for n, v in raw]
-        by_name = dict(out)
-        if len(by_name) != len(out):
-            self._duplicate(key, out)
-        if "le" in by_name or "quantile" in by_name:
-            return self._canonicalise(key, out)
+        if len(out) > 1:
+            names = set(map(_get0, out))
+            if len(names) != len(out):
+                self._duplicate(key, out)
+            if "le" in names or "quantile" in names:
+                return self._canonicalise(key, out)
         return out
 
     # -- labels() helpers (cache-miss path only) ------------------------------------------
@@ -466,46 +528,50 @@ class Exposition:
 
     def _first_index(self, key: bytes) -> int:
         """Index of the first sample with this key (lazy reverse map, first occurrence wins)."""
-        if self._first is None:
-            keys = list(map(_get0, self.samples))
-            self._first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
-        return self._first.get(key, 0)
+        shape = self._shape
+        if shape.first is None:
+            keys = self.columns()[0]
+            shape.first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+        return shape.first.get(key, 0)
 
     def _type_segments(self) -> list[tuple[int, bytes]]:
         """``(first sample index, type)`` for every TYPE line, computed once on demand."""
-        if self._segments is None:
+        shape = self._shape
+        if shape.segments is None:
             segments: list[tuple[int, bytes]] = []
             count = 0
             tname = 6 if self.openmetrics else 5
-            for row in self._rows or ():
+            for row in shape.rows or ():
                 if row[0]:
                     count += 1
                 elif row[tname]:
                     segments.append((count, row[tname + 1]))
-            self._segments = segments
-        return self._segments
+            shape.segments = segments
+        return shape.segments
 
     def _metadata_rows(self) -> list[_MetaRow]:
         """HELP/TYPE/UNIT rows in body order (derived from the fast-path rows on demand)."""
-        if self._meta_rows is None:
+        shape = self._shape
+        if shape.meta_rows is None:
             rows: list[_MetaRow] = []
             base = 4 if self.openmetrics else 3
             kinds = (b"HELP", b"TYPE", b"UNIT")
-            for row in self._rows or ():
+            for row in shape.rows or ():
                 if not row[0]:
                     for offset, kind in enumerate(kinds):
                         at = base + 2 * offset
                         if at < len(row) and row[at]:
                             rows.append((kind, row[at], row[at + 1]))
-            self._meta_rows = rows
-        return self._meta_rows
+            shape.meta_rows = rows
+        return shape.meta_rows
 
     def _line_of(self, index: int) -> int:
         """1-based body line of sample ``index``."""
-        if self._lines is not None:
-            return self._lines[index]
+        shape = self._shape
+        if shape.lines is not None:
+            return shape.lines[index]
         count = -1
-        for lineno, row in enumerate(self._rows or (), 1):
+        for lineno, row in enumerate(shape.rows or (), 1):
             if row[0]:
                 count += 1
                 if count == index:
@@ -534,6 +600,11 @@ class Exposition:
         )
 
 
+def _strip_name(piece: str) -> str:
+    """``'{a='``, ``',b='`` -> the label name (the piece around it is ``{``/``,`` and ``=``)."""
+    return piece[1:-1]
+
+
 def _build_metadata(rows: list[_MetaRow], *, openmetrics: bool) -> dict[str, Metadata]:
     """Fold validated HELP/TYPE/UNIT rows into `Metadata` objects."""
     acc: dict[bytes, list[str]] = {}
@@ -560,6 +631,162 @@ def parse(body: bytes, *, openmetrics: bool) -> Exposition:
         return _fast_om(body) if openmetrics else _fast_text(body)
     except _NotFast:
         return _Slow(body, openmetrics=openmetrics).run()
+
+
+# ----------------------------------------------------------------------------- steady state
+_TAIL_CHARS = b"0123456789.+-eEiInNfFtTyYaA \n"
+"""Every byte a `` value`` tail (and its separators) may contain on the steady-state path."""
+_TAIL_TEXT = re.compile(rb" (" + _FLOAT + rb")(?: ([0-9]{1,18}))?")
+_TAIL_OM = re.compile(rb" (" + _FLOAT + rb")(?: (" + _DECIMAL + rb"))?")
+_is = operator.is_
+
+
+def _picker(idx: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
+    """A C-level ``lambda lines: tuple(lines[i] for i in idx)``."""
+    if len(idx) >= 2:
+        return itemgetter(*idx)
+    if idx:
+        only = idx[0]
+        return lambda lines: (lines[only],)
+    return lambda lines: ()
+
+
+class IncrementalParser:
+    """`parse` with a steady-state fast path: same lines as last time, new values.
+
+    One per scrape target. After a body that the regex fast path parsed (one row per line, no
+    exemplars), it remembers the body's structure: which line is a sample (and its key) and the
+    exact bytes of every other line (comments, metadata, blanks, ``# EOF``). The next body is
+    split into lines; when the line count is equal, every non-sample line is byte-identical
+    (one tuple comparison) and every sample line is its old key followed by a valid
+    `` value[ timestamp]`` tail, only the tails are parsed: C-level passes over the lists
+    (``removeprefix``, a byte-class check, ``map(float)``), plus a per-line regex only for
+    lines with timestamps. The result shares the previous exposition's structure (metadata,
+    TYPE segments, line numbers), and its keys are the very same bytes objects, so the scrape
+    cache's lookups hit on identity with cached hashes.
+
+    Exactly as strict as `parse`: unchanged lines were validated in the same positional context
+    (same neighbours, same TYPE in force, same ``# EOF``), a changed tail must be a Go float
+    (no ``_``, hex, signed NaN, overflow) with an optional timestamp of the fast-path shape, and
+    anything else (line count, any changed non-sample line, a different key, whitespace
+    variants, exemplars) makes the whole body go through `parse`.
+    """
+
+    __slots__ = ("_fixed", "_keys", "_nlines", "_om", "_pick_fixed", "_pick_samples", "_shape")
+
+    def __init__(self) -> None:
+        self._shape: _Shape | None = None
+        self._om = False
+        self._nlines = 0
+        self._keys: list[bytes] = []
+        self._fixed: tuple[bytes, ...] = ()
+        self._pick_fixed = self._pick_samples = _picker([])
+
+    def parse(self, body: bytes, *, openmetrics: bool) -> Exposition:
+        """Like `parse` (same result, same errors); fast when only values changed."""
+        shape = self._shape
+        if shape is not None and openmetrics == self._om:
+            lines = body.split(b"\n")
+            if len(lines) == self._nlines and self._pick_fixed(lines) == self._fixed:
+                columns = self._columns(self._pick_samples(lines))
+                if columns is not None:
+                    return Exposition(openmetrics=openmetrics, columns=columns, shape=shape)
+        exp = parse(body, openmetrics=openmetrics)
+        self._remember(body, exp)
+        return exp
+
+    def reset(self) -> None:
+        """Forget the remembered structure (the next body takes the full path)."""
+        self._shape = None
+
+    def _remember(self, body: bytes, exp: Exposition) -> None:
+        """Record the structure of a body the regex fast path parsed."""
+        self._shape = None
+        shape = exp._shape
+        rows = shape.rows
+        keys = exp._keys
+        if rows is None or exp.exemplars or not keys:
+            return
+        lines = body.split(b"\n")
+        sample_idx: list[int] = []
+        fixed_idx: list[int] = []
+        for i, row in enumerate(rows):
+            (sample_idx if row[0] else fixed_idx).append(i)
+        fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
+        if len(lines) < len(rows) or len(sample_idx) != len(keys):
+            return  # cannot happen for a fast-path body; be safe
+        self._om = exp.openmetrics
+        self._nlines = len(lines)
+        self._keys = keys
+        self._pick_fixed = _picker(fixed_idx)
+        self._pick_samples = _picker(sample_idx)
+        self._fixed = self._pick_fixed(lines)
+        self._shape = shape
+
+    def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:
+        """Values (and timestamps) of the sample lines, or None when a full parse is needed."""
+        keys = self._keys
+        tails = list(map(bytes.removeprefix, slines, keys))
+        if any(map(_is, tails, slines)):
+            return None  # some line does not start with its old key
+        count = len(tails)
+        joined = b"\n".join(tails)
+        if joined.translate(None, _TAIL_CHARS) or (b"\n" + joined).count(b"\n ") != count:
+            return None  # a byte no value may contain, or a tail not starting with one space
+        if joined.count(b" ") == count:  # no timestamps: ' <value>' everywhere
+            try:
+                values = list(map(float, tails))
+            except ValueError:
+                return None
+            if not all(map(_isfinite, values)) and not _nonfinite(values, tails):
+                return None
+            return keys, values, None
+        return self._stamped(tails)
+
+    def _stamped(self, tails: list[bytes]) -> Columns | None:
+        """The per-line path for bodies with explicit timestamps."""
+        om = self._om
+        match = (_TAIL_OM if om else _TAIL_TEXT).fullmatch
+        values: list[float] = []
+        stamps: list[int | None] = []
+        try:
+            for tail in tails:
+                found = match(tail)
+                if found is None:
+                    return None
+                raw, ts = found.groups()
+                value = float(raw)
+                if not _isfinite(value):
+                    if value != value:
+                        value = NORMAL_NAN
+                    elif raw[-1:] not in b"fFyY":
+                        return None  # out of range: the full parse words the error
+                values.append(value)
+                if ts is None:
+                    stamps.append(None)
+                else:
+                    stamps.append(_om_ts(ts, "timestamp") if om else int(ts))
+        except _Syntax:
+            return None
+        return self._keys, values, stamps
+
+
+def _nonfinite(values: list[float], tails: list[bytes]) -> bool:
+    """Check and normalise the non-finite values of ``' <value>'`` tails (False: refuse).
+
+    ``float`` also takes signed NaN (Go does not) and turns overflowing decimals into inf
+    (Go: out of range); NaN becomes NORMAL_NAN.
+    """
+    for i, value in enumerate(values):
+        if not _isfinite(value):
+            token = tails[i][1:]
+            if _GO_FLOAT.fullmatch(token) is None:
+                return False
+            if value != value:
+                values[i] = NORMAL_NAN
+            elif token[-1:] not in b"fFyY":
+                return False
+    return True
 
 
 # ----------------------------------------------------------------------------- fast path
@@ -597,12 +824,10 @@ def _fast_text(body: bytes) -> Exposition:
     srows = list(filter(_get0, rows))
     keys = list(map(_get0, srows))
     values = _values(srows)
+    stamps: list[int | None] | None = None
     if any(map(_get2, srows)):
         stamps = [int(t) if t else None for t in map(_get2, srows)]
-        samples = list(zip(keys, values, stamps, strict=True))
-    else:
-        samples = list(zip(keys, values, repeat(None)))
-    return Exposition(samples=samples, openmetrics=False, rows=rows)
+    return Exposition(columns=(keys, values, stamps), openmetrics=False, rows=rows)
 
 
 def _fast_om(body: bytes) -> Exposition:
@@ -627,13 +852,11 @@ def _fast_om(body: bytes) -> Exposition:
                 raise _NotFast
     keys = list(map(_get0, srows))
     values = _values(srows)
-    stamps = list(map(_get2, srows))
+    raw_stamps = list(map(_get2, srows))
+    ts: list[int | None] | None = None
     try:
-        if any(stamps):
-            ts = [_om_ts(t, "timestamp") if t else None for t in stamps]
-            samples = list(zip(keys, values, ts, strict=True))
-        else:
-            samples = list(zip(keys, values, repeat(None)))
+        if any(raw_stamps):
+            ts = [_om_ts(t, "timestamp") if t else None for t in raw_stamps]
         exemplars: dict[int, Exemplar] = {}
         column = list(map(_get3, srows))
         if any(column):
@@ -642,7 +865,7 @@ def _fast_om(body: bytes) -> Exposition:
                     exemplars[i] = _parse_exemplar(text, 3)
     except _Syntax:
         raise _NotFast from None
-    return Exposition(samples=samples, openmetrics=True, rows=rows, exemplars=exemplars)
+    return Exposition(columns=(keys, values, ts), openmetrics=True, rows=rows, exemplars=exemplars)
 
 
 # ----------------------------------------------------------------------------- scanners

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from itertools import repeat
+from typing import Protocol, cast
 
 from collector.errors import CollectorError, ParseError, ScrapeError, ScrapeLimitError
 from collector.model.labels import (
@@ -56,6 +57,8 @@ LastTimestamps = dict[int, int]
 """Series ref -> timestamp (ms) of its last committed sample; shared by every loop."""
 
 _EXPORTED = "exported_"
+_NEVER = -(1 << 64)
+"""Below every int64 timestamp: the "no sample yet" value of a bulk ``last_ts`` read."""
 
 
 class Exposition(Protocol):
@@ -64,6 +67,10 @@ class Exposition(Protocol):
     @property
     def samples(self) -> Iterable[tuple[bytes, float, int | None]]:
         """``(raw series bytes, value, explicit timestamp in ms or None)`` in body order."""
+        ...
+
+    def columns(self) -> tuple[list[bytes], list[float], list[int | None] | None]:
+        """The samples as parallel lists; timestamps is None when none is explicit."""
         ...
 
     def labels(self, key: bytes) -> list[tuple[str, str]]:
@@ -136,12 +143,13 @@ class ScrapeCache:
 
     __slots__ = (
         "_dropped_seen",
+        "_metadata",
+        "_metadata_source",
         "_seen",
         "_successful_count",
         "_undo",
         "cur",
         "last_ts",
-        "metadata",
         "prev",
         "registry",
         "series",
@@ -162,7 +170,27 @@ class ScrapeCache:
         self._undo: list[tuple[int, int | None]] = []
         """Explicit-timestamp ``last_ts`` updates of this pass, undone on rollback."""
         self._successful_count = 0
-        self.metadata: Mapping[str, object] = {}
+        self._metadata: Mapping[str, object] = {}
+        self._metadata_source: Exposition | None = None
+
+    @property
+    def metadata(self) -> Mapping[str, object]:
+        """Family name -> type/help/unit of the last successful scrape (resolved lazily)."""
+        source = self._metadata_source
+        if source is not None:
+            self._metadata = source.metadata
+            self._metadata_source = None
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: Mapping[str, object]) -> None:
+        self._metadata = value
+        self._metadata_source = None
+
+    def metadata_from(self, exp: Exposition) -> None:
+        """Take ``exp``'s metadata as the target's, built only if somebody reads it (a scrape
+        must not pay for folding HELP/TYPE/UNIT lines that nobody looks at)."""
+        self._metadata_source = exp
 
     def __len__(self) -> int:
         return len(self.series)
@@ -196,11 +224,30 @@ class ScrapeCache:
         limit = options.sample_limit
         max_ts = now_ms + MAX_AHEAD_MS
 
+        keys, values, stamps = exp.columns()
+        if (stamps is None or not honor) and not limit and not cur:
+            # Steady state in bulk: every key is a cached, kept series, none repeats, none has
+            # a newer sample yet; then the per-sample rules below reduce to these C-level
+            # passes (a timestamp of now_ms is never out of bounds). Otherwise undo, go slow.
+            found = list(map(series_get, keys))
+            if all(found):
+                refs = cast("list[int]", found)
+                cur.update(refs)
+                if len(cur) == len(refs):
+                    newest = max(map(last_get, refs, repeat(_NEVER)), default=_NEVER)
+                    if newest < now_ms:
+                        last.update(zip(refs, repeat(now_ms)))
+                        batch.extend(zip(refs, values, repeat(now_ms)))
+                        return AppendResult(scraped=len(refs), post_relabel=len(refs))
+                cur.clear()
+
         scraped = dropped = appended = added = 0
         dup = ooo = oob = 0
         error: CollectorError | None = None
         try:
-            for key, value, ts in exp.samples:
+            for key, value, ts in zip(
+                keys, values, repeat(None) if stamps is None else stamps, strict=False
+            ):
                 scraped += 1
                 ref = series_get(key)
                 new = False

@@ -128,7 +128,7 @@ class ScrapeLoop:
         self._metrics = metrics
         self._seed = offset_seed
         self._wall_ns = wall_ns
-        self._parse: ParseFn = parse if parse is not None else textparse.parse
+        self._parse: ParseFn = parse if parse is not None else textparse.IncrementalParser().parse
         self.forced_error = ""
         """Set by the pool (``target_limit exceeded ...``): ticks report ``up 0``, no HTTP."""
         self._ticker: Ticker | None = None
@@ -298,7 +298,7 @@ class ScrapeLoop:
             if error is None:
                 error = ScrapeError("sample limit exceeded")
         if error is None:
-            self.cache.metadata = exp.metadata
+            self.cache.metadata_from(exp)
         return result, error
 
     # -- report series -------------------------------------------------------------------------
