@@ -50,6 +50,7 @@ from collector.errors import CollectorError, ConfigError
 from collector.remote.codec import DecodedSeries
 from collector.remote.writer import RemoteWriter
 from collector.scrape.manager import ScrapeManager
+from collector.scrape.proxy import ProxyResolver
 from collector.storage.appender import Appendable, Fanout, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
@@ -106,6 +107,7 @@ class Agent:
             appendable=_Counted(self.fanout, self.appended.labels(type="float")),
             metrics_registry=self.registry,
             reload_interval=reload_interval,
+            proxy_resolver=self._apiserver_proxy,
         )
         self._remote_tg: asyncio.TaskGroup | None = None
         self._reload_lock = asyncio.Lock()
@@ -130,6 +132,12 @@ class Agent:
         return make_discoverer(
             config, registry=self.registry, kubeconfig=self.options.kubeconfig or None
         )
+
+    def _apiserver_proxy(self) -> ProxyResolver:
+        # Called by the scrape manager on the first scrape_via_apiserver_proxy job only.
+        from collector.discovery.kubernetes.proxy import ApiServerProxy
+
+        return ApiServerProxy(kubeconfig=self.options.kubeconfig or None)
 
     # ------------------------------------------------------------------ config application
 

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.agent import Agent, _new_registry
 from collector.config import AgentOptions
+from collector.model.duration import format_duration
 from collector.remote.codec import DecodedSeries
 from collector.remote.receiver import make_receiver_app
 
@@ -191,10 +192,11 @@ def render(agent: Agent, receiver: Receiver, summary: Summary, *, started: float
 
 def demo_config(targets_file: Path, receiver_port: int, *, interval: float) -> str:
     """The agent config the demo runs: file_sd targets, remote write to the receiver."""
+    every = format_duration(interval)
     return f"""\
 global:
-  scrape_interval: {interval:g}s
-  scrape_timeout: {interval:g}s
+  scrape_interval: {every}
+  scrape_timeout: {every}
   external_labels:
     demo: "true"
 scrape_configs:

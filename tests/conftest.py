@@ -1,8 +1,12 @@
-"""Suite-wide pytest setup."""
+"""Suite-wide pytest setup: event-loop hygiene for a warnings-as-errors suite."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Iterator
+
+import pytest
 
 # pytest-asyncio's ``_temporary_event_loop`` calls ``asyncio.get_event_loop()``, which creates
 # (and never closes) a loop when none was ever set in the main thread; the garbage collector then
@@ -10,3 +14,23 @@ import asyncio
 # are errors here. Marking the main thread's loop as explicitly unset makes that call raise
 # instead of creating one.
 asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _sync_test_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Give sync tests a loop we close ourselves.
+
+    looptime 0.9's ``pytest_pyfunc_call`` calls ``policy.get_event_loop()`` for every test; in a
+    sync test that silently creates a loop nobody closes, whose self-pipe sockets later raise a
+    ResourceWarning (an error under ``filterwarnings = error``) in some unrelated async test.
+    """
+    if inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

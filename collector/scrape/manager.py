@@ -15,6 +15,7 @@ Prometheus counterpart: ``scrape/manager.go``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
@@ -32,6 +33,7 @@ from collector.scrape.cache import LastTimestamps
 from collector.scrape.loop import ParseFn
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.pool import ScrapePool, ScraperFactory
+from collector.scrape.proxy import LazyProxyResolver, ProxyResolver
 from collector.scrape.schedule import offset_seed
 from collector.scrape.target import Target
 from collector.storage.appender import Appendable
@@ -89,7 +91,10 @@ class ScrapeManager:
         wall_ns: Callable[[], int] = time.time_ns,
         scraper_factory: ScraperFactory | None = None,
         parse: ParseFn | None = None,
+        proxy_resolver: Callable[[], ProxyResolver] | None = None,
     ) -> None:
+        """``proxy_resolver`` builds the resolver for ``scrape_via_apiserver_proxy`` jobs; it is
+        called on first use only (the agent's imports kubernetes_asyncio)."""
         self._registry = registry
         self._appendable = appendable
         self.metrics = ScrapeMetrics(metrics_registry)
@@ -98,6 +103,7 @@ class ScrapeManager:
         self._wall_ns = wall_ns
         self._factory = scraper_factory
         self._parse = parse
+        self._proxy = LazyProxyResolver(proxy_resolver) if proxy_resolver is not None else None
         self._last_ts: LastTimestamps = {}
         self._configs: dict[str, ScrapeConfig] = {}
         self._seed = 0
@@ -120,7 +126,7 @@ class ScrapeManager:
             new = configs.get(job)
             if new is None:
                 self._remove_pool(job)
-            elif new != pool.cfg:
+            elif _scraping_part(new) != _scraping_part(pool.cfg):
                 pool.offset_seed = self._seed
                 try:
                     pool.reload(new)
@@ -128,6 +134,8 @@ class ScrapeManager:
                     log.exception("reloading scrape pool %s failed", job)
                     self.metrics.pool_reloads_failed.inc()
                     failed.append(job)
+            else:
+                pool.cfg = new  # only discovery sections differ; the loops keep running
         self._configs = configs
         self._configured.set()
         if failed:
@@ -183,6 +191,7 @@ class ScrapeManager:
                 wall_ns=self._wall_ns,
                 scraper_factory=self._factory,
                 parse=self._parse,
+                proxy_resolver=self._proxy,
             )
         except Exception:
             log.exception("creating scrape pool %s failed", cfg.job_name)
@@ -211,7 +220,7 @@ class ScrapeManager:
     def active_targets(self) -> list[ActiveTargetJSON]:
         """Every active target of every pool, in the Prometheus API shape."""
         return [
-            _active_json(target)
+            _active_json(target, scrape_url=self.pools[job].scrape_url(target))
             for job in sorted(self.pools)
             for target in self.pools[job].targets.values()
         ]
@@ -229,7 +238,20 @@ class ScrapeManager:
         return {job: pool.dropped_count for job, pool in self.pools.items()}
 
 
-def _active_json(target: Target) -> ActiveTargetJSON:
+def _scraping_part(cfg: ScrapeConfig) -> ScrapeConfig:
+    """``cfg`` without its discovery sections, which do not change how a pool scrapes.
+
+    Prometheus reloads a pool (restarting every loop) when any part of its scrape config
+    changes, discovery sections included; we compare only what the pool uses, so adding a
+    static target keeps the loops of the unchanged ones running, and new discovery output
+    reaches the pool through the normal sync.
+    """
+    return dataclasses.replace(
+        cfg, static_configs=(), file_sd_configs=(), http_sd_configs=(), kubernetes_sd_configs=()
+    )
+
+
+def _active_json(target: Target, *, scrape_url: str) -> ActiveTargetJSON:
     last = (
         datetime.fromtimestamp(target.last_scrape, UTC).isoformat().replace("+00:00", "Z")
         if target.last_scrape
@@ -239,8 +261,8 @@ def _active_json(target: Target) -> ActiveTargetJSON:
         "discoveredLabels": dict(target.discovered_labels),
         "labels": dict(target.sample_labels()),
         "scrapePool": target.scrape_pool,
-        "scrapeUrl": target.url,
-        "globalUrl": target.url,
+        "scrapeUrl": scrape_url,
+        "globalUrl": scrape_url,
         "lastError": target.last_error,
         "lastScrape": last,
         "lastScrapeDuration": target.last_duration,

@@ -12,7 +12,10 @@ when the configs differ only in interval, timeout, sample_limit or HTTP client s
 
 The pool owns the job's ``aiohttp.ClientSession``, opened inside `ScrapePool.run` and closed
 when it is cancelled. Everything that depends on per-target settings (TLS, auth, proxy) is
-passed per request, so a reload keeps the session.
+passed per request, so a reload keeps the session. When the agent gives it a `ProxyResolver`,
+the pool also owns a second session for jobs with ``scrape_via_apiserver_proxy: true``, whose
+targets are fetched by `ProxiedScraper` through the Kubernetes API server (see
+`collector.scrape.proxy`).
 
 Prometheus counterpart: ``scrapePool`` in ``scrape/scrape.go``.
 """
@@ -31,6 +34,7 @@ from typing import NoReturn
 import aiohttp
 
 from collector.config import HTTPClientConfig, ScrapeConfig, TLSConfig
+from collector.errors import ScrapeError
 from collector.model.duration import format_duration
 from collector.model.labels import Labels
 from collector.model.relabel import compile_rules
@@ -38,7 +42,14 @@ from collector.model.targetgroup import TargetGroup
 from collector.scrape.cache import LastTimestamps, ScrapeCache
 from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_options
 from collector.scrape.metrics import ScrapeMetrics
-from collector.scrape.scraper import HttpScraper, Scraper, build_ssl_context, new_session
+from collector.scrape.proxy import ProxiedScraper, ProxyResolver, new_proxy_session
+from collector.scrape.scraper import (
+    HttpScraper,
+    Scraper,
+    ScrapeResponse,
+    build_ssl_context,
+    new_session,
+)
 from collector.scrape.target import RelabelProcessor, Target, targets_from_group
 from collector.storage.appender import Appendable
 from collector.storage.series import SeriesRegistry
@@ -81,6 +92,7 @@ class ScrapePool:
         wall_ns: Callable[[], int] = time.time_ns,
         scraper_factory: ScraperFactory | None = None,
         parse: ParseFn | None = None,
+        proxy_resolver: ProxyResolver | None = None,
     ) -> None:
         self.cfg = cfg
         self._registry = registry
@@ -91,6 +103,8 @@ class ScrapePool:
         self._wall_ns = wall_ns
         self._factory = scraper_factory
         self._parse = parse
+        self._resolver = proxy_resolver
+        self._proxy_session: aiohttp.ClientSession | None = None
         self._relabeler: RelabelProcessor = compile_rules(cfg.relabel_configs)
         self._metric_relabeler: RelabelProcessor = compile_rules(cfg.metric_relabel_configs)
         self._groups: list[TargetGroup] = []
@@ -124,6 +138,8 @@ class ScrapePool:
             async with contextlib.AsyncExitStack() as stack:
                 if self._factory is None:
                     self._session = await stack.enter_async_context(new_session())
+                    if self._resolver is not None:
+                        self._proxy_session = await stack.enter_async_context(new_proxy_session())
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     self._reconcile()
@@ -131,6 +147,7 @@ class ScrapePool:
         finally:
             self._tg = None
             self._session = None
+            self._proxy_session = None
             for loop in [*self.loops.values(), *self._ending]:
                 loop.close()
             for cache in self._handover.values():
@@ -282,9 +299,25 @@ class ScrapePool:
             self._ending.discard(loop)
             loop.close(release_cache=release_cache)
 
+    def scrape_url(self, target: Target) -> str:
+        """The URL a target is fetched from: the API server's for proxied jobs, once resolved."""
+        loop = self.loops.get(target.fingerprint)
+        if loop is not None and isinstance(loop.scraper, ProxiedScraper):
+            return loop.scraper.fetched_url or target.url
+        return target.url
+
     def _scraper(self, target: Target) -> Scraper:
         if self._factory is not None:
             return self._factory(target, self.cfg)
+        if self.cfg.scrape_via_apiserver_proxy:
+            if self._resolver is None or self._proxy_session is None:
+                return _Refused(
+                    "scrape_via_apiserver_proxy is set, but this agent was built without an "
+                    "API server proxy resolver"
+                )
+            return ProxiedScraper(
+                session=self._proxy_session, target=target, cfg=self.cfg, resolver=self._resolver
+            )
         assert self._session is not None
         return HttpScraper(
             session=self._session,
@@ -303,6 +336,19 @@ class ScrapePool:
             self._ssl = build_ssl_context(tls)
             self._ssl_for = tls
         return self._ssl
+
+
+class _Refused:
+    """A `Scraper` that always fails with one message (a job this pool cannot scrape)."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    async def scrape(self) -> ScrapeResponse:
+        """Fail with the message."""
+        raise ScrapeError(self._message)
 
 
 def _handover_key(target: Target) -> tuple[Labels, str]:

@@ -172,21 +172,6 @@ def test_demo_missing_module(
     assert "demo is not available" in capsys.readouterr().err
 
 
-def test_demo_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``collector demo`` calls collector.demo.main with the parsed arguments."""
-    seen: list[object] = []
-
-    class FakeDemo:
-        @staticmethod
-        def main(args: object) -> int:
-            seen.append(args)
-            return 0
-
-    monkeypatch.setitem(sys.modules, "collector.demo", FakeDemo)
-    assert cli.main(["demo"]) == 0
-    assert len(seen) == 1
-
-
 def test_logfmt_output() -> None:
     """The logfmt formatter writes ts, level, logger and a quoted msg."""
     stream = io.StringIO()
