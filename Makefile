@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # and a real browser for the web UI.
 DEBIAN_TEST_PACKAGES := prometheus prometheus-node-exporter victoria-metrics chromium
 
-.PHONY: install install-dev install-debian test check lint typecheck imports bench demo
+.PHONY: install install-dev install-debian test check lint typecheck imports bench demo image
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -18,6 +18,9 @@ install-debian:
 
 install-dev: install-debian
 	$(PYTHON) -m pip install -q -e '.[dev]'
+	# A real kube-apiserver v1.20.2 (built once from Debian's source package, cached outside
+	# the repository) and etcd, for the Kubernetes discovery and API-server-proxy tests.
+	bash scripts/kube-apiserver.sh >/dev/null
 
 ## The whole test suite, with everything it needs installed first.
 test: install-dev
@@ -41,3 +44,7 @@ bench: install-dev
 
 demo: install
 	collector demo
+
+## Build the container image with podman/buildah (chroot isolation) and smoke-test it.
+image:
+	bash scripts/ci-image.sh
