@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from collector import __version__
 from collector.config import HTTPClientConfig, RemoteWriteConfig, TLSConfig
@@ -85,7 +86,17 @@ def _read_secret(inline: str, path: str) -> str:
 class WriteClient:
     """Sends compressed ``WriteRequest`` bodies to one ``remote_write`` URL."""
 
-    __slots__ = ("_config", "_http", "_retry_429", "_session", "_ssl", "_static_headers", "_wall")
+    __slots__ = (
+        "_config",
+        "_http",
+        "_retry_429",
+        "_session",
+        "_ssl",
+        "_static_headers",
+        "_timeout",
+        "_url",
+        "_wall",
+    )
 
     def __init__(
         self,
@@ -99,6 +110,8 @@ class WriteClient:
         self._config = config
         self._http: HTTPClientConfig = config.http_client
         self._retry_429 = config.queue_config.retry_on_http_429
+        self._timeout = aiohttp.ClientTimeout(total=config.remote_timeout)
+        self._url = URL(config.url)  # parsed once, not by aiohttp on every POST
         self._wall = wall_clock
         self._ssl: ssl.SSLContext | None = None
         if config.url.startswith("https:"):
@@ -146,10 +159,10 @@ class WriteClient:
             raise RecoverableWriteError(f"cannot read credentials: {exc}") from exc
         try:
             async with self._session.post(
-                self._config.url,
+                self._url,
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._config.remote_timeout),
+                timeout=self._timeout,
                 ssl=self._ssl if self._ssl is not None else True,
                 server_hostname=self._http.tls_config.server_name or None,
                 proxy=self._http.proxy_url or None,

@@ -51,6 +51,7 @@ __all__ = [
     "encode_request",
     "encode_sample",
     "encode_timeseries",
+    "fast_prefixes",
     "series_code",
     "timestamp_field",
     "varint",
@@ -82,6 +83,9 @@ _FAST_TS_LEN = 7
 
 _FAST_SAMPLE = b"\x12\x10\x09"
 """Sample field tag, its length (9 + 7 = 16) and the value tag, for the fast path."""
+
+_FAST_ZERO_SAMPLE = b"\x12\x07"
+"""Sample field tag and its length (the timestamp field only) for a zero value, fast path."""
 
 _MASK64 = (1 << 64) - 1
 
@@ -136,6 +140,21 @@ def series_code(label_bytes: bytes) -> SeriesCode:
     """
     body_len = len(label_bytes) + 2 + 9 + _FAST_TS_LEN
     return label_bytes, _TAG_1_LEN + varint(body_len) + label_bytes + _FAST_SAMPLE
+
+
+def fast_prefixes(label_bytes: bytes) -> tuple[bytes, bytes]:
+    """``(value_prefix, zero_series)`` of a series for the fast path (7-byte timestamp field).
+
+    ``value_prefix + pack(value) + ts_field`` is the ``TimeSeries`` field of a non-zero sample
+    (the fast prefix of `series_code`); ``zero_series + ts_field`` is the one of a ``0.0`` or
+    ``-0.0`` sample, whose value field proto3 omits.
+    """
+    value_len = len(label_bytes) + 2 + 9 + _FAST_TS_LEN
+    zero_len = len(label_bytes) + 2 + _FAST_TS_LEN
+    return (
+        _TAG_1_LEN + varint(value_len) + label_bytes + _FAST_SAMPLE,
+        _TAG_1_LEN + varint(zero_len) + label_bytes + _FAST_ZERO_SAMPLE,
+    )
 
 
 def timestamp_field(timestamp_ms: int) -> bytes:

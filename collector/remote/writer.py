@@ -1,8 +1,10 @@
 """`RemoteWriter`: one ``remote_write`` destination, from committed samples to acknowledged POSTs.
 
 Pipeline position: the scrape loops' `Appendable`; the end of the agent. Per committed sample the
-work is a dict lookup (the series' pre-encoded bytes for this destination), one ``struct.pack``
-and a list append; everything else happens per batch.
+work is a dict lookup (the series' cache entry for this destination), a float comparison with the
+series' previous value (unchanged: its encoded bytes are reused, else one ``struct.pack`` and one
+concatenation) and a list append; the timestamp field, shared by a scrape, is added once per shard
+and commit by joining with it as the separator. Everything else happens per batch.
 
 ::
 
@@ -12,7 +14,7 @@ and a list append; everything else happens per batch.
     open batch per shard ──(max_samples_per_send, or batch_send_deadline)──▶ seal: join + snappy
         │                                                                     │
         ▼ room in memory, nothing on disk                                     ▼ otherwise
-    memory FIFO per shard (≤ capacity samples)  ◀──── refill, in order ──── disk queue
+    memory FIFO per shard (≤ capacity samples) ◀── refill, in order ── waiting ◀── disk queue
         │ one request in flight per shard; retries resend the same bytes
         ▼
     WriteClient.send (POST, headers, auth)
@@ -26,9 +28,16 @@ vice versa. Shutdown (cancellation of `run`) seals the open batches, sends what 
 ``flush_deadline``, then writes the rest to disk *in front of* older disk records, so a restart
 delivers it first.
 
-Shards: a fixed number, ``min(max(min_shards, 4), max_shards)`` unless given. The §6.4
-resharding formula is in `collector.remote.queue.desired_shards` and is exported as
-``shards_desired`` but not applied (a reshard would be an epoch change: drain, then restart).
+*Waiting* is an in-memory FIFO between the shard queues and the disk (within the same
+``capacity`` budget): sealed batches that may not enter the shard queues yet (another epoch is
+in them, or a reshard is draining them) wait there rather than on disk.
+
+Shards: start at ``min(max(min_shards, 4), max_shards)`` unless given; every 10 s the §6.4
+formula (`collector.remote.queue.desired_shards`, on EWMAs of samples in, out, dropped and send
+time) may reshard within ``[min_shards, max_shards]``: not while retrying, only if a send
+completed in the last 10 s. A reshard is an epoch change: the shard queues drain (new batches
+wait), the loops stop, open batches are sealed in the old layout, and new shards start behind
+them, so per-series order holds.
 
 Prometheus counterpart: ``storage/remote/queue_manager.go`` (``QueueManager``, ``shards``),
 ``storage/remote/write.go``.
@@ -45,7 +54,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -55,20 +64,19 @@ from collector.errors import DiskQueueError, NonRecoverableWriteError, Recoverab
 from collector.model.labels import Labels, from_dict
 from collector.remote.client import WriteClient
 from collector.remote.codec import (
-    SeriesCode,
     compress,
     encode_labels,
     encode_timeseries,
-    series_code,
+    fast_prefixes,
     timestamp_field,
 )
 from collector.remote.diskqueue import DiskQueue
 from collector.remote.metrics import QueueMetrics
-from collector.remote.queue import Batch, next_backoff
+from collector.remote.queue import Batch, EWMARate, desired_shards, next_backoff
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
 
-__all__ = ["RemoteWriter", "remote_name_of"]
+__all__ = ["SHARD_UPDATE_INTERVAL", "RemoteWriter", "remote_name_of"]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +85,17 @@ _FAST_TS_LEN = 7
 
 _pack = struct.Struct("<d").pack
 
-_DROPPED: SeriesCode = (b"", b"")
-"""Cached for a series write_relabel_configs dropped (no real series encodes to empty bytes)."""
+_NAN = float("nan")
+
+_Entry = list[Any]
+"""Per ref and destination: ``[last value, its encoded TimeSeries minus the timestamp field,
+value prefix, zero series, append]`` (see `collector.remote.codec.fast_prefixes`); ``append`` is
+the bound ``append`` of the run of the ref's shard, or of the discard list for a series write
+relabeling dropped (so the hot loop needs no branch for it). The last value starts as NaN, which
+equals nothing, so the first sample always encodes."""
+
+SHARD_UPDATE_INTERVAL = 10.0
+"""Seconds between resharding decisions (Prometheus ``shardUpdateDuration``)."""
 
 
 def remote_name_of(config: RemoteWriteConfig) -> str:
@@ -102,10 +119,13 @@ class RemoteWriter:
         segment_bytes: int = 8 << 20,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        reshard_interval: float | None = SHARD_UPDATE_INTERVAL,
     ) -> None:
         """Set up the queue; the disk directory ``<storage_path>/<remote_name>/`` is indexed now
         (so `commit` can spill before `run` starts), the HTTP session is opened by `run`.
 
+        ``shards`` is the starting shard count; dynamic resharding (spec §6.4) then moves it
+        within ``[min_shards, max_shards]`` every ``reshard_interval`` seconds (None: never).
         ``sleep`` is what retry backoff awaits and ``wall_clock`` stamps ``Retry-After`` dates
         and ``sample_age_limit``; tests inject both (or run on looptime).
         """
@@ -122,31 +142,68 @@ class RemoteWriter:
         self._max_per_send = q.max_samples_per_send
         self._deadline = q.batch_send_deadline
         self._age_limit_ms = int(q.sample_age_limit * 1000)
-        self._num_shards = shards if shards is not None else min(max(q.min_shards, 4), q.max_shards)
-        n = self._num_shards
-        self._codes: dict[int, SeriesCode] = {}
-        self._open: list[list[bytes]] = [[] for _ in range(n)]
-        self._open_max_ts: list[int] = [0] * n
-        self._open_since: list[float] = [0.0] * n
-        self._queues: list[deque[Batch]] = [deque() for _ in range(n)]
-        self._wake: list[asyncio.Event] = [asyncio.Event() for _ in range(n)]
+        self._cache: dict[int, _Entry] = {}
+        self._discard: list[bytes] = []
+        """Where the samples of dropped series go during a commit (counted, then cleared)."""
+        self._n_unknown = 0
+        self._waiting: deque[Batch] = deque()
+        self._waiting_samples = 0
         self._mem_samples = 0
-        self._epoch = random.getrandbits(63)
-        self._mem_epoch = self._epoch
-        self._held: Batch | None = None
+        self._emptied = asyncio.Event()
+        self._epoch = 0
+        self._mem_epoch = 0
         self._draining = False
+        self._barrier = False
         self._spilling = False
         self._highest_sent = 0.0
+        self._highest_in_ms = 0
+        self._shard_tasks: list[asyncio.Task[None]] = []
+        # Resharding inputs (spec §6.4): counted here, folded into the EWMAs every interval.
+        self._reshard_interval = reshard_interval
+        ewma_interval = reshard_interval or SHARD_UPDATE_INTERVAL
+        self._rate_in = EWMARate(interval=ewma_interval)
+        self._rate_out = EWMARate(interval=ewma_interval)
+        self._rate_dropped = EWMARate(interval=ewma_interval)
+        self._rate_out_duration = EWMARate(interval=ewma_interval)
+        self._count_in = 0
+        self._count_out = 0
+        self._count_dropped = 0
+        self._out_duration = 0.0
+        self._last_send_done: float | None = None
+        self._reshard_disabled_until = 0.0
         self._disk = DiskQueue(Path(storage_path) / self.remote_name, segment_bytes=segment_bytes)
         self.metrics = QueueMetrics(registry, remote_name=self.remote_name, url=config.url)
+        n = shards if shards is not None else min(max(q.min_shards, 4), q.max_shards)
+        self._set_layout(n)
         m = self.metrics
-        m.shards.set(n)
         m.shards_min.set(q.min_shards)
         m.shards_max.set(q.max_shards)
         m.shards_desired.set(n)
         m.shard_capacity.set(q.capacity)
         m.max_samples_per_send.set(q.max_samples_per_send)
         self._update_disk_gauges()
+
+    def _set_layout(self, n: int) -> None:
+        """Start a new epoch with ``n`` shards (memory queues and open batches must be empty)."""
+        assert self._mem_samples == 0, "the memory queues must be drained before a new layout"
+        epoch = random.getrandbits(63)
+        while epoch == self._epoch:
+            epoch = random.getrandbits(63)
+        self._epoch = epoch
+        self._num_shards = n
+        self._open: list[list[bytes]] = [[] for _ in range(n)]
+        self._open_count: list[int] = [0] * n
+        self._open_max_ts: list[int] = [0] * n
+        self._open_since: list[float] = [0.0] * n
+        self._queues: list[deque[Batch]] = [deque() for _ in range(n)]
+        self._wake: list[asyncio.Event] = [asyncio.Event() for _ in range(n)]
+        self._runs: list[list[bytes]] = [[] for _ in range(n)]
+        appends = [run.append for run in self._runs]
+        discard = self._discard.append
+        for ref, entry in self._cache.items():
+            if entry[4] != discard:
+                entry[4] = appends[ref % n]
+        self.metrics.shards.set(n)
 
     # ------------------------------------------------------------------ commit side (sync)
 
@@ -158,7 +215,7 @@ class RemoteWriter:
     @property
     def pending_samples(self) -> int:
         """Samples in memory: sealed batches plus open ones (disk excluded)."""
-        return self._mem_samples + sum(len(o) for o in self._open)
+        return self._mem_samples + self._waiting_samples + sum(self._open_count)
 
     @property
     def disk(self) -> DiskQueue:
@@ -166,71 +223,128 @@ class RemoteWriter:
         return self._disk
 
     def commit(self, samples: Sequence[Sample]) -> None:
-        """Take one scrape's samples. Never blocks on the network, never drops for lack of room."""
+        """Take one scrape's samples. Never blocks on the network, never drops for lack of room.
+
+        Per sample (steady state): one dict lookup, one float comparison with the series' last
+        value (equal: its encoded bytes are reused; else one ``pack`` and one concatenation) and
+        one list append into the shard's run. A run holds the ``TimeSeries`` bytes *without*
+        the timestamp field, which all samples of a run share: `_flush_runs` joins a run with
+        the field as separator, once per shard and timestamp.
+        """
         if not samples:
             return
+        self._count_in += len(samples)
         if self._age_limit_ms:
             samples = self._drop_too_old(samples)
-        codes = self._codes
         n = self._num_shards
-        open_ = self._open
-        max_per_send = self._max_per_send
+        cache = self._cache
+        pack = _pack
         now = _loop_time()
         last_ts: int | None = None
         ts_field = b""
         fast = False
         hi = 0
-        dropped = unknown = 0
+        entry: _Entry | None
         for ref, value, ts in samples:
-            code = codes.get(ref)
-            if code is None:
-                resolved = self._resolve(ref)
-                if resolved is None:
-                    unknown += 1
-                    continue
-                code = resolved
-            if code is _DROPPED:
-                dropped += 1
-                continue
             if ts != last_ts:
+                if last_ts is not None:
+                    self._flush_runs(ts_field, last_ts, now)
                 last_ts = ts
                 ts_field = timestamp_field(ts)
                 fast = len(ts_field) == _FAST_TS_LEN
                 if ts > hi:
                     hi = ts
-            shard = ref % n
-            pieces = open_[shard]
-            if not pieces:
-                self._open_since[shard] = now
-                self._wake[shard].set()
-            if fast and value != 0.0:
-                pieces.append(code[1] + _pack(value) + ts_field)
-            else:
-                pieces.append(encode_timeseries(code[0], value, ts))
-            if len(pieces) >= max_per_send:
-                self._seal(shard, hi)
-        for shard in range(n):
-            if open_[shard] and hi > self._open_max_ts[shard]:
-                self._open_max_ts[shard] = hi
+            try:
+                entry = cache[ref]
+            except KeyError:
+                entry = self._resolve(ref)
+                if entry is None:
+                    continue
+            if not fast:
+                self._add_slow(ref % n, entry, value, ts, now)
+                continue
+            if value != entry[0]:  # NaN never equals: its bits are always packed afresh
+                entry[0] = value
+                entry[1] = entry[2] + pack(value) if value else entry[3]
+            entry[4](entry[1])
+        if last_ts is not None:
+            self._flush_runs(ts_field, last_ts, now)
         m = self.metrics
-        if dropped:
-            m.dropped_series.inc(dropped)
-        if unknown:
-            m.dropped_unintentional.inc(unknown)
+        if self._discard:
+            m.dropped_series.inc(len(self._discard))
+            self._count_dropped += len(self._discard)
+            self._discard.clear()
+        if self._n_unknown:
+            m.dropped_unintentional.inc(self._n_unknown)
+            self._count_dropped += self._n_unknown
+            self._n_unknown = 0
         if hi:
+            if hi > self._highest_in_ms:
+                self._highest_in_ms = hi
             m.observe_highest_in(hi / 1000.0)
         m.pending.set(self.pending_samples)
 
+    def _flush_runs(self, ts_field: bytes, ts: int, now: float) -> None:
+        """Move every shard's run of samples stamped ``ts`` into its open batch."""
+        for shard, run in enumerate(self._runs):
+            if run:
+                self._add_run(shard, run, ts_field, ts, now)
+                run.clear()  # the same list: `_run_appends` holds its bound append
+
+    def _add_run(self, shard: int, run: list[bytes], ts_field: bytes, ts: int, now: float) -> None:
+        """Append a run to a shard's open batch, sealing each time it reaches the batch size."""
+        max_per_send = self._max_per_send
+        total = len(run)
+        start = 0
+        while start < total:
+            count = self._open_count[shard]
+            if not count:
+                self._open_since[shard] = now
+                self._wake[shard].set()
+            if ts > self._open_max_ts[shard]:
+                self._open_max_ts[shard] = ts
+            take = min(max_per_send - count, total - start)
+            chunks = self._open[shard]
+            chunks.append(
+                ts_field.join(run[start : start + take] if start or take < total else run)
+            )
+            chunks.append(ts_field)
+            self._open_count[shard] = count + take
+            start += take
+            if count + take >= max_per_send:
+                self._seal(shard)
+
+    def _add_slow(self, shard: int, entry: _Entry, value: float, ts: int, now: float) -> None:
+        """One sample whose timestamp field is not 7 bytes: encoded whole (rare)."""
+        if entry[4] == self._discard.append:
+            self._discard.append(b"")
+            return
+        count = self._open_count[shard]
+        if not count:
+            self._open_since[shard] = now
+            self._wake[shard].set()
+        if ts > self._open_max_ts[shard]:
+            self._open_max_ts[shard] = ts
+        self._open[shard].append(encode_timeseries(_label_bytes(entry[2]), value, ts))
+        self._open_count[shard] = count + 1
+        if count + 1 >= self._max_per_send:
+            self._seal(shard)
+
     def forget(self, refs: Iterable[int]) -> None:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
-        codes = self._codes
+        cache = self._cache
         for ref in refs:
-            codes.pop(ref, None)
+            cache.pop(ref, None)
 
-    def _resolve(self, ref: int) -> SeriesCode | None:
-        """Encode a series for this destination once: external labels, write relabel, bytes."""
+    def _resolve(self, ref: int) -> _Entry | None:
+        """Encode a series for this destination once: external labels, write relabel, bytes.
+
+        None (and counted) when the ref is unknown; a series write relabeling dropped gets an
+        entry that appends to the discard list.
+        """
         labels = self._series.labels(ref)
         if labels is None:
+            self._n_unknown += 1
             return None
         if self._external or self._relabel is not None:
             builder = dict(labels)
@@ -239,40 +353,39 @@ class RemoteWriter:
                 builder.setdefault(name, value)
             if self._relabel is not None:
                 relabeled = self._relabel(builder)
-                if relabeled is None:
-                    self._codes[ref] = _DROPPED
-                    return _DROPPED
-                builder = relabeled
+                builder = {} if relabeled is None else relabeled
             labels = from_dict(builder)
-        if not labels:
-            self._codes[ref] = _DROPPED
-            return _DROPPED
-        code = series_code(encode_labels(labels))
-        self._codes[ref] = code
-        return code
+        if labels:
+            value_prefix, zero_series = fast_prefixes(encode_labels(labels))
+            append = self._runs[ref % self._num_shards].append
+        else:
+            value_prefix = zero_series = b""
+            append = self._discard.append
+        entry: _Entry = [_NAN, b"", value_prefix, zero_series, append]
+        self._cache[ref] = entry
+        return entry
 
     def _drop_too_old(self, samples: Sequence[Sample]) -> Sequence[Sample]:
         cutoff = int(self._wall() * 1000) - self._age_limit_ms
         kept = [s for s in samples if s[2] >= cutoff]
         if len(kept) != len(samples):
             self.metrics.dropped_too_old.inc(len(samples) - len(kept))
+            self._count_dropped += len(samples) - len(kept)
         return kept
 
-    def _seal(self, shard: int, commit_max_ts: int = 0) -> None:
-        """Turn a shard's open batch into a `Batch` and queue it (memory or disk).
-
-        ``commit_max_ts`` is the highest timestamp of a commit in progress, which may have put
-        samples in this batch before `_open_max_ts` was updated.
-        """
-        pieces = self._open[shard]
-        if not pieces:
+    def _seal(self, shard: int) -> None:
+        """Turn a shard's open batch into a `Batch` and queue it (memory, waiting or disk)."""
+        count = self._open_count[shard]
+        if not count:
             return
+        chunks = self._open[shard]
         self._open[shard] = []
-        max_ts = max(self._open_max_ts[shard], commit_max_ts)
+        self._open_count[shard] = 0
+        max_ts = self._open_max_ts[shard]
         self._open_max_ts[shard] = 0
         batch = Batch(
-            body=compress(b"".join(pieces)),
-            count=len(pieces),
+            body=compress(b"".join(chunks)),
+            count=count,
             max_ts=max_ts,
             shard=shard,
             epoch=self._epoch,
@@ -285,15 +398,23 @@ class RemoteWriter:
         )
 
     def _enqueue(self, batch: Batch) -> None:
-        if self._held is None and self._disk.empty and self._fits(batch):
-            self._push(batch)
-            return
+        """Queue a sealed batch at the tail of the FIFO: memory queues, waiting, then disk."""
+        if self._disk.empty:
+            if not self._barrier and not self._waiting and self._fits(batch):
+                self._push(batch)
+                return
+            if self._mem_samples + self._waiting_samples + batch.count <= self._capacity:
+                # Memory has room but the batch may not enter the shard queues yet (another
+                # epoch is being sent, or a reshard is draining them).
+                self._waiting.append(batch)
+                self._waiting_samples += batch.count
+                return
         if not self._spilling:
             self._spilling = True
             log.warning(
                 "remote_write %s: memory queue full (%d samples), spilling to %s",
                 self.remote_name,
-                self._mem_samples,
+                self._mem_samples + self._waiting_samples,
                 self._disk.directory,
             )
         try:
@@ -309,35 +430,42 @@ class RemoteWriter:
     def _push(self, batch: Batch) -> None:
         if self._mem_samples == 0:
             self._mem_epoch = batch.epoch
-        self._queues[batch.shard % self._num_shards].append(batch)
+        shard = batch.shard % self._num_shards
+        self._queues[shard].append(batch)
         self._mem_samples += batch.count
-        self._wake[batch.shard % self._num_shards].set()
+        self._wake[shard].set()
+
+    def _admit_waiting(self) -> None:
+        """Move waiting batches into the shard queues, in order, while they fit."""
+        waiting = self._waiting
+        while waiting and self._fits(waiting[0]):
+            batch = waiting.popleft()
+            self._waiting_samples -= batch.count
+            self._push(batch)
 
     def _refill(self) -> None:
-        """Move disk records into memory, in order, while they fit (and their epoch may run)."""
-        if self._draining:
+        """Move waiting then disk batches into memory, in order, while they fit (and their
+        epoch may run); not while draining for shutdown or for a reshard."""
+        if self._draining or self._barrier:
             return
         disk = self._disk
+        waiting = self._waiting
         while True:
-            batch = self._held
-            if batch is None:
-                if disk.empty:
-                    break
-                try:
-                    record = disk.pop()
-                    if record is None:
-                        break
-                    batch = Batch.from_record(record)
-                except (DiskQueueError, ValueError) as exc:
-                    log.error("remote_write %s: %s", self.remote_name, exc)
-                    self.metrics.disk_corruptions.inc()
-                    continue
-            if not self._fits(batch):
-                self._held = batch
+            self._admit_waiting()
+            if waiting or disk.empty:
                 break
-            self._held = None
-            self._push(batch)
-        if self._spilling and self._held is None and disk.empty:
+            try:
+                record = disk.pop()
+                if record is None:
+                    break
+                batch = Batch.from_record(record)
+            except (DiskQueueError, ValueError) as exc:
+                log.error("remote_write %s: %s", self.remote_name, exc)
+                self.metrics.disk_corruptions.inc()
+                continue
+            waiting.append(batch)  # the head of the disk queue, read: in front of all else
+            self._waiting_samples += batch.count
+        if self._spilling and not waiting and disk.empty:
             self._spilling = False
             log.info("remote_write %s: disk queue drained", self.remote_name)
         self._update_disk_gauges()
@@ -352,17 +480,28 @@ class RemoteWriter:
         """Send until cancelled; then flush within ``flush_deadline`` and persist the rest."""
         http = self.config.http_client
         self._draining = False
+        self._barrier = False
         self._refill()
         async with aiohttp.ClientSession(trust_env=http.proxy_from_environment) as session:
             client = WriteClient(session, self.config, wall_clock=self._wall)
             try:
                 async with asyncio.TaskGroup() as tg:
-                    for shard in range(self._num_shards):
-                        tg.create_task(self._shard_loop(shard, client))
+                    self._start_shards(tg, client)
+                    if self._reshard_interval:
+                        tg.create_task(self._update_shards_loop(tg, client, self._reshard_interval))
                     await asyncio.get_running_loop().create_future()
             finally:
+                self._shard_tasks = []
                 await self._shutdown(client)
         raise AssertionError("unreachable: run() only ends by cancellation")
+
+    def _start_shards(self, tg: asyncio.TaskGroup, client: WriteClient) -> None:
+        self._shard_tasks = [
+            tg.create_task(
+                self._shard_loop(shard, client), name=f"{self.remote_name} shard {shard}"
+            )
+            for shard in range(self._num_shards)
+        ]
 
     async def _shard_loop(self, shard: int, client: WriteClient, *, draining: bool = False) -> None:
         """Send this shard's batches in order, one request in flight; seal on the deadline."""
@@ -375,13 +514,15 @@ class RemoteWriter:
                 await self._send(batch, client)
                 queue.popleft()
                 self._mem_samples -= batch.count
+                if not self._mem_samples:
+                    self._emptied.set()
                 self._refill()
                 self.metrics.pending.set(self.pending_samples)
                 continue
             if draining:
                 return
             wake.clear()
-            if self._open[shard]:
+            if self._open_count[shard]:
                 delay = self._open_since[shard] + self._deadline - loop.time()
                 if delay <= 0:
                     self._seal(shard)
@@ -401,9 +542,11 @@ class RemoteWriter:
         max_backoff = self.config.queue_config.max_backoff
         attempt = 0
         loop = asyncio.get_running_loop()
+        began = loop.time()
         while True:
             if self._age_limit_ms and batch.max_ts < int(self._wall() * 1000) - self._age_limit_ms:
                 m.dropped_too_old.inc(batch.count)
+                self._count_dropped += batch.count
                 return
             started = loop.time()
             try:
@@ -411,6 +554,7 @@ class RemoteWriter:
             except NonRecoverableWriteError as exc:
                 m.duration.observe(loop.time() - started)
                 m.failed.inc(batch.count)
+                self._sent(batch.count, began, loop.time())
                 log.error(
                     "remote_write %s: non-recoverable error, dropping %d samples: %s",
                     self.remote_name,
@@ -430,23 +574,121 @@ class RemoteWriter:
                     exc,
                     exc_info=not isinstance(exc, RecoverableWriteError),
                 )
+                # No resharding while retrying (spec §6.2).
+                self._reshard_disabled_until = max(
+                    self._reshard_disabled_until, loop.time() + 2 * sleep_for
+                )
                 await self._sleep(sleep_for)
                 backoff = next_backoff(sleep_for, max_backoff=max_backoff)
                 attempt += 1
                 continue
-            m.duration.observe(loop.time() - started)
+            now = loop.time()
+            m.duration.observe(now - started)
             m.samples.inc(batch.count)
             m.bytes.inc(len(batch.body))
+            self._sent(batch.count, began, now)
             if batch.max_ts / 1000.0 > self._highest_sent:
                 self._highest_sent = batch.max_ts / 1000.0
                 m.queue_highest_sent.set(self._highest_sent)
             return
 
+    def _sent(self, count: int, began: float, now: float) -> None:
+        """Account a completed send (success or refusal) for resharding."""
+        self._count_out += count
+        self._out_duration += now - began
+        self._last_send_done = now
+
+    # ------------------------------------------------------------------ resharding (§6.4)
+
+    def _update_desired(self) -> int:
+        """Tick the EWMAs and compute the shard count the formula wants (clamped)."""
+        self._rate_in.incr(self._count_in)
+        self._rate_out.incr(self._count_out)
+        self._rate_dropped.incr(self._count_dropped)
+        self._rate_out_duration.incr(self._out_duration)
+        self._count_in = self._count_out = self._count_dropped = 0
+        self._out_duration = 0.0
+        for rate in (self._rate_in, self._rate_out, self._rate_dropped, self._rate_out_duration):
+            rate.tick()
+        q = self.config.queue_config
+        wanted, raw = desired_shards(
+            current=self._num_shards,
+            min_shards=q.min_shards,
+            max_shards=q.max_shards,
+            rate_in=self._rate_in.rate,
+            rate_out=self._rate_out.rate,
+            rate_dropped=self._rate_dropped.rate,
+            rate_out_duration=self._rate_out_duration.rate,
+            highest_received_s=self._highest_in_ms / 1000.0,
+            highest_sent_s=self._highest_sent,
+        )
+        if self._rate_out.rate > 0:
+            self.metrics.shards_desired.set(raw)
+        return wanted
+
+    def _should_reshard(self, wanted: int, now: float, window: float) -> bool:
+        """Spec §6.4: a different count, a send completed recently, and not while retrying."""
+        if wanted == self._num_shards:
+            return False
+        if self._last_send_done is None or now - self._last_send_done > window:
+            log.warning(
+                "remote_write %s: skipping resharding, last successful send was beyond threshold",
+                self.remote_name,
+            )
+            return False
+        return now >= self._reshard_disabled_until
+
+    async def _update_shards_loop(
+        self, tg: asyncio.TaskGroup, client: WriteClient, interval: float
+    ) -> NoReturn:
+        """Every ``interval``: tick the rates and start a reshard when one is due."""
+        loop = asyncio.get_running_loop()
+        resharding: asyncio.Task[None] | None = None
+        while True:
+            await asyncio.sleep(interval)
+            wanted = self._update_desired()
+            if resharding is not None and not resharding.done():
+                continue
+            if self._should_reshard(wanted, loop.time(), interval):
+                resharding = tg.create_task(self._reshard(wanted, tg, client))
+
+    async def _reshard(self, shards: int, tg: asyncio.TaskGroup, client: WriteClient) -> None:
+        """Drain then restart (spec §6.4, §6.9): per-series order holds across the change.
+
+        New sealed batches wait (memory, else disk) while the current shards send everything
+        already in their queues; then the shard loops stop, the open batches are sealed in the
+        old layout, and a new epoch with ``shards`` shards starts behind them.
+        """
+        log.info(
+            "remote_write %s: resharding from %d to %d shards",
+            self.remote_name,
+            self._num_shards,
+            shards,
+        )
+        self._barrier = True
+        try:
+            while self._mem_samples:
+                self._emptied.clear()
+                await self._emptied.wait()
+            tasks = self._shard_tasks
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for shard in range(self._num_shards):
+                self._seal(shard)
+            self._set_layout(shards)
+            self._start_shards(tg, client)
+        finally:
+            self._barrier = False
+            self._refill()
+
     async def _shutdown(self, client: WriteClient) -> None:
         """Seal, flush memory within ``flush_deadline``, persist the rest (even if cancelled)."""
         try:
+            self._barrier = False
             for shard in range(self._num_shards):
                 self._seal(shard)
+            self._admit_waiting()
             self._draining = True
             busy = [s for s in range(self._num_shards) if self._queues[s]]
             if busy:
@@ -461,17 +703,16 @@ class RemoteWriter:
             self._persist()
 
     def _persist(self) -> None:
-        """Write unsent memory batches in front of the disk queue and close it."""
+        """Write unsent memory then waiting batches in front of the disk queue and close it."""
         records = [batch.to_record() for queue in self._queues for batch in queue]
-        persisted = self._mem_samples
-        if self._held is not None:
-            # Read from disk already: older than what is left there, newer than memory.
-            records.append(self._held.to_record())
-            persisted += self._held.count
-            self._held = None
+        # Waiting batches are newer than memory and older than anything on disk.
+        records.extend(batch.to_record() for batch in self._waiting)
+        persisted = self._mem_samples + self._waiting_samples
         for queue in self._queues:
             queue.clear()
+        self._waiting.clear()
         self._mem_samples = 0
+        self._waiting_samples = 0
         try:
             self._disk.prepend(records)
             self._disk.close()
@@ -490,6 +731,14 @@ class RemoteWriter:
                 )
         self._update_disk_gauges()
         self.metrics.pending.set(self.pending_samples)
+
+
+def _label_bytes(value_prefix: bytes) -> bytes:
+    """The ``Label`` fields inside a `fast_prefixes` value prefix (tag, varint, labels, 3 bytes)."""
+    i = 1
+    while value_prefix[i] & 0x80:
+        i += 1
+    return value_prefix[i + 1 : -3]
 
 
 def _loop_time() -> float:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 import collector
 from collector.config import HTTPClientConfig, ScrapeConfig, ScrapeProtocol, TLSConfig
@@ -86,6 +87,10 @@ _TSPECIALS = frozenset('()<>@,;:\\"/[]?= ')
 
 Format = Literal["text", "openmetrics"]
 """Which parser a body goes to."""
+
+_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
+"""aiohttp's own timers off: the scrape's one ``asyncio.timeout`` covers connect, headers, body
+(and aiohttp would otherwise arm its 5-minute session default per request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +297,12 @@ class HttpScraper:
         "_http",
         "_proxy",
         "_proxy_headers",
+        "_redirects",
         "_server_name",
         "_session",
         "_ssl",
         "_timeout",
+        "_url",
         "url",
     )
 
@@ -310,7 +317,10 @@ class HttpScraper:
     ) -> None:
         self._session = session
         self.url = url
+        # Parsed once: a str would be parsed into a yarl URL by aiohttp on every request.
+        self._url = URL(url)
         self._timeout = timeout
+        self._redirects = cfg.http_client.follow_redirects
         self._http = cfg.http_client
         self._body_limit = cfg.body_size_limit
         self._gzip = cfg.enable_compression
@@ -363,13 +373,14 @@ class HttpScraper:
             async with (
                 asyncio.timeout(self._timeout),
                 self._session.get(
-                    self.url,
+                    self._url,
                     headers=headers,
-                    allow_redirects=self._http.follow_redirects,
+                    allow_redirects=self._redirects,
                     proxy=self._proxy,
                     proxy_headers=self._proxy_headers,
                     ssl=self._ssl,
                     server_hostname=self._server_name,
+                    timeout=_NO_CLIENT_TIMEOUT,
                 ) as resp,
             ):
                 if resp.status != 200:

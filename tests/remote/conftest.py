@@ -40,6 +40,8 @@ class Receiver:
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     down: bool = False
     """While True every request gets 503 (an outage)."""
+    delay: float = 0.0
+    """Seconds each request takes before it is answered (a slow receiver)."""
     requests: list[Received] = field(default_factory=list)
     series: list[DecodedSeries] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -59,6 +61,8 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Record the request, then answer from the script, the outage flag, or accept it."""
         body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         status, headers = 204, dict[str, str]()
         if self.script:
             status, headers = self.script.popleft()
