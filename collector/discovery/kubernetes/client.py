@@ -9,6 +9,9 @@ Three ways to reach a cluster, chosen like Prometheus:
   OIDC), never persisted back. A 401 re-runs the loader, which re-runs an exec plugin.
 - neither: in-cluster service account via ``load_incluster_config``. Its refresh hook re-reads
   the projected token every minute; a 401 re-reads it at once.
+- neither, and not in a cluster (no ``KUBERNETES_SERVICE_HOST``/``_PORT``): ``$KUBECONFIG``
+  (a ``:``-separated list, merged like kubectl), else ``~/.kube/config`` (INTERFACES.md), so the
+  agent run on a workstation finds the cluster kubectl uses.
 
 kubernetes_asyncio is used *only* to load configuration. Requests are plain aiohttp on one
 session per `Connection`, so the informer controls streaming, line splitting and timeouts.
@@ -23,6 +26,7 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,23 +59,60 @@ class ConnectionSpec:
 
     @property
     def mode(self) -> str:
-        """``api_server``, ``kubeconfig`` or ``in-cluster``."""
+        """``api_server``, ``kubeconfig`` or ``in-cluster``.
+
+        Without ``api_server`` and ``kubeconfig``, ``kubeconfig`` when not in a cluster but
+        `fallback_kubeconfig` found a file; ``in-cluster`` otherwise.
+        """
         if self.api_server:
             return "api_server"
-        if self.kubeconfig:
+        if self.kubeconfig or self.fallback_kubeconfig():
             return "kubeconfig"
         return "in-cluster"
 
+    @property
+    def kubeconfig_path(self) -> str:
+        """The kubeconfig to load: the configured one, else the fallback ("" for none)."""
+        return self.kubeconfig or self.fallback_kubeconfig()
+
+    def _environ(self) -> Mapping[str, str]:
+        return dict(self.environ) if self.environ is not None else os.environ
+
+    def _in_cluster(self) -> bool:
+        env = self._environ()
+        return bool(env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"))
+
+    def fallback_kubeconfig(self) -> str:
+        """Outside a cluster with nothing configured: ``$KUBECONFIG``, else ``~/.kube/config``.
+
+        "" when ``api_server``/``kubeconfig`` is set, when the in-cluster environment is there,
+        or when neither file exists. ``$KUBECONFIG`` may list several files (``:``-separated);
+        it is used when any of them exists and is then loaded whole (kubectl merges them).
+        """
+        if self.api_server or self.kubeconfig or self._in_cluster():
+            return ""
+        env = self._environ()
+        listed = env.get("KUBECONFIG", "")
+        if listed:
+            paths = [os.path.expanduser(p) for p in listed.split(os.pathsep) if p]
+            if any(os.path.isfile(p) for p in paths):
+                return os.pathsep.join(paths)
+        # With an injected environment (tests) only its HOME counts.
+        home = env.get("HOME", "") if self.environ is not None else os.path.expanduser("~")
+        default = os.path.join(home, ".kube", "config") if home else ""
+        return default if default and os.path.isfile(default) else ""
+
     def validate(self) -> None:
-        """Fail early (at discoverer creation) when in-cluster config is impossible."""
-        if self.mode == "in-cluster":
-            env = dict(self.environ) if self.environ is not None else os.environ
-            if not env.get("KUBERNETES_SERVICE_HOST") or not env.get("KUBERNETES_SERVICE_PORT"):
+        """Fail early (at discoverer creation) when no configuration can work."""
+        mode = self.mode
+        if mode == "in-cluster":
+            if not self._in_cluster():
                 raise DiscoveryError(
                     "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and "
-                    "KUBERNETES_SERVICE_PORT must be defined"
+                    "KUBERNETES_SERVICE_PORT must be defined (and neither $KUBECONFIG nor "
+                    "~/.kube/config exists)"
                 )
-        elif self.mode == "kubeconfig" and not os.path.isfile(self.kubeconfig):
+        elif mode == "kubeconfig" and self.kubeconfig and not os.path.isfile(self.kubeconfig):
             raise DiscoveryError(f"kubeconfig file {self.kubeconfig!r} does not exist")
 
 
@@ -181,7 +222,9 @@ class Connection:
             cfg = Configuration()
             if spec.mode == "kubeconfig":
                 await load_kube_config(
-                    config_file=spec.kubeconfig, client_configuration=cfg, persist_config=False
+                    config_file=spec.kubeconfig_path,
+                    client_configuration=cfg,
+                    persist_config=False,
                 )
             else:
                 load_incluster_config(  # type: ignore[no-untyped-call]

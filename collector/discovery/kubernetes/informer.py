@@ -22,7 +22,8 @@ kubernetes_asyncio's ``Watch`` gets wrong):
    (0.8 s doubling to 30 s, reset after 2 minutes of health), then watch again from the last RV:
    transport errors and truncated streams, a stream silent for longer than ``timeoutSeconds``
    plus a margin (stall), a line that is not JSON, 5xx and 429 (``Retry-After`` honoured).
-   A 401 reloads credentials first; a 403 is logged once with the missing RBAC rule.
+   A 401 or 403 reloads credentials before the retry; a 403 is logged once with the missing
+   RBAC rule.
 
 Errors are logged once per change of state, never raised: only cancellation stops `run`.
 
@@ -36,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -164,6 +166,21 @@ class _Backoff:
         self._n = 0
 
 
+_CONTINUE = re.compile(rb'"continue"\s*:\s*"([^"\\]*)"')
+
+
+def _peek_continue(raw: bytes) -> str:
+    """The list's ``continue`` token, read from the metadata before ``items`` ("" if none).
+
+    Only a hint for prefetching: `Informer._list` still takes the token of the decoded body.
+    """
+    end = raw.find(b'"items"', 0, 8192)
+    if end < 0:
+        return ""
+    found = _CONTINUE.search(raw, 0, end)
+    return found.group(1).decode() if found else ""
+
+
 def _status_error(status: int, body: bytes) -> KubernetesAPIError:
     reason, message = "", body[:200].decode("utf-8", "replace")
     try:
@@ -246,8 +263,10 @@ class Informer:
                 self.metrics.watch_restarts.labels(res, restart.reason).inc()
                 self._failed(restart.reason, str(restart))
                 await self.options.sleep(max(backoff.next(), restart.retry_after))
-                if restart.reason == "unauthorized":
-                    # After the wait, so a token rotated meanwhile is picked up.
+                if restart.reason in ("unauthorized", "forbidden"):
+                    # After the wait, so a token rotated meanwhile is picked up. A 403 too:
+                    # the token file may have held another identity's token (Prometheus
+                    # re-reads ``credentials_file`` on every request).
                     await self.connection.reload_credentials()
             except DiscoveryError as exc:
                 self.metrics.failures.inc()
@@ -332,40 +351,77 @@ class Informer:
 
     # ----------------------------------------------------------------- list
 
+    async def _fetch_page(self, token: str, rv_param: str) -> bytes:
+        params = self._params(limit=str(self.options.page_size))
+        if token:
+            params["continue"] = token
+        elif rv_param:
+            params["resourceVersion"] = rv_param
+        async with self._request(params, verb="list") as resp:
+            try:
+                return await resp.read()
+            except aiohttp.ClientError as exc:
+                raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+
     async def _list(self) -> None:
+        """Paginated LIST into a new store.
+
+        The next page is requested before this one is decoded (its ``continue`` token is read
+        from the list metadata, which precedes ``items``), so the server encodes page n+1 while
+        we decode page n. Each page is decoded once, by orjson.
+        """
         items: dict[str, SlimObject] = {}
         token = ""
         list_rv = ""
         rv_param = "" if self._consistent_list else "0"
-        while True:
-            params = self._params(limit=str(self.options.page_size))
-            if token:
-                params["continue"] = token
-            elif rv_param:
-                params["resourceVersion"] = rv_param
-            try:
-                async with self._request(params, verb="list") as resp:
-                    try:
-                        body: RawList = orjson.loads(await resp.read())
-                    except (orjson.JSONDecodeError, aiohttp.ClientError) as exc:
-                        raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
-            except _Gone:
+        pending: asyncio.Task[bytes] | None = None
+        pending_token = ""
+        try:
+            while True:
+                try:
+                    if pending is not None and pending_token == token:
+                        task, pending = pending, None
+                        raw = await task
+                    else:
+                        raw = await self._fetch_page(token, rv_param)
+                except _Gone:
+                    if not token:
+                        raise
+                    # The snapshot behind the continue token was compacted: start over with a
+                    # consistent read (never the "inconsistent" token the 410 offers).
+                    self.metrics.relists.labels(self.key.resource, "expired_continue").inc()
+                    items.clear()
+                    token, rv_param = "", ""
+                    continue
+                ahead = _peek_continue(raw)
+                if ahead:
+                    pending_token = ahead
+                    pending = asyncio.get_running_loop().create_task(
+                        self._fetch_page(ahead, rv_param)
+                    )
+                    # Let it send its request before the loop is busy decoding.
+                    for _ in range(8):
+                        await asyncio.sleep(0)
+                try:
+                    body: RawList = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+                del raw
+                meta = body.get("metadata") or {}
                 if not token:
-                    raise
-                # The snapshot behind the continue token was compacted: start over with a
-                # consistent read (never the "inconsistent" token the 410 offers).
-                self.metrics.relists.labels(self.key.resource, "expired_continue").inc()
-                items.clear()
-                token, rv_param = "", ""
-                continue
-            meta = body.get("metadata") or {}
-            if not token:
-                list_rv = str(meta.get("resourceVersion", ""))
-            for raw in body.get("items") or ():
-                items[object_key(raw)] = self._slim(raw)
-            token = str(meta.get("continue") or "")
-            if not token:
-                break
+                    list_rv = str(meta.get("resourceVersion", ""))
+                slim = self._slim
+                for obj in body.get("items") or ():
+                    items[object_key(obj)] = slim(obj)
+                del body
+                token = str(meta.get("continue") or "")
+                if not token:
+                    break
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
         self._replace(items, list_rv)
 
     def _replace(self, items: dict[str, SlimObject], rv: str) -> None:
