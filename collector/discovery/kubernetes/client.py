@@ -22,6 +22,7 @@ Prometheus counterpart: ``discovery/kubernetes/kubernetes.go`` (``New``) and cli
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import ssl
@@ -210,6 +211,10 @@ class Connection:
         if self.session is not None:
             await self.session.close()
             self.session = None
+            # aiohttp closes TLS connections asynchronously (the close_notify exchange); give
+            # them a moment so their transports are gone before the event loop is (aiohttp's
+            # "graceful shutdown" advice). Only ever runs when the last informer stops.
+            await asyncio.sleep(0.25)
 
     async def load(self) -> None:
         """Load (or re-load) where and who: raises `DiscoveryError` when that is impossible."""
