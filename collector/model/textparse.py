@@ -67,8 +67,10 @@ from __future__ import annotations
 import math
 import operator
 import re
+import sys
+from array import array
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -371,21 +373,37 @@ class _Shape:
     first-index map are computed at most once per structure, not once per scrape.
     """
 
-    __slots__ = ("first", "lines", "meta", "meta_rows", "rows", "segments")
+    __slots__ = ("lines", "meta", "meta_rows", "rows", "segments", "validated")
 
     def __init__(
         self,
         rows: list[_Row] | None,
         meta_rows: list[_MetaRow] | None,
         segments: list[tuple[int, bytes]] | None,
-        lines: list[int] | None,
+        lines: Sequence[int] | None,
     ) -> None:
         self.rows = rows  # fast path: one regex row per line, for lazy segments/line numbers
         self.meta_rows = meta_rows
         self.segments = segments
-        self.lines = lines  # slow path: 1-based line of every sample
+        self.lines = lines  # slow path (and compacted shapes): 1-based line of every sample
         self.meta: dict[str, Metadata] | None = None
-        self.first: dict[bytes, int] | None = None
+        self.validated = rows is not None
+        """Every key was matched by the fast-path row regex (`Exposition.labels` may split it)."""
+
+    def compact(self, *, openmetrics: bool, sample_lines: Sequence[int]) -> None:
+        """Derive everything the rows are kept for, then drop them.
+
+        The rows hold a tuple and the value bytes of every line: the bulk of what a long-lived
+        shape (the one `IncrementalParser` keeps per target) would otherwise hold per series.
+        ``sample_lines`` are the 0-based body lines of the samples.
+        """
+        if self.rows is None:
+            return
+        probe = Exposition(openmetrics=openmetrics, samples=[], shape=self)
+        probe._type_segments()
+        probe._metadata_rows()
+        self.lines = array("I", [i + 1 for i in sample_lines])
+        self.rows = None
 
 
 Columns = tuple[list[bytes], list[float], list[int | None] | None]
@@ -399,7 +417,16 @@ class Exposition:
     built on first access; the scrape cache reads the columns (`columns`) directly.
     """
 
-    __slots__ = ("_keys", "_samples", "_shape", "_stamps", "_values", "exemplars", "openmetrics")
+    __slots__ = (
+        "_first",
+        "_keys",
+        "_samples",
+        "_shape",
+        "_stamps",
+        "_values",
+        "exemplars",
+        "openmetrics",
+    )
 
     def __init__(
         self,
@@ -411,7 +438,7 @@ class Exposition:
         segments: list[tuple[int, bytes]] | None = None,
         exemplars: dict[int, Exemplar] | None = None,
         rows: list[_Row] | None = None,
-        lines: list[int] | None = None,
+        lines: Sequence[int] | None = None,
         shape: _Shape | None = None,
     ) -> None:
         self.openmetrics = openmetrics
@@ -423,6 +450,7 @@ class Exposition:
         self._keys: list[bytes] | None = None
         self._values: list[float] = []
         self._stamps: list[int | None] | None = None
+        self._first: dict[bytes, int] | None = None
         if columns is not None:
             self._keys, self._values, self._stamps = columns
         elif samples is None:
@@ -467,6 +495,11 @@ class Exposition:
             shape.meta = _build_metadata(self._metadata_rows(), openmetrics=self.openmetrics)
         return shape.meta
 
+    def metadata_source(self) -> _ShapeMetadata:
+        """An object whose ``metadata`` is this exposition's, holding only the structure (not
+        the samples): what a scrape cache keeps until somebody reads the metadata."""
+        return _ShapeMetadata(self._shape, self.openmetrics)
+
     def labels(self, key: bytes) -> list[tuple[str, str]]:
         """The label pairs of a key from `samples`: ``__name__`` first, then body order.
 
@@ -476,22 +509,22 @@ class Exposition:
         """
         brace = key.find(b"{")
         if brace < 0:
-            return [("__name__", key.decode())]
-        if self._shape.rows is not None or _FAST_KEY.fullmatch(key) is not None:
+            return [("__name__", _intern(key.decode()))]
+        if self._shape.validated or _FAST_KEY.fullmatch(key) is not None:
             # Validated key (the row regex, or _FAST_KEY): name="value" pairs, in order.
             text = key.decode()
             if "\\" in text:
-                out = [("__name__", text[:brace])]
+                out = [("__name__", _intern(text[:brace]))]
                 out += [
-                    (n, _unescape(v, _LABEL_ESCAPES))
+                    (_intern(n), _unescape(v, _LABEL_ESCAPES))
                     for n, v in _SPLIT_ESCAPED.findall(text, brace)
                 ]
             else:
                 # Backslash-free validated key: every '"' delimits a value, so the even
                 # pieces are '{a=', ',b=', ..., '}' (or ',}') and the odd ones the values.
                 parts = text[brace:].split('"')
-                out = [("__name__", text[:brace])]
-                out += zip(map(_strip_name, parts[:-1:2]), parts[1::2], strict=True)
+                out = [("__name__", _intern(text[:brace]))]
+                out += zip(map(_intern, map(_strip_name, parts[:-1:2])), parts[1::2], strict=True)
         else:
             try:
                 _, name, raw = _scan_series(key, 0, openmetrics=self.openmetrics, start=0)
@@ -528,11 +561,13 @@ class Exposition:
 
     def _first_index(self, key: bytes) -> int:
         """Index of the first sample with this key (lazy reverse map, first occurrence wins)."""
-        shape = self._shape
-        if shape.first is None:
+        first = self._first
+        if first is None:
             keys = self.columns()[0]
-            shape.first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
-        return shape.first.get(key, 0)
+            first = self._first = dict(
+                zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True)
+            )
+        return first.get(key, 0)
 
     def _type_segments(self) -> list[tuple[int, bytes]]:
         """``(first sample index, type)`` for every TYPE line, computed once on demand."""
@@ -598,6 +633,25 @@ class Exposition:
             line=self._line_of(index),
             partial=partial,
         )
+
+
+class _ShapeMetadata:
+    """`Exposition.metadata_source`: the metadata of a structure, built on first access."""
+
+    __slots__ = ("_openmetrics", "_shape")
+
+    def __init__(self, shape: _Shape, openmetrics: bool) -> None:
+        self._shape = shape
+        self._openmetrics = openmetrics
+
+    @property
+    def metadata(self) -> dict[str, Metadata]:
+        """Family name -> `Metadata` (see `Exposition.metadata`)."""
+        return Exposition(openmetrics=self._openmetrics, samples=[], shape=self._shape).metadata
+
+
+_intern = sys.intern
+"""Label names and metric names repeat across series and targets: one str object each."""
 
 
 def _strip_name(piece: str) -> str:
@@ -721,6 +775,7 @@ class IncrementalParser:
         self._pick_fixed = _picker(fixed_idx)
         self._pick_samples = _picker(sample_idx)
         self._fixed = self._pick_fixed(lines)
+        shape.compact(openmetrics=exp.openmetrics, sample_lines=sample_idx)
         self._shape = shape
 
     def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:

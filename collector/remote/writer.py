@@ -90,9 +90,10 @@ _NAN = float("nan")
 _Entry = list[Any]
 """Per ref and destination: ``[last value, its encoded TimeSeries minus the timestamp field,
 value prefix, zero series, append]`` (see `collector.remote.codec.fast_prefixes`); ``append`` is
-the bound ``append`` of the run of the ref's shard, or of the discard list for a series write
-relabeling dropped (so the hot loop needs no branch for it). The last value starts as NaN, which
-equals nothing, so the first sample always encodes."""
+the bound ``append`` of the run of the ref's shard (one bound method per shard, shared by all its
+entries), or of the discard list for a series write relabeling dropped (so the hot loop needs no
+branch for it). The last value starts as NaN, which equals nothing, so the first sample always
+encodes."""
 
 SHARD_UPDATE_INTERVAL = 10.0
 """Seconds between resharding decisions (Prometheus ``shardUpdateDuration``)."""
@@ -198,7 +199,8 @@ class RemoteWriter:
         self._queues: list[deque[Batch]] = [deque() for _ in range(n)]
         self._wake: list[asyncio.Event] = [asyncio.Event() for _ in range(n)]
         self._runs: list[list[bytes]] = [[] for _ in range(n)]
-        appends = [run.append for run in self._runs]
+        appends: list[Callable[[bytes], None]] = [run.append for run in self._runs]
+        self._run_appends = appends
         discard = self._discard.append
         for ref, entry in self._cache.items():
             if entry[4] != discard:
@@ -357,7 +359,7 @@ class RemoteWriter:
             labels = from_dict(builder)
         if labels:
             value_prefix, zero_series = fast_prefixes(encode_labels(labels))
-            append = self._runs[ref % self._num_shards].append
+            append = self._run_appends[ref % self._num_shards]
         else:
             value_prefix = zero_series = b""
             append = self._discard.append

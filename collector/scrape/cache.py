@@ -83,6 +83,11 @@ class Exposition(Protocol):
         ...
 
 
+class _MetadataSource(Protocol):
+    @property
+    def metadata(self) -> Mapping[str, object]: ...
+
+
 class _NoRules:
     """The empty relabeler: falsy, so it is never called."""
 
@@ -171,7 +176,7 @@ class ScrapeCache:
         """Explicit-timestamp ``last_ts`` updates of this pass, undone on rollback."""
         self._successful_count = 0
         self._metadata: Mapping[str, object] = {}
-        self._metadata_source: Exposition | None = None
+        self._metadata_source: _MetadataSource | None = None
 
     @property
     def metadata(self) -> Mapping[str, object]:
@@ -189,8 +194,12 @@ class ScrapeCache:
 
     def metadata_from(self, exp: Exposition) -> None:
         """Take ``exp``'s metadata as the target's, built only if somebody reads it (a scrape
-        must not pay for folding HELP/TYPE/UNIT lines that nobody looks at)."""
-        self._metadata_source = exp
+        must not pay for folding HELP/TYPE/UNIT lines that nobody looks at).
+
+        Only the structure is kept when ``exp`` can hand it out (``metadata_source``), not the
+        samples: the cache would otherwise hold a values list per target between scrapes."""
+        detach: Callable[[], _MetadataSource] | None = getattr(exp, "metadata_source", None)
+        self._metadata_source = exp if detach is None else detach()
 
     def __len__(self) -> int:
         return len(self.series)

@@ -24,32 +24,35 @@ class SeriesRegistry:
         self._by_labels: dict[Labels, int] = {}
         self._labels: dict[int, Labels] = {}
         self._refcount: dict[int, int] = {}
+        """Holders of a ref held more than once (nearly every ref has exactly one: its target's
+        scrape cache), so a live ref absent here has one holder."""
         self._released: list[int] = []
         self._next = 1
 
     def acquire(self, labels: Labels) -> int:
-        """The ref of ``labels``, creating it on first use; each call must be paired with `release`."""
+        """The ref of ``labels``, created on first use; pair each call with a `release`."""
         ref = self._by_labels.get(labels)
         if ref is None:
             ref = self._next
             self._next += 1
             self._by_labels[labels] = ref
             self._labels[ref] = labels
-            self._refcount[ref] = 1
         else:
-            self._refcount[ref] += 1
+            self._refcount[ref] = self._refcount.get(ref, 1) + 1
         return ref
 
     def release(self, ref: int) -> None:
         """Drop one holder of ``ref``; the last one frees it."""
         count = self._refcount.get(ref)
-        if count is None:
+        if count is not None:
+            if count > 2:
+                self._refcount[ref] = count - 1
+            else:
+                del self._refcount[ref]
             return
-        if count > 1:
-            self._refcount[ref] = count - 1
+        labels = self._labels.pop(ref, None)
+        if labels is None:
             return
-        del self._refcount[ref]
-        labels = self._labels.pop(ref)
         del self._by_labels[labels]
         self._released.append(ref)
 

@@ -1,0 +1,69 @@
+"""What an `IncrementalParser` keeps between scrapes: the structure, not the regex rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.data import node_exporter_body
+from collector.model.textparse import ExpositionError, IncrementalParser, parse
+
+HIST = b"""# HELP h a histogram
+# TYPE h histogram
+h_bucket{le="1"} 1
+h_bucket{le="+Inf"} 2
+h_count 2
+# TYPE s summary
+s{quantile="0.5"} 3
+"""
+
+
+def test_remembered_shape_drops_rows_and_keeps_results() -> None:
+    body = node_exporter_body()
+    parser = IncrementalParser()
+    first = parser.parse(body, openmetrics=False)
+    reference = parse(body, openmetrics=False)
+    assert first._shape.rows is None  # compacted: no per-line row tuples kept
+    keys = first.columns()[0]
+    assert keys == reference.columns()[0]
+    assert first.metadata == reference.metadata
+    for key in keys:
+        assert first.labels(key) == reference.labels(key)
+    again = parser.parse(body, openmetrics=False)
+    assert again._shape is first._shape
+    assert again.columns() == reference.columns()
+
+
+def test_compacted_shape_canonicalises_and_numbers_lines() -> None:
+    parser = IncrementalParser()
+    exp = parser.parse(HIST, openmetrics=False)
+    assert exp._shape.rows is None
+    assert exp.labels(b'h_bucket{le="1"}') == [("__name__", "h_bucket"), ("le", "1.0")]
+    assert exp.labels(b's{quantile="0.5"}') == [("__name__", "s"), ("quantile", "0.5")]
+    steady = parser.parse(HIST.replace(b"} 1\n", b"} 5\n"), openmetrics=False)
+    assert steady._shape is exp._shape
+    assert steady.labels(b'h_bucket{le="+Inf"}') == [("__name__", "h_bucket"), ("le", "+Inf")]
+    assert steady._line_of(3) == 7
+    assert steady.metadata["h"].type == "histogram"
+
+
+def test_compacted_shape_reports_duplicate_label_line() -> None:
+    body = b'# TYPE m gauge\nm 1\nm{a="1",a="2"} 2\n'
+    parser = IncrementalParser()
+    exp = parser.parse(body, openmetrics=False)
+    with pytest.raises(ExpositionError) as info:
+        exp.labels(b'm{a="1",a="2"}')
+    assert info.value.line == 3
+
+
+def test_label_names_are_shared_objects() -> None:
+    a = parse(b'm{mode="idle"} 1\n', openmetrics=False).labels(b'm{mode="idle"}')
+    b = parse(b'm{mode="user"} 1\n', openmetrics=False).labels(b'm{mode="user"}')
+    assert a[1][0] is b[1][0]
+    assert a[0][1] is b[0][1]
+
+
+def test_metadata_source_holds_only_the_structure() -> None:
+    exp = IncrementalParser().parse(HIST, openmetrics=False)
+    source = exp.metadata_source()
+    assert not hasattr(source, "_values")
+    assert source.metadata == parse(HIST, openmetrics=False).metadata
