@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Appendable", "Sample", "Fanout"]
+__all__ = ["Appendable", "Fanout", "Sample"]
 
 Sample = tuple[int, float, int]
-"""``(series ref, value, timestamp in ms)``. Staleness markers are `collector.model.value.STALE_NAN`."""
+"""``(series ref, value, timestamp in ms)``; staleness markers are ``value.STALE_NAN``."""
 
 
 class Appendable(Protocol):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -49,68 +50,75 @@ class View:
         return [{"name": "q", "url": "http://r/api/v1/write", "samplesSent": 3}]
 
 
+@dataclass
+class Web:
+    """A test client on the app and the scripted view behind it."""
+
+    client: TestClient[Any, Any]
+    view: View
+
+
 @pytest.fixture
-async def client() -> Any:
+async def web() -> AsyncIterator[Web]:
     view = View()
     registry = CollectorRegistry()
     Counter("collector_test_things", "Things.", registry=registry).inc(7)
-    async with TestClient(TestServer(make_app(view, registry=registry))) as c:
-        c.view = view
-        yield c
+    async with TestClient(TestServer(make_app(view, registry=registry))) as client:
+        yield Web(client, view)
 
 
-async def test_metrics_serve_the_injected_registry(client: TestClient[Any, Any]) -> None:
+async def test_metrics_serve_the_injected_registry(web: Web) -> None:
     """/metrics exposes the agent's own registry, not the global one."""
-    response = await client.get("/metrics")
+    response = await web.client.get("/metrics")
     assert response.status == 200
     assert "collector_test_things_total 7.0" in await response.text()
 
 
-async def test_healthy_always_ready_only_when_the_agent_says(client: TestClient[Any, Any]) -> None:
+async def test_healthy_always_ready_only_when_the_agent_says(web: Web) -> None:
     """/-/healthy is 200 while running; /-/ready is 503 until the agent is ready."""
-    assert (await client.get("/-/healthy")).status == 200
-    assert (await client.get("/-/ready")).status == 503
-    client.view.ready = True  # type: ignore[attr-defined]
-    assert (await client.get("/-/ready")).status == 200
+    assert (await web.client.get("/-/healthy")).status == 200
+    assert (await web.client.get("/-/ready")).status == 503
+    web.view.ready = True
+    assert (await web.client.get("/-/ready")).status == 200
 
 
-async def test_reload_reports_failure_with_the_error(client: TestClient[Any, Any]) -> None:
+async def test_reload_reports_failure_with_the_error(web: Web) -> None:
     """POST /-/reload is 200 on success, 500 with the located error otherwise; GET is 405."""
-    assert (await client.post("/-/reload")).status == 200
-    client.view.reload_error = "unknown action"  # type: ignore[attr-defined]
-    response = await client.post("/-/reload")
+    assert (await web.client.post("/-/reload")).status == 200
+    web.view.reload_error = "unknown action"
+    response = await web.client.post("/-/reload")
     assert response.status == 500
     assert "scrape_configs[0]: unknown action" in await response.text()
-    assert (await client.get("/-/reload")).status == 405
-    assert client.view.reloads == 2  # type: ignore[attr-defined]
+    assert (await web.client.get("/-/reload")).status == 405
+    assert web.view.reloads == 2
 
 
-async def test_targets_filters_by_state_and_pool(client: TestClient[Any, Any]) -> None:
+async def test_targets_filters_by_state_and_pool(web: Web) -> None:
     """/api/v1/targets honours state= and scrapePool= and counts dropped targets per pool."""
-    data = await (await client.get("/api/v1/targets")).json()
+    data = await (await web.client.get("/api/v1/targets")).json()
     assert data["status"] == "success"
     assert len(data["data"]["activeTargets"]) == 2
     assert data["data"]["droppedTargetCounts"] == {"a": 1}
-    only_b = await (await client.get("/api/v1/targets", params={"scrapePool": "b"})).json()
+    only_b = await (await web.client.get("/api/v1/targets", params={"scrapePool": "b"})).json()
     assert [t["scrapePool"] for t in only_b["data"]["activeTargets"]] == ["b"]
     assert only_b["data"]["droppedTargets"] == []
-    dropped = await (await client.get("/api/v1/targets", params={"state": "dropped"})).json()
+    dropped = await (await web.client.get("/api/v1/targets", params={"state": "dropped"})).json()
     assert dropped["data"]["activeTargets"] == []
-    bad = await client.get("/api/v1/targets", params={"state": "sideways"})
+    bad = await web.client.get("/api/v1/targets", params={"state": "sideways"})
     assert bad.status == 400
 
 
-async def test_status_endpoints_and_ui(client: TestClient[Any, Any]) -> None:
+async def test_status_endpoints_and_ui(web: Web) -> None:
     """The config, remote-write status and the UI page are served."""
-    config = await (await client.get("/api/v1/status/config")).json()
+    config = await (await web.client.get("/api/v1/status/config")).json()
     assert config["data"]["yaml"] == "global: {}\n"
-    queues = await (await client.get("/api/v1/status/remote_write")).json()
+    queues = await (await web.client.get("/api/v1/status/remote_write")).json()
     assert queues["data"][0]["samplesSent"] == 3
-    page = await client.get("/")
+    page = await web.client.get("/")
     assert page.status == 200
     assert "api/v1/targets" in await page.text()
 
 
-async def test_remote_write_route_only_when_enabled(client: TestClient[Any, Any]) -> None:
+async def test_remote_write_route_only_when_enabled(web: Web) -> None:
     """Without a receiver handler, POST /api/v1/write does not exist."""
-    assert (await client.post("/api/v1/write", data=b"")).status in (404, 405)
+    assert (await web.client.post("/api/v1/write", data=b"")).status in (404, 405)
