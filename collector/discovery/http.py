@@ -24,7 +24,6 @@ import asyncio
 import base64
 import re
 import ssl
-from pathlib import Path
 from typing import NoReturn
 
 import aiohttp
@@ -38,6 +37,8 @@ from collector.discovery.metrics import RefreshMetrics
 from collector.discovery.refresh import RefreshDiscoverer, Sleep
 from collector.discovery.static import parse_target_groups
 from collector.errors import DiscoveryError
+from collector.httpclient import build_ssl_context as shared_ssl_context
+from collector.httpclient import read_secret
 from collector.model.targetgroup import TargetGroup
 
 __all__ = ["URL_LABEL", "HTTPDiscoverer", "build_ssl_context"]
@@ -47,13 +48,6 @@ USER_AGENT = f"collector/{collector.__version__}"
 
 # Prometheus: ^(?i:application\/json(;\s*charset=("utf-8"|utf-8))?)$ on the trimmed header.
 _JSON_CONTENT_TYPE = re.compile(r'(?i:application/json(;\s*charset=("utf-8"|utf-8))?)')
-
-_TLS_VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
 
 
 class HTTPDiscoverer:
@@ -169,10 +163,8 @@ def _seconds(value: float) -> str:
 
 def _secret(inline: str, path: str) -> str:
     """An inline secret, or the stripped content of its ``*_file`` (re-read on every use)."""
-    if not path:
-        return inline
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        return read_secret(inline, path)
     except OSError as exc:
         raise DiscoveryError(f"unable to read secret file {path}: {exc.strerror or exc}") from exc
 
@@ -182,23 +174,6 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext | None:
     if tls == TLSConfig():
         return None
     try:
-        context = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
+        return shared_ssl_context(tls)
     except (OSError, ssl.SSLError) as exc:
-        raise DiscoveryError(f"unable to load CA certificates: {exc}") from exc
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if tls.cert_file or tls.key_file:
-        try:
-            context.load_cert_chain(tls.cert_file, tls.key_file or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise DiscoveryError(f"unable to load client certificate: {exc}") from exc
-    for attribute, name in (
-        ("minimum_version", tls.min_version),
-        ("maximum_version", tls.max_version),
-    ):
-        if name:
-            if name not in _TLS_VERSIONS:
-                raise DiscoveryError(f"unknown TLS version {name!r}")
-            setattr(context, attribute, _TLS_VERSIONS[name])
-    return context
+        raise DiscoveryError(f"unable to load TLS configuration: {exc}") from exc

@@ -19,25 +19,18 @@ import email.utils
 import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 from yarl import URL
 
 from collector import __version__
-from collector.config import HTTPClientConfig, RemoteWriteConfig, TLSConfig
+from collector.config import HTTPClientConfig, RemoteWriteConfig
 from collector.errors import NonRecoverableWriteError, RecoverableWriteError
+from collector.httpclient import build_ssl_context, read_secret
 
 __all__ = ["USER_AGENT", "WriteClient", "build_ssl_context", "parse_retry_after"]
 
 USER_AGENT = f"collector/{__version__}"
-
-_TLS_VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
 
 _ERROR_BODY_LIMIT = 1024
 """Bytes of an error response quoted in the error message (spec §6.1)."""
@@ -60,27 +53,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float:
     if when.tzinfo is None:
         return 0.0
     return max(when.timestamp() - now, 0.0)
-
-
-def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """An ``SSLContext`` for ``tls_config`` (CA, client certificate, versions, skip-verify)."""
-    ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if tls.min_version:
-        ctx.minimum_version = _TLS_VERSIONS[tls.min_version]
-    if tls.max_version:
-        ctx.maximum_version = _TLS_VERSIONS[tls.max_version]
-    return ctx
-
-
-def _read_secret(inline: str, path: str) -> str:
-    if path:
-        return Path(path).read_text().strip()
-    return inline
 
 
 class WriteClient:
@@ -138,13 +110,13 @@ class WriteClient:
             headers["Retry-Attempt"] = str(attempt)
         basic = self._http.basic_auth
         if basic is not None:
-            user = _read_secret(basic.username, basic.username_file)
-            password = _read_secret(basic.password, basic.password_file)
+            user = read_secret(basic.username, basic.username_file)
+            password = read_secret(basic.password, basic.password_file)
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
         auth = self._http.authorization
         if auth is not None:
-            credentials = _read_secret(auth.credentials, auth.credentials_file)
+            credentials = read_secret(auth.credentials, auth.credentials_file)
             headers["Authorization"] = f"{auth.type or 'Bearer'} {credentials}"
         return headers
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import ssl
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -35,7 +33,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 import collector
-from collector.config import HTTPClientConfig, ScrapeConfig, ScrapeProtocol, TLSConfig
+from collector.config import HTTPClientConfig, ScrapeConfig, ScrapeProtocol
 from collector.errors import (
     ScrapeBodyTooLarge,
     ScrapeContentTypeError,
@@ -43,6 +41,7 @@ from collector.errors import (
     ScrapeHTTPError,
     ScrapeTimeout,
 )
+from collector.httpclient import build_ssl_context, read_secret
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
@@ -206,48 +205,6 @@ def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """An ``SSLContext`` from ``tls_config`` (CA, client cert/key, verification, versions)."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if tls.ca_file:
-        ctx.load_verify_locations(cafile=tls.ca_file)
-    if tls.ca:
-        ctx.load_verify_locations(cadata=tls.ca)
-    if tls.cert_file or tls.cert:
-        _load_cert_chain(ctx, tls)
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    versions = {
-        "TLS10": ssl.TLSVersion.TLSv1,
-        "TLS11": ssl.TLSVersion.TLSv1_1,
-        "TLS12": ssl.TLSVersion.TLSv1_2,
-        "TLS13": ssl.TLSVersion.TLSv1_3,
-    }
-    if tls.min_version:
-        ctx.minimum_version = versions[tls.min_version]
-    if tls.max_version:
-        ctx.maximum_version = versions[tls.max_version]
-    return ctx
-
-
-def _load_cert_chain(ctx: ssl.SSLContext, tls: TLSConfig) -> None:
-    """``load_cert_chain`` only reads files, so inline PEM goes through a private temp dir."""
-    if tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        cert_path = tls.cert_file or os.path.join(tmp, "cert.pem")
-        key_path = tls.key_file or os.path.join(tmp, "key.pem")
-        if not tls.cert_file:
-            with open(cert_path, "w", encoding="utf-8") as f:
-                f.write(tls.cert)
-        if not tls.key_file:
-            with open(key_path, "w", encoding="utf-8") as f:
-                f.write(tls.key)
-        ctx.load_cert_chain(cert_path, key_path)
-
-
 def new_session() -> aiohttp.ClientSession:
     """The pool's session: no auto-decompression, no cookies, no connection cap.
 
@@ -260,14 +217,6 @@ def new_session() -> aiohttp.ClientSession:
         connector=aiohttp.TCPConnector(limit=0),
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
     )
-
-
-def _read_secret(inline: str, path: str) -> str:
-    """A credential, re-read from its file on every scrape (files rotate)."""
-    if path:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    return inline
 
 
 def _proxy_for(url: str, http: HTTPClientConfig) -> str | None:
@@ -353,13 +302,13 @@ class HttpScraper:
         headers = self._headers.copy()
         if http.basic_auth is not None:
             ba = http.basic_auth
-            user = _read_secret(ba.username, ba.username_file)
-            password = _read_secret(ba.password, ba.password_file)
+            user = read_secret(ba.username, ba.username_file)
+            password = read_secret(ba.password, ba.password_file)
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
         elif http.authorization is not None:
             auth = http.authorization
-            credentials = _read_secret(auth.credentials, auth.credentials_file)
+            credentials = read_secret(auth.credentials, auth.credentials_file)
             headers["Authorization"] = f"{auth.type} {credentials}"
         return headers
 
