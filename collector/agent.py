@@ -24,14 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aiohttp import web
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -55,11 +48,9 @@ from collector.storage.appender import Appendable, Fanout, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 
-__all__ = ["Agent", "run_agent"]
+__all__ = ["Agent", "new_registry", "run_agent"]
 
 log = logging.getLogger(__name__)
-
-del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the global ones; ours are per registry
 
 _GC_INTERVAL = 60.0
 """How often released series refs are handed to the writers to forget their encodings."""
@@ -84,7 +75,7 @@ class Agent:
         (Prometheus ``--storage.remote.flush-deadline``, 1m).
         """
         self.options = options
-        self.registry = registry if registry is not None else _new_registry()
+        self.registry = registry if registry is not None else new_registry()
         self.config: Config = load_config(options.config_file)
         self.series = SeriesRegistry()
         self.fanout = Fanout()
@@ -343,7 +334,8 @@ async def _run_forever(run: Callable[[], Any]) -> None:
     log.error("a component returned from run(); it must only stop when cancelled")
 
 
-def _new_registry() -> CollectorRegistry:
+def new_registry() -> CollectorRegistry:
+    """A registry for one agent: its own metrics plus process, platform and GC collectors."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

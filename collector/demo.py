@@ -30,7 +30,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from collector.agent import Agent, _new_registry
+from collector.agent import Agent, new_registry
 from collector.config import AgentOptions
 from collector.model.duration import format_duration
 from collector.remote.codec import DecodedSeries
@@ -271,7 +271,7 @@ async def run_demo(
         )
         agent = Agent(
             agent_options,
-            registry=_new_registry(),
+            registry=new_registry(),
             flush_deadline=5.0,
             reload_interval=1.0,
             discovery_updatert=1.0,

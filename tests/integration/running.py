@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from collector.agent import Agent, _new_registry
+from collector.agent import Agent, new_registry
 from collector.config import AgentOptions
 from tests.integration.servers import free_port
 
@@ -57,7 +57,7 @@ async def running_agent(
     )
     agent = Agent(
         options,
-        registry=_new_registry(),
+        registry=new_registry(),
         flush_deadline=10.0,
         reload_interval=0.2,
         discovery_updatert=0.2,

@@ -30,7 +30,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from collector.agent import Agent, _new_registry
+from collector.agent import Agent, new_registry
 from collector.config import AgentOptions
 from tests.integration.kube import KubeAPIServer, kube_apiserver
 from tests.integration.running import Target, eventually, serve_target
@@ -107,7 +107,7 @@ async def agent_with_kubeconfig(
     )
     agent = Agent(
         options,
-        registry=_new_registry(),
+        registry=new_registry(),
         flush_deadline=5.0,
         reload_interval=0.2,
         discovery_updatert=0.2,
