@@ -168,6 +168,7 @@ class Agent:
                 storage_path=Path(self.options.storage_path),
                 external_labels=external,
                 flush_deadline=self._flush_deadline,
+                metadata_source=self.scrape.metadata,
             )
             self.writers[config] = writer
             if self._remote_tg is not None:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
+from collector.remote.codec import decode_metadata, decode_request, decompress
 from tests.integration.running import Target, eventually, running_agent, serve_target
 from tests.integration.servers import free_port
 
@@ -91,3 +93,37 @@ async def test_cli_process_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_remote_write_sends_scraped_metadata(tmp_path: Path) -> None:
+    """The agent hands the scrape manager's metadata to its writers (spec §6.6)."""
+    metadata: list[tuple[int, str, str, str]] = []
+    series_in_metadata_requests: list[object] = []
+
+    async def write(request: web.Request) -> web.Response:
+        raw = decompress(await request.read())
+        entries = decode_metadata(raw)
+        if entries:
+            series_in_metadata_requests.extend(decode_request(raw))
+            metadata.extend(entries)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/write", write)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    target = Target(body=b"# HELP mem_bytes Memory.\n# TYPE mem_bytes gauge\nmem_bytes 1\n")
+    try:
+        async with serve_target(target):
+            config = _config(target) + (
+                f"remote_write:\n  - url: http://{host}:{port}/api/v1/write\n"
+                "    metadata_config: {send_interval: 300ms}\n"
+            )
+            async with running_agent(config, tmp_path):
+                await eventually(lambda: (2, "mem_bytes", "Memory.", "") in metadata, timeout=30)
+    finally:
+        await runner.cleanup()
+    assert series_in_metadata_requests == []

@@ -37,6 +37,7 @@ from collector.model.labels import Labels
 from collector.remote import prompb
 
 __all__ = [
+    "METRIC_TYPES",
     "DecodeError",
     "DecodedMetadata",
     "DecodedSeries",
@@ -67,6 +68,19 @@ MetadataEntry = tuple[int, str, str, str]
 """``(MetricType number, metric_family_name, help, unit)``."""
 
 DecodedMetadata = MetadataEntry
+
+METRIC_TYPES: dict[str, int] = {
+    "unknown": 0,
+    "untyped": 0,
+    "counter": 1,
+    "gauge": 2,
+    "histogram": 3,
+    "gaugehistogram": 4,
+    "summary": 5,
+    "info": 6,
+    "stateset": 7,
+}
+"""Exposition type name -> ``MetricMetadata.MetricType`` number (anything else: UNKNOWN, 0)."""
 
 _DOUBLE = struct.Struct("<d")
 _pack_double = _DOUBLE.pack

@@ -73,6 +73,7 @@ class _Families:
     max_samples_per_send: Gauge
     metadata: Counter
     metadata_failed: Counter
+    metadata_retried: Counter
     metadata_bytes: Counter
     disk_bytes: Gauge
     disk_segments: Gauge
@@ -160,6 +161,10 @@ def _families(registry: CollectorRegistry) -> _Families:
         metadata_failed=counter(
             "metadata_failed_total", "Total number of metadata entries which failed on send."
         ),
+        metadata_retried=counter(
+            "metadata_retried_total",
+            "Total number of metadata entries which failed on send to remote but were retried.",
+        ),
         metadata_bytes=counter(
             "metadata_bytes_total",
             "The total number of bytes of metadata sent by the queue after compression.",
@@ -221,6 +226,7 @@ class QueueMetrics:
         "metadata",
         "metadata_bytes",
         "metadata_failed",
+        "metadata_retried",
         "pending",
         "queue_highest",
         "queue_highest_sent",
@@ -257,6 +263,7 @@ class QueueMetrics:
         self.max_samples_per_send = f.max_samples_per_send.labels(*lv)
         self.metadata = f.metadata.labels(*lv)
         self.metadata_failed = f.metadata_failed.labels(*lv)
+        self.metadata_retried = f.metadata_retried.labels(*lv)
         self.metadata_bytes = f.metadata_bytes.labels(*lv)
         self.disk_bytes = f.disk_bytes.labels(remote_name)
         self.disk_segments = f.disk_segments.labels(remote_name)

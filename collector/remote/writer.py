@@ -1,4 +1,4 @@
-"""`RemoteWriter`: one ``remote_write`` destination, from committed samples to acknowledged POSTs.
+r"""`RemoteWriter`: one ``remote_write`` destination, from committed samples to acknowledged POSTs.
 
 Pipeline position: the scrape loops' `Appendable`; the end of the agent. Per committed sample the
 work is a dict lookup (the series' cache entry for this destination), a float comparison with the
@@ -39,6 +39,11 @@ completed in the last 10 s. A reshard is an epoch change: the shard queues drain
 wait), the loops stop, open batches are sealed in the old layout, and new shards start behind
 them, so per-series order holds.
 
+Metadata (spec §6.6, 1.0 path): with ``metadata_config.send`` and a ``metadata_source`` (the
+agent passes the scrape manager's), every ``send_interval`` the deduplicated entries are sent in
+chunks of at most ``metadata_config.max_samples_per_send`` as metadata-only requests
+(field 3 only), beside the shards and with the same retry rules; never persisted to disk.
+
 Prometheus counterpart: ``storage/remote/queue_manager.go`` (``QueueManager``, ``shards``),
 ``storage/remote/write.go``.
 """
@@ -64,8 +69,11 @@ from collector.errors import DiskQueueError, NonRecoverableWriteError, Recoverab
 from collector.model.labels import Labels, from_dict
 from collector.remote.client import WriteClient
 from collector.remote.codec import (
+    METRIC_TYPES,
+    MetadataEntry,
     compress,
     encode_labels,
+    encode_metadata_request,
     encode_timeseries,
     fast_prefixes,
     timestamp_field,
@@ -121,6 +129,7 @@ class RemoteWriter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
         reshard_interval: float | None = SHARD_UPDATE_INTERVAL,
+        metadata_source: Callable[[], Iterable[tuple[str, str, str, str]]] | None = None,
     ) -> None:
         """Set up the queue; the disk directory ``<storage_path>/<remote_name>/`` is indexed now
         (so `commit` can spill before `run` starts), the HTTP session is opened by `run`.
@@ -129,6 +138,8 @@ class RemoteWriter:
         within ``[min_shards, max_shards]`` every ``reshard_interval`` seconds (None: never).
         ``sleep`` is what retry backoff awaits and ``wall_clock`` stamps ``Retry-After`` dates
         and ``sample_age_limit``; tests inject both (or run on looptime).
+        ``metadata_source`` returns ``(family, type, help, unit)`` entries (spec §6.6); without
+        it, or with ``metadata_config.send: false``, no metadata is sent.
         """
         q = config.queue_config
         self.config = config
@@ -161,6 +172,7 @@ class RemoteWriter:
         self._shard_tasks: list[asyncio.Task[None]] = []
         # Resharding inputs (spec §6.4): counted here, folded into the EWMAs every interval.
         self._reshard_interval = reshard_interval
+        self._metadata_source = metadata_source
         ewma_interval = reshard_interval or SHARD_UPDATE_INTERVAL
         self._rate_in = EWMARate(interval=ewma_interval)
         self._rate_out = EWMARate(interval=ewma_interval)
@@ -491,6 +503,12 @@ class RemoteWriter:
                     self._start_shards(tg, client)
                     if self._reshard_interval:
                         tg.create_task(self._update_shards_loop(tg, client, self._reshard_interval))
+                    source = self._metadata_source
+                    if source is not None and self.config.metadata_config.send:
+                        tg.create_task(
+                            self._metadata_loop(client, source),
+                            name=f"{self.remote_name} metadata",
+                        )
                     await asyncio.get_running_loop().create_future()
             finally:
                 self._shard_tasks = []
@@ -592,6 +610,68 @@ class RemoteWriter:
             if batch.max_ts / 1000.0 > self._highest_sent:
                 self._highest_sent = batch.max_ts / 1000.0
                 m.queue_highest_sent.set(self._highest_sent)
+            return
+
+    # ------------------------------------------------------------------ metadata (§6.6)
+
+    async def _metadata_loop(
+        self, client: WriteClient, source: Callable[[], Iterable[tuple[str, str, str, str]]]
+    ) -> NoReturn:
+        """Every ``send_interval`` (first one interval after start): collect and send."""
+        mc = self.config.metadata_config
+        while True:
+            await asyncio.sleep(mc.send_interval)
+            try:
+                entries = _metadata_entries(source())
+            except Exception:  # a bug in the source must not kill the writer's TaskGroup
+                log.exception("remote_write %s: cannot collect metadata", self.remote_name)
+                continue
+            step = max(mc.max_samples_per_send, 1)
+            for start in range(0, len(entries), step):
+                await self._send_metadata(entries[start : start + step], client)
+
+    async def _send_metadata(self, entries: Sequence[MetadataEntry], client: WriteClient) -> None:
+        """POST one metadata-only request until acknowledged or refused (spec §6.2 rules)."""
+        m = self.metrics
+        body = compress(encode_metadata_request(entries))
+        backoff = self.config.queue_config.min_backoff
+        max_backoff = self.config.queue_config.max_backoff
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            started = loop.time()
+            try:
+                await client.send(body, attempt=attempt)
+            except NonRecoverableWriteError as exc:
+                m.duration.observe(loop.time() - started)
+                m.metadata_failed.inc(len(entries))
+                log.error(
+                    "remote_write %s: non-recoverable error while sending metadata, "
+                    "dropping %d entries: %s",
+                    self.remote_name,
+                    len(entries),
+                    exc,
+                )
+                return
+            except Exception as exc:  # RecoverableWriteError, or a bug: both retry
+                m.duration.observe(loop.time() - started)
+                m.metadata_retried.inc(len(entries))
+                retry_after = exc.retry_after if isinstance(exc, RecoverableWriteError) else 0.0
+                sleep_for = retry_after if retry_after > 0 else backoff
+                log.warning(
+                    "remote_write %s: failed to send metadata, retrying in %.3fs: %s",
+                    self.remote_name,
+                    sleep_for,
+                    exc,
+                    exc_info=not isinstance(exc, RecoverableWriteError),
+                )
+                await self._sleep(sleep_for)
+                backoff = next_backoff(sleep_for, max_backoff=max_backoff)
+                attempt += 1
+                continue
+            m.duration.observe(loop.time() - started)
+            m.metadata.inc(len(entries))
+            m.metadata_bytes.inc(len(body))
             return
 
     def _sent(self, count: int, began: float, now: float) -> None:
@@ -741,6 +821,14 @@ def _label_bytes(value_prefix: bytes) -> bytes:
     while value_prefix[i] & 0x80:
         i += 1
     return value_prefix[i + 1 : -3]
+
+
+def _metadata_entries(source: Iterable[tuple[str, str, str, str]]) -> list[MetadataEntry]:
+    """``(family, type, help, unit)`` -> deduplicated ``(MetricType, family, help, unit)``."""
+    out: dict[MetadataEntry, None] = {}
+    for family, kind, help_text, unit in source:
+        out[METRIC_TYPES.get(kind, 0), family, help_text, unit] = None
+    return list(out)
 
 
 def _loop_time() -> float:

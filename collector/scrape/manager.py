@@ -8,6 +8,8 @@ end-of-run staleness markers, like Prometheus (spec §4.9 #5).
 
 It also serves ``/api/v1/targets``: `active_targets` and `dropped_targets` return the
 Prometheus JSON shapes (web reads them through its own Protocol; it never imports scrape).
+`ScrapeManager.metadata` lists the deduplicated metric metadata of every active target, which
+the agent hands to the remote writers (spec §6.6).
 
 Prometheus counterpart: ``scrape/manager.go``.
 """
@@ -29,6 +31,7 @@ from collector.config import ScrapeConfig
 from collector.model.duration import format_duration
 from collector.model.labels import Labels
 from collector.model.targetgroup import TargetGroup, TargetSets
+from collector.model.textparse import Metadata
 from collector.scrape.cache import LastTimestamps
 from collector.scrape.loop import ParseFn
 from collector.scrape.metrics import ScrapeMetrics
@@ -236,6 +239,23 @@ class ScrapeManager:
     def dropped_counts(self) -> dict[str, int]:
         """Dropped targets per pool, including those beyond ``keep_dropped_targets``."""
         return {job: pool.dropped_count for job, pool in self.pools.items()}
+
+    # -- remote-write metadata (spec §6.6) -----------------------------------------------------
+
+    def metadata(self) -> list[tuple[str, str, str, str]]:
+        """``(family, type, help, unit)`` of every active target's last scrape, deduplicated.
+
+        Types are the exposition's names (``counter``, ``gauge``, ...), text ``untyped`` as
+        ``unknown``; first-seen order (pools by job name, then targets).
+        """
+        seen: dict[tuple[str, str, str, str], None] = {}
+        for job in sorted(self.pools):
+            for loop in self.pools[job].loops.values():
+                for family, meta in loop.cache.metadata.items():
+                    if isinstance(meta, Metadata):
+                        kind = "unknown" if meta.type == "untyped" else meta.type
+                        seen[family, kind, meta.help, meta.unit] = None
+        return list(seen)
 
 
 def _scraping_part(cfg: ScrapeConfig) -> ScrapeConfig:
