@@ -173,7 +173,11 @@ async def serve_tls_target(
     async def metrics(request: web.Request) -> web.Response:
         target.scrapes += 1
         target.seen_headers.append(dict(request.headers))
-        return web.Response(body=target.body, headers={"Content-Type": target.content_type})
+        response = web.Response(body=target.body, headers={"Content-Type": target.content_type})
+        # Close each TLS connection after its response: a keep-alive TLS connection still open
+        # at teardown closes asynchronously (close_notify) and would outlive the test's loop.
+        response.force_close()
+        return response
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
