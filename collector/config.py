@@ -426,30 +426,12 @@ _RESERVED_WRITE_HEADERS = frozenset(
         "X-Amz-Content-Sha256",
     )
 )
-# ``http_headers`` may not set these (prometheus/common ``ReservedHeaders``).
-_RESERVED_HTTP_HEADERS = frozenset(
-    h.lower()
-    for h in (
-        "Authorization",
-        "Host",
-        "Content-Encoding",
-        "Content-Length",
-        "Content-Type",
-        "User-Agent",
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "WWW-Authenticate",
-        "Accept-Encoding",
-        "X-Prometheus-Remote-Write-Version",
-        "X-Prometheus-Remote-Read-Version",
-        "X-Prometheus-Scrape-Timeout-Seconds",
-        "X-Amz-Date",
-        "X-Amz-Security-Token",
-        "X-Amz-Content-Sha256",
-    )
-)
+# ``http_headers`` may not set these (prometheus/common ``ReservedHeaders``): the remote-write
+# set plus the two that scraping owns.
+_RESERVED_HTTP_HEADERS = _RESERVED_WRITE_HEADERS | {
+    "authorization",
+    "x-prometheus-scrape-timeout-seconds",
+}
 
 
 def _names(text: str) -> frozenset[str]:

@@ -44,7 +44,12 @@ async def eventually(
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    config: str, tmp_path: Path, *, remote_write_receiver: bool = False
+    config: str,
+    tmp_path: Path,
+    *,
+    remote_write_receiver: bool = False,
+    kubeconfig: Path | None = None,
+    flush_deadline: float = 10.0,
 ) -> AsyncIterator[Agent]:
     """Write ``config``, run an `Agent` on a free port until the block ends (then cancel it)."""
     config_file = tmp_path / "collector.yml"
@@ -54,11 +59,12 @@ async def running_agent(
         listen_address=f"127.0.0.1:{free_port()}",
         storage_path=str(tmp_path / "queue"),
         enable_remote_write_receiver=remote_write_receiver,
+        kubeconfig=str(kubeconfig) if kubeconfig else "",
     )
     agent = Agent(
         options,
         registry=new_registry(),
-        flush_deadline=10.0,
+        flush_deadline=flush_deadline,
         reload_interval=0.2,
         discovery_updatert=0.2,
     )

@@ -17,7 +17,6 @@ a real proxied scrape, through the real API server, of a kubelet-like HTTPS endp
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import ssl
@@ -30,11 +29,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from collector.agent import Agent, new_registry
-from collector.config import AgentOptions
+from collector.agent import Agent
 from tests.integration.kube import KubeAPIServer, kube_apiserver
-from tests.integration.running import Target, eventually, serve_target
-from tests.integration.servers import free_port
+from tests.integration.running import Target, eventually, running_agent, serve_target
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -92,35 +89,11 @@ scrape_configs:
 """
 
 
-@contextlib.asynccontextmanager
-async def agent_with_kubeconfig(
+def agent_with_kubeconfig(
     config: str, tmp_path: Path, kubeconfig: Path
-) -> AsyncIterator[Agent]:
-    """An in-process agent (like ``running_agent``) started with ``--kubeconfig``."""
-    config_file = tmp_path / "collector.yml"
-    config_file.write_text(config)
-    options = AgentOptions(
-        config_file=str(config_file),
-        listen_address=f"127.0.0.1:{free_port()}",
-        storage_path=str(tmp_path / "queue"),
-        kubeconfig=str(kubeconfig),
-    )
-    agent = Agent(
-        options,
-        registry=new_registry(),
-        flush_deadline=5.0,
-        reload_interval=0.2,
-        discovery_updatert=0.2,
-    )
-    ready = asyncio.Event()
-    task = asyncio.create_task(agent.run(ready=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=10)
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+) -> contextlib.AbstractAsyncContextManager[Agent]:
+    """An in-process agent started with ``--kubeconfig`` (see ``running_agent``)."""
+    return running_agent(config, tmp_path, kubeconfig=kubeconfig, flush_deadline=5.0)
 
 
 async def api_targets(agent: Agent) -> list[dict[str, Any]]:
