@@ -696,14 +696,17 @@ def _expand_string(s: str, env: Mapping[str, str], path: str) -> str:
     return _Expanded(expanded) if expanded != s else s
 
 
-def _to_plain(tree: _Tree) -> object:
-    """Plain Python values for hashing and for `relabel.parse_rule`."""
+def _to_plain(tree: _Tree, *, text: bool = False) -> object:
+    """Plain Python values for hashing and for `relabel.parse_rule`.
+
+    With ``text``, every scalar becomes its source text instead of its YAML value.
+    """
     if isinstance(tree, _Scalar):
-        return tree.value
+        return tree.text if text else tree.value
     if isinstance(tree, list):
-        return [_to_plain(item) for item in tree]
+        return [_to_plain(item, text=text) for item in tree]
     if isinstance(tree, dict):
-        return {key: _to_plain(value) for key, value in tree.items()}
+        return {key: _to_plain(value, text=text) for key, value in tree.items()}
     if isinstance(tree, str):
         return str(tree)
     return tree
@@ -723,21 +726,8 @@ def _relabel_plain(tree: _Tree) -> object:
         elif key == "modulus" and isinstance(value, _Expanded) and value.isdigit():
             out[key] = int(value)
         else:
-            out[key] = _text_plain(value)
+            out[key] = _to_plain(value, text=True)
     return out
-
-
-def _text_plain(tree: _Tree) -> object:
-    """Like `_to_plain` but every scalar becomes its source text."""
-    if isinstance(tree, _Scalar):
-        return tree.text
-    if isinstance(tree, list):
-        return [_text_plain(item) for item in tree]
-    if isinstance(tree, dict):
-        return {key: _text_plain(value) for key, value in tree.items()}
-    if isinstance(tree, str):
-        return str(tree)
-    return tree
 
 
 # ------------------------------------------------------------------------------ typed access
