@@ -1,14 +1,48 @@
-# The commands README.md and .ci/run rely on. Debian-like machine, Python >= 3.11, root or sudo.
+# The commands README.md and .ci/run rely on. Debian-like machine, Python >= 3.11.
+#
+# Everything runs from a project virtualenv, .venv/, made from the system's `python3`: nothing is
+# ever installed into the interpreter's own site-packages (Debian's python3 refuses that anyway,
+# PEP 668). `make demo` needs no root; `make test` installs Debian packages and so needs root or
+# sudo.
 PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real components the integration tests start: a real exporter, two real remote-write receivers,
-# and a real browser for the web UI.
+# a real browser for the web UI, and hadolint's binary comes from the dev extra.
 DEBIAN_TEST_PACKAGES := prometheus prometheus-node-exporter victoria-metrics chromium
 
-.PHONY: install install-dev install-debian test check lint typecheck imports bench demo image
+.PHONY: venv install install-dev install-debian test check lint typecheck imports dockerlint \
+        bench demo image clean-venv
 
-install:
-	$(PYTHON) -m pip install -q -e .
+## The project venv. Debian splits `venv`/`ensurepip` into python3-venv: install it when it is
+## missing and we may (root or sudo); otherwise say what to install.
+$(PY):
+	@if ! $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; then \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then \
+	    echo "make: $(PYTHON) cannot create a venv; installing python3-venv with apt-get" >&2; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; \
+	    $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "make: $(PYTHON) cannot create a venv: install python3-venv (apt-get install python3-venv)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+venv: $(PY)
+
+# Stamps: reinstall only when pyproject.toml changes (the installs are editable).
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
 
 install-debian:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,35 +50,41 @@ install-debian:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-install-dev: install-debian
-	$(PYTHON) -m pip install -q -e '.[dev]'
+install-dev: install-debian $(VENV)/.installed-dev
 	# A real kube-apiserver v1.20.2 (built once from Debian's source package, cached outside
 	# the repository) and etcd, for the Kubernetes discovery and API-server-proxy tests.
 	bash scripts/kube-apiserver.sh >/dev/null
 
 ## The whole test suite, with everything it needs installed first.
 test: install-dev
-	$(PYTHON) -m pytest -q
+	$(PY) -m pytest -q
 
-## Static checks: format, lint, types, import layers.
-check: lint typecheck imports
+## Static checks: format, lint, types, import layers, Dockerfile.
+check: lint typecheck imports dockerlint
 
-lint:
-	$(PYTHON) -m ruff format --check collector tests benchmarks
-	$(PYTHON) -m ruff check collector tests benchmarks
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff format --check collector tests benchmarks
+	$(PY) -m ruff check collector tests benchmarks
 
-typecheck:
-	$(PYTHON) -m mypy
+typecheck: $(VENV)/.installed-dev
+	$(PY) -m mypy
 
-imports:
-	lint-imports
+imports: $(VENV)/.installed-dev
+	$(VENV)/bin/lint-imports
+
+dockerlint: $(VENV)/.installed-dev
+	$(VENV)/bin/hadolint Dockerfile
 
 bench: install-dev
-	$(PYTHON) -m benchmarks.parser
+	$(PY) -m benchmarks.parser
 
+## The whole pipeline on loopback, nothing else needed (no root). Ctrl-C stops it.
 demo: install
-	collector demo
+	$(VENV)/bin/collector demo
 
 ## Build the container image with podman/buildah (chroot isolation) and smoke-test it.
 image:
 	bash scripts/ci-image.sh
+
+clean-venv:
+	rm -rf $(VENV)

@@ -358,7 +358,10 @@ class AgentOptions:
     """``--kubeconfig``; empty = in-cluster config, then ``$KUBECONFIG``, ``~/.kube/config``."""
     enable_remote_write_receiver: bool = False
     enable_lifecycle: bool = False
-    """Allow ``POST /-/reload`` (and ``/-/quit``)."""
+    """Allow ``POST /-/reload`` (and ``/-/quit``); without it they answer 403, as in Prometheus."""
+    flush_deadline: float = 10.0
+    """``--storage.remote.flush-deadline``: at shutdown, how long the remote-write queues keep
+    trying to send; whatever is still unsent is already in their write-ahead queues."""
     log_level: str = "info"
     log_format: str = "logfmt"
 
