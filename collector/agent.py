@@ -64,7 +64,7 @@ class Agent:
         options: AgentOptions,
         *,
         registry: CollectorRegistry | None = None,
-        flush_deadline: float = 60.0,
+        flush_deadline: float | None = None,
         reload_interval: float = 5.0,
         discovery_updatert: float = 5.0,
     ) -> None:
@@ -72,7 +72,7 @@ class Agent:
 
         ``reload_interval`` and ``discovery_updatert`` are Prometheus's 5 s hand-off paces; the
         demo and tests shorten them. ``flush_deadline`` bounds the remote flush at shutdown
-        (Prometheus ``--storage.remote.flush-deadline``, 1m).
+        (default ``options.flush_deadline``: ``--storage.remote.flush-deadline``, 10 s).
         """
         self.options = options
         self.registry = registry if registry is not None else new_registry()
@@ -82,7 +82,7 @@ class Agent:
         self.writers: dict[RemoteWriteConfig, RemoteWriter] = {}
         self._writer_tasks: dict[RemoteWriteConfig, asyncio.Task[None]] = {}
         self._writer_external: tuple[tuple[str, str], ...] = ()
-        self._flush_deadline = flush_deadline
+        self._flush_deadline = options.flush_deadline if flush_deadline is None else flush_deadline
         self.discovery = DiscoveryManager(registry=self.registry, updatert=discovery_updatert)
         self.discovery.register_mechanism(
             KubernetesSDConfig, self._kubernetes_provider, mechanism="kubernetes"

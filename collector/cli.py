@@ -27,6 +27,7 @@ import orjson
 
 from collector.config import AgentOptions, Config, load_config
 from collector.errors import ConfigError
+from collector.model.duration import parse_duration
 
 __all__ = ["build_parser", "check_config", "configure_logging", "main", "referenced_files"]
 
@@ -95,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enable reload via HTTP request (POST /-/reload)",
     )
+    parser.add_argument(
+        "--storage.remote.flush-deadline",
+        dest="flush_deadline",
+        default=defaults.flush_deadline,
+        type=_duration_flag,
+        metavar="DURATION",
+        help="at shutdown, how long to keep sending before exiting; what is still unsent is "
+        "already in the write-ahead queue under --storage.path (default: 10s)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="{check,demo}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
@@ -126,11 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig=args.kubeconfig,
         enable_remote_write_receiver=args.enable_remote_write_receiver,
         enable_lifecycle=args.enable_lifecycle,
+        flush_deadline=args.flush_deadline,
         log_level=args.log_level,
         log_format=args.log_format,
     )
     configure_logging(level=options.log_level, fmt=options.log_format)
     return _run_agent(options)
+
+
+def _duration_flag(text: str) -> float:
+    """A Prometheus duration flag value (``10s``, ``1m30s``) as seconds."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------ check config
