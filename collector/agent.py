@@ -40,6 +40,7 @@ from collector.config import (
 from collector.discovery.discoverer import Discoverer
 from collector.discovery.manager import DiscoveryManager
 from collector.errors import CollectorError, ConfigError
+from collector.model.duration import format_duration
 from collector.remote.codec import DecodedSeries
 from collector.remote.writer import RemoteWriter
 from collector.scrape.manager import ScrapeManager
@@ -101,6 +102,8 @@ class Agent:
             proxy_resolver=self._apiserver_proxy,
         )
         self._remote_tg: asyncio.TaskGroup | None = None
+        self.on_quit: Callable[[], None] = _no_quit
+        """What ``POST /-/quit`` calls; `run_agent` points it at its ordered stop."""
         self._reload_lock = asyncio.Lock()
         self._config_loaded = False
         self.last_reload_ok = Gauge(
@@ -241,6 +244,15 @@ class Agent:
             )
         return out
 
+    def request_quit(self) -> None:
+        """``POST /-/quit`` (with ``--web.enable-lifecycle``): the SIGTERM shutdown."""
+        self.on_quit()
+
+    @property
+    def flush_deadline(self) -> float:
+        """Seconds the remote writers keep sending at shutdown."""
+        return self._flush_deadline
+
     def writers_pending(self) -> int:
         """Samples held in memory by the remote writers, plus 1 per writer with data on disk."""
         return sum(w.pending_samples + (not w.disk.empty) for w in self.writers.values())
@@ -258,7 +270,12 @@ class Agent:
             from collector.remote.receiver import make_receiver_handler
 
             handler = make_receiver_handler(self._accept_remote_write)
-        return make_app(self, registry=self.registry, remote_write_handler=handler)
+        return make_app(
+            self,
+            registry=self.registry,
+            remote_write_handler=handler,
+            enable_lifecycle=self.options.enable_lifecycle,
+        )
 
     def _accept_remote_write(self, series: list[DecodedSeries]) -> None:
         """Received series enter the same forwarding path as scraped ones.
@@ -345,37 +362,58 @@ def new_registry() -> CollectorRegistry:
 
 
 async def run_agent(options: AgentOptions) -> int:
-    """Run the agent until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    """Run the agent until SIGTERM/SIGINT (or ``POST /-/quit``); SIGHUP reloads.
+
+    SIGINT has an explicit handler like SIGTERM's: a process started with SIGINT ignored (a
+    shell's background job) has no KeyboardInterrupt to rely on. Returns the exit code.
+    """
     loop = asyncio.get_running_loop()
     agent = Agent(options)
     main = asyncio.current_task()
     assert main is not None
     stopping = False
 
-    def stop() -> None:
+    def stop(reason: str) -> None:
         nonlocal stopping
-        if not stopping:
-            stopping = True
-            log.info("stopping: discovery, then scrape loops, then remote-write flush")
-            main.cancel()
+        if stopping:
+            log.info("%s: already stopping", reason)
+            return
+        stopping = True
+        log.info(
+            "%s: stopping discovery, then the scrape loops (stale markers), then remote write: "
+            "sending for at most %s; whatever is still unsent then stays in the write-ahead queue "
+            "under %s for the next start",
+            reason,
+            format_duration(agent.flush_deadline),
+            options.storage_path,
+        )
+        main.cancel()
 
     def reload() -> None:
         task = loop.create_task(_reload_quietly(agent))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-    loop.add_signal_handler(signal.SIGTERM, stop)
+    agent.on_quit = lambda: stop("POST /-/quit")
+    loop.add_signal_handler(signal.SIGTERM, stop, "received SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stop, "received SIGINT")
     loop.add_signal_handler(signal.SIGHUP, reload)
+    started = loop.time()
     try:
         await agent.run()
     except asyncio.CancelledError:
         if not stopping:
             raise
+        log.info("stopped after %.1fs of shutdown", loop.time() - started)
         return 0
     finally:
-        with contextlib.suppress(Exception):
-            loop.remove_signal_handler(signal.SIGTERM)
-            loop.remove_signal_handler(signal.SIGHUP)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+
+def _no_quit() -> None:
+    log.warning("POST /-/quit: this agent was not started by run_agent; ignoring")
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -19,17 +19,28 @@ import datetime
 import importlib
 import logging
 import os
+import pathlib
+import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 import orjson
 
+from collector import __version__
 from collector.config import AgentOptions, Config, load_config
 from collector.errors import ConfigError
 from collector.model.duration import parse_duration
 
-__all__ = ["build_parser", "check_config", "configure_logging", "main", "referenced_files"]
+__all__ = [
+    "build_parser",
+    "check_config",
+    "configure_logging",
+    "main",
+    "referenced_files",
+    "version_text",
+]
 
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -46,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus-compatible scraping agent: discovery, scrape, remote write.",
     )
     defaults = AgentOptions()
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="print the version, the Python version and the build, then exit",
+    )
     parser.add_argument(
         "--config.file",
         dest="config_file",
@@ -94,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.enable-lifecycle",
         dest="enable_lifecycle",
         action="store_true",
-        help="enable reload via HTTP request (POST /-/reload)",
+        help="enable reload and shutdown via HTTP requests (POST /-/reload, POST /-/quit); "
+        "without it both answer 403 (as in Prometheus)",
     )
     parser.add_argument(
         "--storage.remote.flush-deadline",
@@ -105,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="at shutdown, how long to keep sending before exiting; what is still unsent is "
         "already in the write-ahead queue under --storage.path (default: 10s)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{check,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{check,demo,version}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
     check_config_parser = check_commands.add_parser(
@@ -113,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_config_parser.add_argument("files", nargs="+", metavar="FILE")
     commands.add_parser("demo", help="run the whole pipeline on this machine", add_help=False)
+    commands.add_parser("version", help="print the version, the Python version and the build")
     return parser
 
 
@@ -125,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "demo":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.demo_args = extra
+    if args.version or args.command == "version":
+        print(version_text())
+        return 0
     if args.command == "check":
         return check_config(args.files, out=sys.stdout, err=sys.stderr)
     if args.command == "demo":
@@ -142,6 +163,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     configure_logging(level=options.log_level, fmt=options.log_format)
     return _run_agent(options)
+
+
+def version_text() -> str:
+    """``collector, version 0.1.0 (build: v0.1.0-12-gabc1234)`` plus the Python line, like
+    ``prometheus --version``."""
+    build = _git_describe() or "unknown (not a git checkout)"
+    return (
+        f"collector, version {__version__} (build: {build})\n"
+        f"  python: {platform.python_implementation()} {platform.python_version()}"
+        f" ({sys.executable})"
+    )
+
+
+def _git_describe() -> str:
+    """``git describe`` of the checkout this package runs from, when it is one (editable
+    installs, the demo); an installed wheel has no checkout and says so."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return ""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _duration_flag(text: str) -> float:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -39,7 +40,11 @@ async def _targets(base: str) -> list[dict[str, object]]:
 async def test_reload_keeps_unchanged_loops_and_refuses_bad_config(tmp_path: Path) -> None:
     """A bad config is refused (500, old one keeps running); a good one keeps unchanged loops."""
     one, two = Target(body=b"a 1\n"), Target(body=b"b 1\n")
-    async with serve_target(one), serve_target(two), running_agent(_config(one), tmp_path) as agent:
+    async with (
+        serve_target(one),
+        serve_target(two),
+        running_agent(_config(one), tmp_path, lifecycle=True) as agent,
+    ):
         base = f"http://{agent.options.listen_address}"
         await eventually(lambda: one.scrapes >= 2)
         pool = agent.scrape.pools["j"]
@@ -61,6 +66,90 @@ async def test_reload_keeps_unchanged_loops_and_refuses_bad_config(tmp_path: Pat
         await eventually(lambda: two.scrapes >= 1)
         assert task_before in agent.scrape.pools["j"].tasks.values()
         assert len(await _targets(base)) == 2
+
+
+async def test_lifecycle_endpoints_are_opt_in(tmp_path: Path) -> None:
+    """Without --web.enable-lifecycle, /-/reload and /-/quit answer 403 and change nothing."""
+    one = Target(body=b"a 1\n")
+    async with serve_target(one), running_agent(_config(one), tmp_path) as agent:
+        base = f"http://{agent.options.listen_address}"
+        stamp = "prometheus_config_last_reload_success_timestamp_seconds"
+        loaded_at = agent.registry.get_sample_value(stamp)
+        for path in ("/-/reload", "/-/quit"):
+            status, text = await _post(f"{base}{path}")
+            assert (status, text) == (403, "Lifecycle API is not enabled.\n")
+        assert agent.registry.get_sample_value(stamp) == loaded_at  # no reload happened
+        scrapes = one.scrapes
+        await eventually(lambda: one.scrapes > scrapes)  # still running
+
+
+async def _start_cli(config: Path, listen: str, storage: Path, *flags: str, **kw: object) -> Any:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collector",
+        f"--config.file={config}",
+        f"--web.listen-address={listen}",
+        f"--storage.path={storage}",
+        *flags,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **kw,
+    )
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+async def test_sigint_stops_even_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A shell's background job starts with SIGINT ignored: the explicit handler still stops the
+    agent in order, exits 0 and says what it is doing and how long it will wait."""
+    one = Target(body=b"a 1\n")
+    async with serve_target(one):
+        config = tmp_path / "c.yml"
+        config.write_text(_config(one))
+        listen = f"127.0.0.1:{free_port()}"
+        process = await _start_cli(
+            config,
+            listen,
+            tmp_path / "q",
+            "--storage.remote.flush-deadline=3s",
+            preexec_fn=_ignore_sigint,
+        )
+        try:
+            await eventually(lambda: one.scrapes >= 1, timeout=60)
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+            assert process.stderr is not None
+            err = (await process.stderr.read()).decode()
+            assert "received SIGINT: stopping discovery" in err
+            assert "sending for at most 3s" in err
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_quit_endpoint_stops_the_process_with_lifecycle(tmp_path: Path) -> None:
+    """With --web.enable-lifecycle, POST /-/quit runs the SIGTERM shutdown and exits 0."""
+    one = Target(body=b"a 1\n")
+    async with serve_target(one):
+        config = tmp_path / "c.yml"
+        config.write_text(_config(one))
+        listen = f"127.0.0.1:{free_port()}"
+        process = await _start_cli(config, listen, tmp_path / "q", "--web.enable-lifecycle")
+        try:
+            await eventually(lambda: one.scrapes >= 1, timeout=60)
+            status, text = await _post(f"http://{listen}/-/quit")
+            assert status == 200
+            assert "Goodbye" in text
+            assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
 
 async def test_cli_process_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:

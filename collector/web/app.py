@@ -42,6 +42,10 @@ class AgentView(Protocol):
         """Reload the config file; raise `CollectorError` and keep the old config on failure."""
         ...
 
+    def request_quit(self) -> None:
+        """Begin the same ordered shutdown as SIGTERM (``POST /-/quit``)."""
+        ...
+
     def active_targets(self) -> Sequence[JSON]:
         """Prometheus ``/api/v1/targets`` ``activeTargets`` entries."""
         ...
@@ -68,6 +72,10 @@ def _api_error(kind: str, message: str, *, status: int) -> web.Response:
     return _json({"status": "error", "errorType": kind, "error": message}, status=status)
 
 
+def _lifecycle_disabled() -> web.Response:
+    return web.Response(text="Lifecycle API is not enabled.\n", status=403)
+
+
 def make_app(
     agent: AgentView,
     *,
@@ -75,8 +83,13 @@ def make_app(
     remote_write_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
     extra_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
     | None = None,
+    enable_lifecycle: bool = False,
 ) -> web.Application:
     """Build the application.
+
+    ``enable_lifecycle`` (``--web.enable-lifecycle``) allows ``POST /-/reload`` and
+    ``POST /-/quit``; without it both answer 403, as in Prometheus, so that anyone who can reach
+    the port cannot restart or stop the agent.
 
     ``remote_write_handler`` is mounted at ``POST /api/v1/write`` only when given (the agent
     passes it for ``--web.enable-remote-write-receiver``). ``extra_routes`` adds ``GET`` pages
@@ -98,11 +111,19 @@ def make_app(
     async def reload(request: web.Request) -> web.Response:
         if request.method not in ("POST", "PUT"):
             return web.Response(text="Only POST or PUT requests allowed\n", status=405)
+        if not enable_lifecycle:
+            return _lifecycle_disabled()
         try:
             await agent.reload()
         except CollectorError as exc:
             return web.Response(text=f"failed to reload config: {exc}\n", status=500)
         return web.Response(text="")
+
+    async def quit_(_: web.Request) -> web.Response:
+        if not enable_lifecycle:
+            return _lifecycle_disabled()
+        agent.request_quit()
+        return web.Response(text="Requesting termination... Goodbye!\n")
 
     async def targets(request: web.Request) -> web.Response:
         state = request.query.get("state", "any").lower()
@@ -151,6 +172,9 @@ def make_app(
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
     app.router.add_get("/-/reload", method_not_allowed, allow_head=False)
+    app.router.add_post("/-/quit", quit_)
+    app.router.add_put("/-/quit", quit_)
+    app.router.add_get("/-/quit", method_not_allowed, allow_head=False)
     app.router.add_get("/api/v1/targets", targets)
     app.router.add_get("/api/v1/status/config", status_config)
     app.router.add_get("/api/v1/status/remote_write", remote_write_status)

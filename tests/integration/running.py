@@ -50,6 +50,7 @@ async def running_agent(
     remote_write_receiver: bool = False,
     kubeconfig: Path | None = None,
     flush_deadline: float = 10.0,
+    lifecycle: bool = False,
 ) -> AsyncIterator[Agent]:
     """Write ``config``, run an `Agent` on a free port until the block ends (then cancel it)."""
     config_file = tmp_path / "collector.yml"
@@ -59,6 +60,7 @@ async def running_agent(
         listen_address=f"127.0.0.1:{free_port()}",
         storage_path=str(tmp_path / "queue"),
         enable_remote_write_receiver=remote_write_receiver,
+        enable_lifecycle=lifecycle,
         kubeconfig=str(kubeconfig) if kubeconfig else "",
     )
     agent = Agent(

@@ -21,6 +21,7 @@ class View:
         self.ready = False
         self.reload_error: str | None = None
         self.reloads = 0
+        self.quits = 0
         self.active: list[dict[str, Any]] = [
             {"scrapePool": "a", "scrapeUrl": "http://h:1/metrics", "health": "up"},
             {"scrapePool": "b", "scrapeUrl": "http://h:2/metrics", "health": "down"},
@@ -36,6 +37,9 @@ class View:
         self.reloads += 1
         if self.reload_error:
             raise ConfigError(self.reload_error, path="scrape_configs[0]")
+
+    def request_quit(self) -> None:
+        self.quits += 1
 
     def active_targets(self) -> Sequence[dict[str, Any]]:
         return self.active
@@ -63,7 +67,8 @@ async def web() -> AsyncIterator[Web]:
     view = View()
     registry = CollectorRegistry()
     Counter("collector_test_things", "Things.", registry=registry).inc(7)
-    async with TestClient(TestServer(make_app(view, registry=registry))) as client:
+    app = make_app(view, registry=registry, enable_lifecycle=True)
+    async with TestClient(TestServer(app)) as client:
         yield Web(client, view)
 
 
@@ -91,6 +96,26 @@ async def test_reload_reports_failure_with_the_error(web: Web) -> None:
     assert "scrape_configs[0]: unknown action" in await response.text()
     assert (await web.client.get("/-/reload")).status == 405
     assert web.view.reloads == 2
+
+
+async def test_quit_asks_the_agent_to_stop(web: Web) -> None:
+    """POST /-/quit (lifecycle on) starts the agent's ordered stop; GET is 405."""
+    response = await web.client.post("/-/quit")
+    assert response.status == 200
+    assert await response.text() == "Requesting termination... Goodbye!\n"
+    assert (await web.client.get("/-/quit")).status == 405
+    assert web.view.quits == 1
+
+
+async def test_lifecycle_endpoints_403_unless_enabled() -> None:
+    """Without --web.enable-lifecycle, reload and quit answer 403 and do nothing (Prometheus)."""
+    view = View()
+    async with TestClient(TestServer(make_app(view, registry=CollectorRegistry()))) as client:
+        for path in ("/-/reload", "/-/quit"):
+            response = await client.post(path)
+            assert response.status == 403
+            assert await response.text() == "Lifecycle API is not enabled.\n"
+    assert (view.reloads, view.quits) == (0, 0)
 
 
 async def test_targets_filters_by_state_and_pool(web: Web) -> None:
