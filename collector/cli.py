@@ -207,20 +207,27 @@ def _duration_flag(text: str) -> float:
 
 
 def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
-    """``promtool check config``: 0 when every file is valid, 1 otherwise; never raises.
+    """``promtool check config``; never raises. Returns the exit code, the worst over ``files``.
 
-    For each file prints ``Checking FILE``, then ``  SUCCESS: ...`` on ``out`` or one
-    ``  FAILED: ...`` line per problem on ``err``: the load error (which names the YAML path), or
-    every referenced credential/TLS/kubeconfig file that does not exist.
+    0 when every file is valid, 1 when one is refused, 2 when one cannot be read (missing,
+    unreadable, not UTF-8). For each file prints ``Checking FILE``, then ``  SUCCESS: ...`` on
+    ``out`` or one ``  FAILED: ...`` line per problem on ``err``: every problem the loader found,
+    as ``file:line:column: path: message``, or every referenced credential/TLS/kubeconfig file
+    that does not exist.
     """
-    failed = False
+    from collector.errors import ConfigFileError
+
+    worst = 0
     for filename in files:
         print(f"Checking {filename}", file=out)
         problems: list[str] = []
+        code = 1
         try:
             config = load_config(filename)
         except ConfigError as exc:
-            problems.append(_located(exc, filename))
+            problems.extend(_located(problem, filename) for problem in exc.problems)
+            if isinstance(exc, ConfigFileError):
+                code = 2
         else:
             problems.extend(
                 f'{where}: error checking {kind} file "{path}": no such file'
@@ -228,20 +235,26 @@ def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
                 if not os.path.exists(path)
             )
         if problems:
-            failed = True
+            worst = max(worst, code)
             for problem in problems:
                 print(f"  FAILED: {problem}", file=err)
         else:
             print(f"  SUCCESS: {filename} is valid prometheus config file syntax", file=out)
         print("", file=out)
-    return 1 if failed else 0
+    return worst
 
 
-def _located(exc: ConfigError, filename: str) -> str:
-    """The error as ``path: message``, with the file only when it is not the checked one."""
-    if exc.file and exc.file != filename:
-        return exc.render()
-    return f"{exc.path}: {exc.message}" if exc.path else exc.message
+def _located(problem: ConfigError, filename: str) -> str:
+    """One problem as ``file:line:column: path: message``; ``filename`` when it names no file."""
+    if problem.file:
+        return problem.render()
+    return ConfigError(
+        problem.message,
+        path=problem.path,
+        file=filename,
+        line=problem.line,
+        column=problem.column,
+    ).render()
 
 
 def referenced_files(config: Config) -> list[tuple[str, str, str]]:

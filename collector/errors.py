@@ -6,7 +6,9 @@ Every error the project raises on purpose is a subclass of `CollectorError`. Thi
 next, not where the error came from::
 
     CollectorError
-    ├── ConfigError            the config is refused; ``path`` names the YAML node
+    ├── ConfigError            the config is refused; ``path`` names the YAML node and
+    │   │                      ``problems`` lists every problem found in the file
+    │   └── ConfigFileError        the config file itself could not be read
     ├── ParseError             an exposition body is refused; the whole scrape fails
     ├── ScrapeError            one scrape attempt failed; the loop reports ``up 0`` and goes on
     │   ├── ScrapeTimeout
@@ -27,9 +29,12 @@ Only cancellation stops a loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "CollectorError",
     "ConfigError",
+    "ConfigFileError",
     "DiscoveryError",
     "DiskQueueError",
     "KubernetesAPIError",
@@ -53,20 +58,82 @@ class CollectorError(Exception):
 class ConfigError(CollectorError):
     """A configuration was refused.
 
-    ``path`` names the YAML node, e.g. ``scrape_configs[2].relabel_configs[0].regex``; ``str()``
-    renders ``<path>: <message>`` so one line says where and what.
+    ``path`` names the YAML node, e.g. ``scrape_configs[2].relabel_configs[0].regex``; ``line``
+    and ``column`` (1-based, 0 when unknown) say where that node is written in ``file``.
+    ``str()`` renders ``<file>:<line>:<column>: <path>: <message>`` so one line says where and
+    what (parts that are unknown are left out).
+
+    A loader that found several problems raises one `ConfigError` made by `collect`: its
+    ``problems`` hold all of them in file order, its own attributes are those of the first, and
+    ``str()`` shows every problem, one per line. A single error's ``problems`` is ``(self,)``.
     """
 
-    def __init__(self, message: str, *, path: str = "", file: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        file: str = "",
+        line: int = 0,
+        column: int = 0,
+        problems: Sequence[ConfigError] = (),
+    ) -> None:
         self.message = message
         self.path = path
         self.file = file
+        self.line = line
+        self.column = column
+        self._problems = tuple(problems)
         super().__init__(self.render())
 
+    @classmethod
+    def collect(cls, problems: Sequence[ConfigError]) -> ConfigError:
+        """One error standing for ``problems`` (at least one): the first's attributes, all lines.
+
+        A single problem is returned as it is.
+        """
+        if not problems:
+            raise ValueError("ConfigError.collect needs at least one problem")
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        return cls(
+            first.message,
+            path=first.path,
+            file=first.file,
+            line=first.line,
+            column=first.column,
+            problems=[p for problem in problems for p in problem.problems],
+        )
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        """Every problem this error stands for, in file order; ``(self,)`` for a single one."""
+        return self._problems or (self,)
+
+    def location(self) -> str:
+        """``file:line:column`` with the unknown parts left out (``""`` when nothing is known)."""
+        where = [self.file] if self.file else []
+        if self.line:
+            where.append(str(self.line))
+            if self.column:
+                where.append(str(self.column))
+        return ":".join(where)
+
     def render(self) -> str:
-        """The one-line form: ``[file: ]path: message``."""
-        where = ": ".join(part for part in (self.file, self.path) if part)
+        """``[file:line:column: ][path: ]message``, one line per problem."""
+        if self._problems:
+            return "\n".join(problem.render() for problem in self._problems)
+        where = ": ".join(part for part in (self.location(), self.path) if part)
         return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigFileError(ConfigError):
+    """The config file could not be read at all (missing, unreadable, not UTF-8).
+
+    Nothing in it was checked; ``collector check config`` exits 2 for it, 1 for a file it could
+    read and refused.
+    """
 
 
 class ParseError(CollectorError):

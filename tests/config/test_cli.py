@@ -47,7 +47,7 @@ def test_check_config_success(tmp_path: pathlib.Path, capsys: pytest.CaptureFixt
 
 
 def test_check_config_failure(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An invalid file prints one FAILED line with the YAML path and exits 1, no traceback."""
+    """An invalid file prints one FAILED line with position and YAML path, exits 1, no traceback."""
     path = _write(
         tmp_path,
         "bad.yml",
@@ -57,7 +57,8 @@ def test_check_config_failure(tmp_path: pathlib.Path, capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == f"Checking {path}"
     assert err.splitlines() == [
-        '  FAILED: scrape_configs[0].relabel_configs[0].action: unknown relabel action "repalce"'
+        f"  FAILED: {path}:3:24: scrape_configs[0].relabel_configs[0].action: unknown relabel "
+        'action "repalce"'
     ]
     assert "Traceback" not in out + err
 
@@ -74,18 +75,105 @@ def test_check_config_several_files(
     assert f"Checking {bad}" in out
     assert f"  SUCCESS: {good} is valid prometheus config file syntax" in out
     assert err.splitlines() == [
-        '  FAILED: global.scrape_interval: not a valid duration string: "5x"'
+        f'  FAILED: {bad}:1:10: global.scrape_interval: not a valid duration string: "5x"'
     ]
 
 
 def test_check_config_missing_file(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file that does not exist fails with a readable message."""
+    """A file that does not exist cannot be checked: exit 2 and a message naming the path."""
     path = str(tmp_path / "nope.yml")
+    assert cli.main(["check", "config", path]) == 2
+    _out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"  FAILED: {path}: cannot read config file: No such file or directory"
+    ]
+
+
+THREE_MISTAKES = """\
+scrape_configs:
+  - job_name: a
+    relabel_configs:
+      - source_labels: [__address__]
+        action: repalce
+  - job_name: b
+    scrape_interval: 1m
+    scrape_timeout: 10q
+remote_write:
+  - url: http://rw.invalid/api/v1/write
+    queue_confg: {capacity: 100}
+"""
+
+
+def test_check_config_reports_every_problem(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three mistakes in three places: three FAILED lines, each with line:column, and exit 1."""
+    path = _write(tmp_path, "three.yml", THREE_MISTAKES)
+    assert cli.main(["check", "config", path]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"Checking {path}"
+    assert "SUCCESS" not in out
+    assert err.splitlines() == [
+        f"  FAILED: {path}:5:9: scrape_configs[0].relabel_configs[0].action: unknown relabel "
+        'action "repalce"',
+        f"  FAILED: {path}:8:5: scrape_configs[1].scrape_timeout: not a valid duration string: "
+        '"10q"',
+        f"  FAILED: {path}:11:5: remote_write[0].queue_confg: field queue_confg not found in type "
+        "remote_write",
+    ]
+
+
+def test_check_config_yaml_syntax_is_invalid(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that is not YAML was read, so it is invalid (1), with the parser's position."""
+    path = _write(tmp_path, "broken.yml", "scrape_configs:\n  - job_name: [a\n")
     assert cli.main(["check", "config", path]) == 1
     _out, err = capsys.readouterr()
-    assert err.startswith("  FAILED: cannot read config file: No such file or directory")
+    assert err.splitlines() == [
+        f"  FAILED: {path}:3:1: yaml: line 3: expected ',' or ']', but got '<stream end>'"
+    ]
+
+
+def test_check_config_not_utf8_is_unreadable(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that is not text cannot be checked: exit 2, the path named."""
+    path = tmp_path / "binary.yml"
+    path.write_bytes(b"global: {a: \xff}\n")
+    assert cli.main(["check", "config", str(path)]) == 2
+    _out, err = capsys.readouterr()
+    assert err.startswith(f"  FAILED: {path}: config file is not valid UTF-8: ")
+
+
+def test_check_config_exit_code_is_the_worst(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over several files the exit code is the worst one: unreadable beats invalid beats valid."""
+    good = _write(tmp_path, "good.yml", VALID)
+    bad = _write(tmp_path, "bad.yml", "foo: 1\n")
+    missing = str(tmp_path / "missing.yml")
+    assert cli.main(["check", "config", good, bad]) == 1
+    assert cli.main(["check", "config", missing, good, bad]) == 2
+    assert cli.main(["check", "config", bad, missing]) == 2
+    out, _err = capsys.readouterr()
+    assert out.count(f"Checking {missing}") == 2
+
+
+def test_check_config_included_file_problems_name_that_file(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A problem in a scrape_config_files match is shown with that file's path and position."""
+    (tmp_path / "jobs.yml").write_text("scrape_configs:\n  - job_name: x\n    metrics_path: [a]\n")
+    path = _write(tmp_path, "main.yml", "scrape_config_files: [jobs.yml]\n")
+    assert cli.main(["check", "config", path]) == 1
+    _out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"  FAILED: {tmp_path / 'jobs.yml'}:3:5: scrape_configs[0].metrics_path: cannot unmarshal "
+        "!!seq into string"
+    ]
 
 
 def test_check_config_missing_referenced_files(
@@ -158,8 +246,8 @@ def test_agent_refuses_invalid_config(
     assert cli.main([f"--config.file={path}"]) == 1
     _out, err = capsys.readouterr()
     assert err.strip() == (
-        f"error loading config: {path}: scrape_configs[0].scrape_timeout: not a valid duration "
-        'string: "1q"'
+        f"error loading config: {path}:1:32: scrape_configs[0].scrape_timeout: not a valid "
+        'duration string: "1q"'
     )
 
 

@@ -782,7 +782,10 @@ CASES: list[tuple[str, str, str, str]] = [
     ("text", "path", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_invalid_config(text: str, path: str, message: str) -> None:
-    """Each invalid config is refused with the YAML path and the expected message."""
+    """Each invalid config is refused with the YAML path, its position and the message.
+
+    Each row holds one mistake, and one mistake is one problem: nothing else is reported.
+    """
     with pytest.raises(ConfigError) as info:
         load_config_text(text, base_dir=BASE, env={"LIMIT": "ten"}, file="c.yml")
     err = info.value
@@ -790,25 +793,186 @@ def test_invalid_config(text: str, path: str, message: str) -> None:
     if message:
         assert err.message == message
     assert err.file == "c.yml"
-    assert str(err).startswith(f"c.yml: {path}: " if path else "c.yml: ")
+    assert err.line >= 1
+    assert err.column >= 1
+    where = f"c.yml:{err.line}:{err.column}"
+    assert str(err).startswith(f"{where}: {path}: " if path else f"{where}: ")
+    assert err.problems == (err,)
 
 
-def test_error_renders_file_path_and_message() -> None:
-    """str() of the error is one line: file, YAML path, message."""
+def test_error_renders_file_position_path_and_message() -> None:
+    """str() of the error is one line: file, line and column, YAML path, message."""
     with pytest.raises(ConfigError) as info:
         load_config_text(_job("scrape_interval: 5x\n"), base_dir=BASE, file="c.yml")
     assert (
         str(info.value)
-        == 'c.yml: scrape_configs[0].scrape_interval: not a valid duration string: "5x"'
+        == 'c.yml:3:5: scrape_configs[0].scrape_interval: not a valid duration string: "5x"'
     )
 
 
-def test_first_error_wins_in_document_order() -> None:
-    """With several problems, the first job's error is reported."""
+def test_first_problem_in_document_order_is_the_error() -> None:
+    """With several problems, the error's own attributes are those of the first in the file."""
     text = "scrape_configs:\n  - job_name: a\n    foo: 1\n  - job_name: b\n    bar: 2\n"
     with pytest.raises(ConfigError) as info:
         load_config_text(text, base_dir=BASE)
     assert info.value.path == "scrape_configs[0].foo"
+    assert [p.path for p in info.value.problems] == [
+        "scrape_configs[0].foo",
+        "scrape_configs[1].bar",
+    ]
+
+
+EVERY_PROBLEM = """\
+global:
+  scrape_interval: 5x
+scrape_configs:
+  - job_name: a
+    relabel_configs:
+      - action: repalce
+    sample_limit: many
+  - job_name: b
+    scrape_timeout: 1q
+  - job_name: a
+remote_write:
+  - url: http://rw.invalid/api/v1/write
+    bogus: 1
+    queue_config: {min_shards: 0}
+foo: 1
+"""
+
+
+def test_every_problem_is_reported_with_its_place() -> None:
+    """A bad field hides neither the job's other fields, nor other jobs, nor other sections.
+
+    Problems come in file order (the unknown top-level key last although it is checked first),
+    each with its line, column and YAML path.
+    """
+    with pytest.raises(ConfigError) as info:
+        load_config_text(EVERY_PROBLEM, base_dir=BASE, file="c.yml")
+    err = info.value
+    assert [(p.file, p.line, p.column, p.path, p.message) for p in err.problems] == [
+        ("c.yml", 2, 3, "global.scrape_interval", 'not a valid duration string: "5x"'),
+        (
+            "c.yml",
+            6,
+            9,
+            "scrape_configs[0].relabel_configs[0].action",
+            'unknown relabel action "repalce"',
+        ),
+        (
+            "c.yml",
+            7,
+            5,
+            "scrape_configs[0].sample_limit",
+            "cannot unmarshal !!str `many` into uint",
+        ),
+        ("c.yml", 9, 5, "scrape_configs[1].scrape_timeout", 'not a valid duration string: "1q"'),
+        (
+            "c.yml",
+            10,
+            5,
+            "scrape_configs[2].job_name",
+            'found multiple scrape configs with job name "a"',
+        ),
+        ("c.yml", 13, 5, "remote_write[0].bogus", "field bogus not found in type remote_write"),
+        (
+            "c.yml",
+            14,
+            20,
+            "remote_write[0].queue_config.min_shards",
+            "remote write queue min_shards must be positive",
+        ),
+        ("c.yml", 15, 1, "foo", "field foo not found in type config"),
+    ]
+    assert (err.path, err.message, err.line, err.column) == (
+        "global.scrape_interval",
+        'not a valid duration string: "5x"',
+        2,
+        3,
+    )
+    assert str(err).splitlines() == [p.render() for p in err.problems]
+    assert str(err).splitlines()[0] == (
+        'c.yml:2:3: global.scrape_interval: not a valid duration string: "5x"'
+    )
+
+
+ONE_MISTAKE: list[tuple[str, str, str]] = [
+    # (id, yaml, the one path reported): a value already refused is not refused again by a check
+    # that depends on it, and a required key of the wrong type is not also "missing".
+    ("job-name-type", _job("scrape_interval: 1s\n", name="[a]"), "scrape_configs[0].job_name"),
+    (
+        "interval-and-timeout",
+        "global: {scrape_interval: 10s}\n" + _job("scrape_interval: 5x\nscrape_timeout: 30s\n"),
+        "scrape_configs[0].scrape_interval",
+    ),
+    (
+        "relabel-and-url-target",
+        _job("relabel_configs: [{action: repalce}]\nstatic_configs: [{targets: ['h/x']}]\n"),
+        "scrape_configs[0].relabel_configs[0].action",
+    ),
+    ("k8s-role-type", _k8s("- role: [pod]\n"), "scrape_configs[0].kubernetes_sd_configs[0].role"),
+    (
+        "k8s-entry-not-a-map",
+        _k8s("- pod\n"),
+        "scrape_configs[0].kubernetes_sd_configs[0]",
+    ),
+    (
+        "selector-role-type",
+        _k8s("- role: pod\n  selectors: [{role: [pod]}]\n"),
+        "scrape_configs[0].kubernetes_sd_configs[0].selectors[0].role",
+    ),
+    ("rw-url-type", "remote_write: [{url: [a]}]\n", "remote_write[0].url"),
+    (
+        "queue-backoff-type",
+        _rw("queue_config: {min_backoff: 5x, max_backoff: 10ms}\n"),
+        "remote_write[0].queue_config.min_backoff",
+    ),
+    (
+        "protocol-item-type",
+        _job("scrape_protocols: [[a]]\n"),
+        "scrape_configs[0].scrape_protocols[0]",
+    ),
+    (
+        "file-sd-files-type",
+        _job("file_sd_configs: [{files: a.json}]\n"),
+        "scrape_configs[0].file_sd_configs[0].files",
+    ),
+    ("explicit-int-tag", "global: {sample_limit: !!int abc}\n", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "path"), [c[1:] for c in ONE_MISTAKE], ids=[c[0] for c in ONE_MISTAKE]
+)
+def test_one_mistake_is_one_problem(text: str, path: str) -> None:
+    """A single mistake gives a single, located problem, not a trail of consequences."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, base_dir=BASE, file="c.yml")
+    assert [p.path for p in info.value.problems] == [path]
+    assert info.value.line >= 1
+
+
+def test_duplicate_key_does_not_stop_the_check() -> None:
+    """A key written twice is reported, and the rest of the file is still checked."""
+    text = (
+        "global:\n  scrape_interval: 1s\n  scrape_interval: 2s\n"
+        "scrape_configs: [{job_name: a, x: 1}]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, base_dir=BASE, file="c.yml")
+    assert [str(p) for p in info.value.problems] == [
+        'c.yml:3:3: line 3: mapping key "scrape_interval" already defined at line 2',
+        "c.yml:4:32: scrape_configs[0].x: field x not found in type scrape_config",
+    ]
+
+
+def test_yaml_syntax_error_is_located() -> None:
+    """Text that is not YAML is one problem at the place the parser gave up."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text("scrape_configs:\n  - job_name: a\n    labels: {a: b\n", base_dir=BASE)
+    assert len(info.value.problems) == 1
+    assert (info.value.line, info.value.column) == (4, 1)
+    assert info.value.message.startswith("yaml: line 4: ")
 
 
 def test_relabel_error_path_is_prefixed() -> None:
@@ -843,6 +1007,42 @@ def test_scrape_config_file_duplicate_job(tmp_path: pathlib.Path) -> None:
         'found multiple scrape configs with job name "a", first found in main config file'
     )
     assert info.value.path == "scrape_configs[0].job_name"
+
+
+def test_scrape_config_file_problems_follow_the_main_file(tmp_path: pathlib.Path) -> None:
+    """Problems of the main file come first, then each included file's, each with its place."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "a.yml").write_text(
+        "scrape_configs:\n  - job_name: x\n    scrape_interval: 1q\n    honor_labels: 2\n"
+    )
+    (tmp_path / "jobs" / "b.yml").write_text("scrape_configs: [{job_name: x}]\n")
+    text = "scrape_config_files: [jobs/*.yml]\nremote_write: [{url: nowhere}]\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, base_dir=str(tmp_path), file="main.yml")
+    a, b = tmp_path / "jobs" / "a.yml", tmp_path / "jobs" / "b.yml"
+    assert [str(p) for p in info.value.problems] == [
+        'main.yml:2:17: remote_write[0].url: invalid URL "nowhere": must be an absolute http or '
+        "https URL",
+        f'{a}:3:5: scrape_configs[0].scrape_interval: not a valid duration string: "1q"',
+        f"{a}:4:5: scrape_configs[0].honor_labels: cannot unmarshal !!int `2` into bool",
+        f'{b}:1:19: scrape_configs[0].job_name: found multiple scrape configs with job name "x", '
+        f'first found in "{a}"',
+    ]
+
+
+def test_collect_keeps_a_single_error() -> None:
+    """ConfigError.collect of one problem is that problem; of several, one error for all."""
+    one = ConfigError("m1", path="a", file="f", line=1, column=2)
+    two = ConfigError("m2", path="b", file="f")
+    assert ConfigError.collect([one]) is one
+    assert one.problems == (one,)
+    both = ConfigError.collect([one, two])
+    assert both.problems == (one, two)
+    assert (both.message, both.path, both.file, both.line, both.column) == ("m1", "a", "f", 1, 2)
+    assert str(both) == "f:1:2: a: m1\nf: b: m2"
+    assert ConfigError("bare").render() == "bare"
+    with pytest.raises(ValueError, match="at least one"):
+        ConfigError.collect([])
 
 
 def test_scrape_config_file_unknown_top_key(tmp_path: pathlib.Path) -> None:
