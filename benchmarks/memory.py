@@ -26,17 +26,16 @@ import linecache
 import os
 import resource
 import tempfile
+import time
 import tracemalloc
 from collections import defaultdict
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from benchmarks.data import node_exporter_body
 from benchmarks.scrape import OPTIONS, variants
-from collector.config import RemoteWriteConfig
+from collector.config import QueueConfig
 from collector.model.textparse import IncrementalParser
-from collector.remote.writer import RemoteWriter
+from collector.remote.encoder import BatchEncoder
 from collector.scrape.cache import AppendOptions, LastTimestamps, ScrapeCache
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
@@ -52,13 +51,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
-def _drain(writer: RemoteWriter) -> None:
-    """Seal every open batch and take all queued batches out, as the senders would."""
-    for shard in range(writer.num_shards):
-        writer._seal(shard)
-        queue = writer._queues[shard]
-        while queue:
-            writer._mem_samples -= queue.popleft().count
+def _encoder(registry: SeriesRegistry) -> BatchEncoder:
+    """The remote writer's commit side with its default layout; sealed batches are dropped at
+    once, as if the senders had them acknowledged (what stays is the per-series cache)."""
+    return BatchEncoder(
+        series=registry,
+        external_labels=(),
+        relabel=None,
+        max_samples_per_send=QueueConfig().max_samples_per_send,
+        num_shards=4,
+        on_sealed=lambda *_: None,
+        clock=time.monotonic,
+    )
 
 
 class Pipeline:
@@ -67,13 +71,7 @@ class Pipeline:
     def __init__(self, targets: int, storage: Path) -> None:
         self.registry = SeriesRegistry()
         self.last_ts: LastTimestamps = {}
-        self.writer = RemoteWriter(
-            RemoteWriteConfig(url="http://127.0.0.1:1/api/v1/write"),
-            series=self.registry,
-            registry=CollectorRegistry(),
-            storage_path=storage,
-            reshard_interval=None,
-        )
+        self.writer = _encoder(self.registry)
         self.parsers = [IncrementalParser() for _ in range(targets)]
         self.caches = [
             ScrapeCache(registry=self.registry, last_ts=self.last_ts) for _ in range(targets)
@@ -101,7 +99,7 @@ class Pipeline:
             cache.metadata_from(exp)
             del exp
             self.writer.commit(batch)
-            _drain(self.writer)
+            self.writer.seal_all()
             total += len(batch)
         self.writer.forget(self.registry.drain_released())
         return total
@@ -112,7 +110,7 @@ _COMPONENTS = {
     "labels.py": "label tuples (from_dict)",
     "cache.py": "scrape cache",
     "series.py": "series registry",
-    "writer.py": "remote writer cache",
+    "encoder.py": "remote writer cache",
     "codec.py": "encoded series (codec)",
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -77,7 +78,7 @@ class Agent:
         """
         self.options = options
         self.registry = registry if registry is not None else new_registry()
-        self.config: Config = load_config(options.config_file)
+        self.config: Config = self._load()
         self.series = SeriesRegistry()
         self.fanout = Fanout()
         self.writers: dict[RemoteWriteConfig, RemoteWriter] = {}
@@ -102,6 +103,7 @@ class Agent:
             proxy_resolver=self._apiserver_proxy,
         )
         self._remote_tg: asyncio.TaskGroup | None = None
+        self._stop_at: float | None = None
         self.on_quit: Callable[[], None] = _no_quit
         """What ``POST /-/quit`` calls; `run_agent` points it at its ordered stop."""
         self._reload_lock = asyncio.Lock()
@@ -154,12 +156,14 @@ class Agent:
             keep: set[RemoteWriteConfig] = set()
         else:
             keep = set(configs) & set(self.writers)
+        retiring: dict[str, asyncio.Task[None]] = {}
         for config in list(self.writers):
             if config not in keep:
-                self.writers.pop(config)
+                old = self.writers.pop(config)
                 task = self._writer_tasks.pop(config, None)
                 if task is not None:
-                    task.cancel()  # the writer flushes and persists its queue on cancellation
+                    task.cancel()  # the writer flushes and leaves the rest in its log
+                    retiring[old.remote_name] = task
         self._writer_external = external
         for config in configs:
             if config in self.writers:
@@ -171,24 +175,58 @@ class Agent:
                 storage_path=Path(self.options.storage_path),
                 external_labels=external,
                 flush_deadline=self._flush_deadline,
+                flush_until=self._flush_until,
+                sync_interval=self.options.wal_sync_interval,
+                fsync=self.options.wal_fsync,
+                max_disk_bytes=self.options.max_disk_bytes,
                 metadata_source=self.scrape.metadata,
             )
             self.writers[config] = writer
             if self._remote_tg is not None:
-                self._start_writer(config, writer)
+                self._start_writer(config, writer, after=retiring.get(writer.remote_name))
         self.fanout.destinations = list(self.writers.values())
 
-    def _start_writer(self, config: RemoteWriteConfig, writer: RemoteWriter) -> None:
+    def _start_writer(
+        self,
+        config: RemoteWriteConfig,
+        writer: RemoteWriter,
+        *,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        """Run ``writer``; ``after`` is the task of the writer it replaces under the same
+        ``remote_name``: it must finish its flush and close the shared log first."""
         assert self._remote_tg is not None
+
+        async def run() -> None:
+            if after is not None:
+                await asyncio.wait([after])
+            await _run_forever(writer.run)
+
         self._writer_tasks[config] = self._remote_tg.create_task(
-            _run_forever(writer.run), name=f"remote write {writer.remote_name}"
+            run(), name=f"remote write {writer.remote_name}"
         )
+
+    def _load(self) -> Config:
+        """Read the config file with this agent's expansion environment (`config_env`)."""
+        return load_config(self.options.config_file, env=self.options.config_env(os.environ))
+
+    def begin_stop(self) -> None:
+        """Mark the start of shutdown: the remote flush deadline counts from now."""
+        if self._stop_at is None:
+            self._stop_at = asyncio.get_running_loop().time()
+
+    def _flush_until(self) -> float | None:
+        """When the writers must stop sending: a second before the flush deadline after the
+        signal, so syncing the logs and exiting fit inside it (Kubernetes' grace period)."""
+        if self._stop_at is None:
+            return None
+        return self._stop_at + max(self._flush_deadline - 1.0, 0.0)
 
     async def reload(self) -> None:
         """Load the config file again and apply it; on any error keep the running config."""
         async with self._reload_lock:
             try:
-                config = await asyncio.to_thread(load_config, self.options.config_file)
+                config = await asyncio.to_thread(self._load)
             except ConfigError as exc:
                 self.last_reload_ok.set(0)
                 log.error("reload refused, keeping the running config: %s", exc)
@@ -239,7 +277,7 @@ class Agent:
                     "samplesFailed": int(value("samples_failed_total")),
                     "samplesPending": writer.pending_samples,
                     "shards": writer.num_shards,
-                    "diskQueueBytes": writer.disk.size_bytes,
+                    "diskQueueBytes": writer.wal.disk_bytes,
                 }
             )
         return out
@@ -254,8 +292,8 @@ class Agent:
         return self._flush_deadline
 
     def writers_pending(self) -> int:
-        """Samples held in memory by the remote writers, plus 1 per writer with data on disk."""
-        return sum(w.pending_samples + (not w.disk.empty) for w in self.writers.values())
+        """Samples the remote writers hold that no receiver has acknowledged yet."""
+        return sum(w.pending_samples for w in self.writers.values())
 
     def config_yaml(self) -> str:
         """The running config, secrets redacted."""
@@ -379,6 +417,7 @@ async def run_agent(options: AgentOptions) -> int:
             log.info("%s: already stopping", reason)
             return
         stopping = True
+        agent.begin_stop()
         log.info(
             "%s: stopping discovery, then the scrape loops (stale markers), then remote write: "
             "sending for at most %s; whatever is still unsent then stays in the write-ahead queue "

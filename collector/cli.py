@@ -30,8 +30,8 @@ import orjson
 
 from collector import __version__
 from collector.config import AgentOptions, Config, load_config
-from collector.errors import ConfigError
-from collector.model.duration import parse_duration
+from collector.errors import ConfigError, ConfigFileError
+from collector.model.duration import parse_duration, parse_size
 
 __all__ = [
     "build_parser",
@@ -122,6 +122,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="at shutdown, how long to keep sending before exiting; what is still unsent is "
         "already in the write-ahead queue under --storage.path (default: 10s)",
     )
+    parser.add_argument(
+        "--storage.remote.wal-sync-interval",
+        dest="wal_sync_interval",
+        default=defaults.wal_sync_interval,
+        type=_duration_flag,
+        metavar="DURATION",
+        help="group commit period of the write-ahead queues: at most this long between a scrape "
+        "and its samples being on disk (default: 1s)",
+    )
+    parser.add_argument(
+        "--storage.remote.wal-fsync",
+        dest="wal_fsync",
+        default=defaults.wal_fsync,
+        action=argparse.BooleanOptionalAction,
+        help="fsync every group commit, so the queues survive machine crashes and not only "
+        "process crashes (default: on)",
+    )
+    parser.add_argument(
+        "--storage.remote.max-disk-bytes",
+        dest="max_disk_bytes",
+        default=defaults.max_disk_bytes,
+        type=_size_flag,
+        metavar="SIZE",
+        help="cap of each remote-write destination's write-ahead queue; past it the oldest "
+        "batches are dropped and counted (default: 1GiB)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="{check,demo,version}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
@@ -158,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         enable_remote_write_receiver=args.enable_remote_write_receiver,
         enable_lifecycle=args.enable_lifecycle,
         flush_deadline=args.flush_deadline,
+        wal_sync_interval=args.wal_sync_interval,
+        wal_fsync=args.wal_fsync,
+        max_disk_bytes=args.max_disk_bytes,
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -195,6 +224,17 @@ def _git_describe() -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _size_flag(text: str) -> int:
+    """A byte size flag value (``512MiB``, ``1GB``) as bytes."""
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return size
+
+
 def _duration_flag(text: str) -> float:
     """A Prometheus duration flag value (``10s``, ``1m30s``) as seconds."""
     try:
@@ -215,7 +255,6 @@ def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
     as ``file:line:column: path: message``, or every referenced credential/TLS/kubeconfig file
     that does not exist.
     """
-    from collector.errors import ConfigFileError
 
     worst = 0
     for filename in files:
@@ -223,7 +262,7 @@ def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
         problems: list[str] = []
         code = 1
         try:
-            config = load_config(filename)
+            config = load_config(filename, env=AgentOptions().config_env(os.environ))
         except ConfigError as exc:
             problems.extend(_located(problem, filename) for problem in exc.problems)
             if isinstance(exc, ConfigFileError):
@@ -368,7 +407,7 @@ def configure_logging(*, level: str, fmt: str, stream: TextIO | None = None) -> 
 def _run_agent(options: AgentOptions) -> int:
     """Validate the config, then run the agent on uvloop until it stops."""
     try:
-        load_config(options.config_file)
+        load_config(options.config_file, env=options.config_env(os.environ))
     except ConfigError as exc:
         print(f"error loading config: {exc.render()}", file=sys.stderr)
         return 1

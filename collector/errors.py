@@ -192,7 +192,11 @@ class RecoverableWriteError(WriteError):
 
 
 class NonRecoverableWriteError(WriteError):
-    """Drop the batch and count its samples as failed."""
+    """Drop the batch and count its samples as failed (``status``: the HTTP status, if any)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DiscoveryError(CollectorError):

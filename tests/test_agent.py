@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,13 @@ async def test_lifecycle_endpoints_are_opt_in(tmp_path: Path) -> None:
         await eventually(lambda: one.scrapes > scrapes)  # still running
 
 
-async def _start_cli(config: Path, listen: str, storage: Path, *flags: str, **kw: object) -> Any:
+async def _start_cli(
+    config: Path,
+    listen: str,
+    storage: Path,
+    *flags: str,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Any:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -95,7 +102,7 @@ async def _start_cli(config: Path, listen: str, storage: Path, *flags: str, **kw
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        **kw,
+        preexec_fn=preexec_fn,
     )
 
 

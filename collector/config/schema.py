@@ -249,7 +249,9 @@ class QueueConfig:
     batch_send_deadline: float = 5.0
     min_backoff: float = 0.03
     max_backoff: float = 5.0
-    retry_on_http_429: bool = False
+    retry_on_http_429: bool = True
+    """Retry 429 like 5xx (honouring ``Retry-After``). Prometheus defaults to false, which drops
+    what a receiver only asked us to slow down for; an agent with no TSDB behind it must not."""
     sample_age_limit: float = 0.0
 
 
@@ -320,6 +322,25 @@ class AgentOptions:
     flush_deadline: float = 10.0
     """``--storage.remote.flush-deadline``: at shutdown, how long the remote-write queues keep
     trying to send; whatever is still unsent is already in their write-ahead queues."""
+    wal_sync_interval: float = 1.0
+    """``--storage.remote.wal-sync-interval``: group commit period of the write-ahead queues."""
+    wal_fsync: bool = True
+    """``--storage.remote.wal-fsync``: fsync every group commit."""
+    max_disk_bytes: int = 1 << 30
+    """``--storage.remote.max-disk-bytes``: cap of each destination's write-ahead log."""
+
+    def config_env(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment ``${VAR}`` expansion sees: ``environ`` plus
+        ``COLLECTOR_SELF_ADDRESS``, where this agent's own ``/metrics`` answers (the listen
+        address, an unspecified host replaced by loopback), unless ``environ`` sets it."""
+        env = dict(environ)
+        if "COLLECTOR_SELF_ADDRESS" not in env:
+            host, _, port = self.listen_address.rpartition(":")
+            if host in ("", "0.0.0.0", "[::]", "::"):
+                host = "[::1]" if ":" in host else "127.0.0.1"
+            env["COLLECTOR_SELF_ADDRESS"] = f"{host}:{port}"
+        return env
+
     log_level: str = "info"
     log_format: str = "logfmt"
 

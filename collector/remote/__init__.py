@@ -1,6 +1,9 @@
-"""Remote write: encode, queue, spill to disk, send (one `RemoteWriter` per ``remote_write``).
+"""Remote write: one `RemoteWriter` per ``remote_write`` entry, from commit to acknowledged POST.
 
-Modules: `codec` (pure wire format), `prompb` (protobuf classes for decoding), `queue` (batch,
-backoff, resharding math), `diskqueue` (segments), `client` (HTTP), `writer` (`RemoteWriter`),
-`metrics` (self-metrics), `receiver` (a remote-write 1.0 endpoint).
+Modules, in pipeline order: `encoder` (per-series encoding, per-shard batches), `delivery`
+(seq, epochs, memory budget, dispatch to shards), `wal` + `walformat` (the write-ahead log on
+disk), `sender` (POST with the retry policy of `retry`), `client` (HTTP), `reshard` + `queue`
+(spec §6.4 shard count), `metadata` (spec §6.6), `metrics` (self-metrics), `writer` (the owner).
+Beside them: `codec` (pure wire format), `prompb` (protobuf classes for decoding), `receiver`
+(a remote-write 1.0 endpoint).
 """

@@ -153,8 +153,17 @@ class WriteClient:
                         response.headers.get("Retry-After"), now=self._wall()
                     )
                     raise RecoverableWriteError(message, retry_after=retry_after)
-                raise NonRecoverableWriteError(message)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise NonRecoverableWriteError(message, status=status)
+        except aiohttp.ClientConnectorError as exc:
+            # aiohttp's own text says "ssl:default" even for http:// URLs; say what happened.
+            raise RecoverableWriteError(
+                f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+            ) from exc
+        except TimeoutError as exc:
+            raise RecoverableWriteError(
+                f"no answer within remote_timeout ({self._config.remote_timeout:g}s)"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise RecoverableWriteError(
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             ) from exc

@@ -78,6 +78,8 @@ class _Families:
     disk_bytes: Gauge
     disk_segments: Gauge
     disk_corruptions: Counter
+    lost: Counter
+    wal_sync: Histogram
     highest_seen: list[float]
     """The global highest timestamp as a float (the gauge has no public getter)."""
 
@@ -183,8 +185,23 @@ def _families(registry: CollectorRegistry) -> _Families:
         ),
         disk_corruptions=Counter(
             "collector_disk_queue_corruptions_total",
-            "Corrupt disk queue records found on replay; the rest of that segment is skipped.",
+            "Corrupt write-ahead log records found on recovery or re-read (each one skipped).",
             ("remote_name",),
+            registry=registry,
+        ),
+        lost=Counter(
+            "collector_remote_write_dropped_samples_total",
+            "Samples that will never reach the receiver, by reason: http_<status> (refused), "
+            "too_old (sample_age_limit), disk_full (write-ahead log cap), corrupt (unreadable "
+            "in the log), unknown_series.",
+            ("remote_name", "reason"),
+            registry=registry,
+        ),
+        wal_sync=Histogram(
+            "collector_wal_sync_duration_seconds",
+            "Duration of a group commit of the write-ahead log (seal, write, fsync, acks).",
+            ("remote_name",),
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         ),
         highest_seen=[0.0],
@@ -211,6 +228,7 @@ class QueueMetrics:
 
     __slots__ = (
         "_families",
+        "_lost",
         "_queue_highest_seen",
         "bytes",
         "disk_bytes",
@@ -230,6 +248,7 @@ class QueueMetrics:
         "pending",
         "queue_highest",
         "queue_highest_sent",
+        "remote_name",
         "retried",
         "samples",
         "samples_in",
@@ -238,6 +257,7 @@ class QueueMetrics:
         "shards_desired",
         "shards_max",
         "shards_min",
+        "wal_sync_duration",
     )
 
     def __init__(self, registry: CollectorRegistry, *, remote_name: str, url: str) -> None:
@@ -268,9 +288,16 @@ class QueueMetrics:
         self.disk_bytes = f.disk_bytes.labels(remote_name)
         self.disk_segments = f.disk_segments.labels(remote_name)
         self.disk_corruptions = f.disk_corruptions.labels(remote_name)
+        self.wal_sync_duration = f.wal_sync.labels(remote_name)
+        self.remote_name = remote_name
+        self._lost = f.lost
         self.samples_in = f.samples_in
         self._families = f
         self._queue_highest_seen = 0.0
+
+    def lost(self, reason: str, samples: int) -> None:
+        """Count ``samples`` that will never be delivered, by ``reason`` (INTERFACES.md)."""
+        self._lost.labels(self.remote_name, reason).inc(samples)
 
     def observe_highest_in(self, timestamp_s: float) -> None:
         """Raise the global and per-queue highest enqueued timestamps (never lowers them)."""

@@ -1,13 +1,6 @@
-"""Queue building blocks: the sealed batch, its disk record, backoff and the resharding formula.
+"""The resharding math of spec §6.4 as pure code: `EWMARate` and `desired_shards`.
 
-A `Batch` is what a shard sends: a snappy-compressed ``WriteRequest`` body plus its sample count,
-its highest timestamp, the shard it belongs to and the *epoch* (writer instance) that sealed it.
-Shards are ``series ref % num_shards``, and refs only mean something inside one process, so a
-batch replayed from disk after a restart (another epoch) must be sent before any batch of the new
-epoch starts: `collector.remote.writer` enforces that barrier, and that is what keeps per-series
-order across restarts.
-
-The resharding math of spec §6.4 lives here as pure functions (`EWMARate`, `desired_shards`).
+Used by `collector.remote.reshard.Resharder`, tested by table in tests/remote/test_queue_math.py.
 
 Prometheus counterpart: ``storage/remote/queue_manager.go`` (``shards``,
 ``calculateDesiredShards``),
@@ -17,48 +10,8 @@ Prometheus counterpart: ``storage/remote/queue_manager.go`` (``shards``,
 from __future__ import annotations
 
 import math
-import struct
-from dataclasses import dataclass
 
-__all__ = ["Batch", "EWMARate", "desired_shards", "next_backoff"]
-
-_RECORD = struct.Struct("<QIIq")
-"""Disk record header: epoch, shard, sample count, highest timestamp (ms)."""
-
-
-@dataclass(slots=True, frozen=True)
-class Batch:
-    """One request's worth of samples, encoded and compressed once, sent (and retried) as is."""
-
-    body: bytes
-    """snappy(WriteRequest): exactly the bytes POSTed, on every attempt."""
-    count: int
-    """Samples in the request."""
-    max_ts: int
-    """Highest sample timestamp in the request, ms."""
-    shard: int
-    """``ref % num_shards`` of every series in it, within `epoch`."""
-    epoch: int
-    """The writer instance that sealed it; a shard number means nothing across epochs."""
-
-    def to_record(self) -> bytes:
-        """The disk queue record of this batch."""
-        return _RECORD.pack(self.epoch, self.shard, self.count, self.max_ts) + self.body
-
-    @classmethod
-    def from_record(cls, record: bytes) -> Batch:
-        """Inverse of `to_record`; ``ValueError`` when the record is too short."""
-        if len(record) < _RECORD.size:
-            raise ValueError(f"disk queue record of {len(record)} bytes has no batch header")
-        epoch, shard, count, max_ts = _RECORD.unpack_from(record)
-        return cls(
-            body=record[_RECORD.size :], count=count, max_ts=max_ts, shard=shard, epoch=epoch
-        )
-
-
-def next_backoff(slept: float, *, max_backoff: float) -> float:
-    """The sleep after a failed retry that slept ``slept``: doubled, capped (spec §6.2)."""
-    return min(slept * 2, max_backoff)
+__all__ = ["EWMARate", "desired_shards"]
 
 
 class EWMARate:

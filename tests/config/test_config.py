@@ -632,11 +632,22 @@ def test_redacted_yaml_round_trips() -> None:
     assert second.remote_write[0].queue_config == first.remote_write[0].queue_config
 
 
-def test_example_config_loads() -> None:
-    """config/collector.yml is valid: self-scrape, node_exporter, VictoriaMetrics remote write."""
-    config = load_config(str(REPO / "config" / "collector.yml"), env={})
+@pytest.mark.parametrize(
+    ("listen", "environ", "self_address"),
+    [
+        ("0.0.0.0:9099", {}, "127.0.0.1:9099"),
+        (":9999", {}, "127.0.0.1:9999"),
+        ("127.0.0.5:9100", {}, "127.0.0.5:9100"),
+        ("0.0.0.0:9099", {"COLLECTOR_SELF_ADDRESS": "agent.local:1"}, "agent.local:1"),
+    ],
+)
+def test_example_config_loads(listen: str, environ: dict[str, str], self_address: str) -> None:
+    """config/collector.yml is valid: its self-scrape follows --web.listen-address (unless the
+    environment says otherwise), then node_exporter and VictoriaMetrics remote write."""
+    env = AgentOptions(listen_address=listen).config_env(environ)
+    config = load_config(str(REPO / "config" / "collector.yml"), env=env)
     targets = {s.job_name: s.static_configs[0].targets for s in config.scrape_configs}
-    assert targets == {"collector": ("127.0.0.1:9099",), "node": ("127.0.0.1:9100",)}
+    assert targets == {"collector": (self_address,), "node": ("127.0.0.1:9100",)}
     assert [rw.url for rw in config.remote_write] == ["http://127.0.0.1:8428/api/v1/write"]
 
 

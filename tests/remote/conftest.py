@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,18 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
+class InlineExecutor(Executor):
+    """Runs the write-ahead log's calls on the loop thread: deterministic on virtual time."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
 @dataclass
 class WriterKit:
     """Builds writers on one storage directory and one series registry."""
@@ -119,6 +132,9 @@ class WriterKit:
         queue_kw = {k[6:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("queue_")}
         config_kw = {k[7:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("config_")}
         queue_kw.setdefault("min_backoff", 0.03)
+        kwargs.setdefault("jitter", 0.0)
+        kwargs.setdefault("io", InlineExecutor())
+        kwargs.setdefault("fsync", False)
         config = RemoteWriteConfig(
             url=url, name=name, queue_config=QueueConfig(**queue_kw), **config_kw
         )

@@ -1,4 +1,4 @@
-"""Pure queue pieces: backoff, Retry-After parsing, batch records, the resharding formula."""
+"""Pure queue pieces: backoff, the retry policy by table, Retry-After parsing, resharding math."""
 
 from __future__ import annotations
 
@@ -8,16 +8,54 @@ import ssl
 import pytest
 
 from collector.config import TLSConfig
+from collector.errors import NonRecoverableWriteError, RecoverableWriteError
 from collector.remote.client import build_ssl_context, parse_retry_after
-from collector.remote.queue import Batch, EWMARate, desired_shards, next_backoff
+from collector.remote.queue import EWMARate, desired_shards
+from collector.remote.retry import next_backoff, retry_wait
 
 
 def test_backoff_doubles_and_caps() -> None:
     """30 ms doubles each retry and stops at max_backoff (spec §6.2)."""
     sleeps = [0.03]
     for _ in range(9):
-        sleeps.append(next_backoff(sleeps[-1], max_backoff=5.0))
+        sleeps.append(next_backoff(sleeps[-1], min_backoff=0.03, max_backoff=5.0))
     assert sleeps == [0.03, 0.06, 0.12, 0.24, 0.48, 0.96, 1.92, 3.84, 5.0, 5.0]
+
+
+_500 = RecoverableWriteError("server returned HTTP status 500")
+_429_RETRY_5 = RecoverableWriteError("server returned HTTP status 429", retry_after=5.0)
+_503_RETRY_1 = RecoverableWriteError("server returned HTTP status 503", retry_after=1.0)
+_REFUSED = RecoverableWriteError("cannot connect to 127.0.0.1:9: Connection refused")
+
+
+@pytest.mark.parametrize(
+    ("error", "backoff", "rand", "expected"),
+    [
+        # transport errors and 5xx: the backoff, scaled by jitter in [0.8, 1.2]
+        (_REFUSED, 0.03, 0.5, 0.03),
+        (_500, 1.0, 0.0, 0.8),
+        (_500, 1.0, 0.999999, 1.2),
+        (_500, 8.0, 0.5, 5.0),  # capped at max_backoff before jitter
+        # Retry-After is a floor, never shortened by jitter
+        (_429_RETRY_5, 0.03, 0.0, 5.0),
+        (_503_RETRY_1, 4.0, 0.5, 4.0),  # backoff already longer than Retry-After
+        (_503_RETRY_1, 4.0, 0.0, 3.2),
+        # anything else the receiver refused: not retried
+        (NonRecoverableWriteError("HTTP status 400", status=400), 0.03, 0.5, None),
+        (NonRecoverableWriteError("HTTP status 413", status=413), 0.03, 0.5, None),
+        # a bug outside the error tree is retried, never silently dropped
+        (KeyError("oops"), 0.03, 0.5, 0.03),
+    ],
+)
+def test_retry_policy_table(
+    error: BaseException, backoff: float, rand: float, expected: float | None
+) -> None:
+    """One row per outcome: wait in seconds, or None for "drop and count"."""
+    got = retry_wait(error, backoff=backoff, max_backoff=5.0, jitter=0.2, rand=lambda: rand)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -37,14 +75,6 @@ def test_backoff_doubles_and_caps() -> None:
 def test_retry_after_parsing(value: str | None, expected: float) -> None:
     """Retry-After accepts delta-seconds and HTTP-dates; past dates and garbage give 0."""
     assert parse_retry_after(value, now=1_000_000.0) == expected
-
-
-def test_batch_record_round_trip() -> None:
-    """A batch survives its disk record form; a short record is refused."""
-    batch = Batch(body=b"\x01\x02", count=7, max_ts=-5, shard=3, epoch=2**62)
-    assert Batch.from_record(batch.to_record()) == batch
-    with pytest.raises(ValueError, match="no batch header"):
-        Batch.from_record(b"short")
 
 
 def test_ewma_initialises_then_smooths() -> None:

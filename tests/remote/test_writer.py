@@ -66,18 +66,21 @@ async def test_headers_and_body(receiver: Any, kit: Any, running: Any, idle: Any
     ) == len(request.body)
 
 
-async def test_partial_batch_waits_for_deadline(
-    receiver: Any, kit: Any, running: Any, idle: Any
+@pytest.mark.parametrize(("sync_interval", "sent_at"), [(60.0, 6.5), (1.0, 2.0)])
+async def test_partial_batch_waits_for_deadline_or_group_commit(
+    receiver: Any, kit: Any, running: Any, idle: Any, sync_interval: float, sent_at: float
 ) -> None:
-    """A batch below max_samples_per_send is sent exactly batch_send_deadline after it opened."""
-    writer = kit.make(receiver.url, queue_batch_send_deadline=5.0)
+    """A batch below max_samples_per_send is sealed batch_send_deadline after it opened, or at
+    the next group commit when that comes first (every sample is logged within sync_interval).
+    """
+    writer = kit.make(receiver.url, queue_batch_send_deadline=5.0, sync_interval=sync_interval)
     ref = kit.ref(*UP)
     async with running(writer):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.5)
         writer.commit([(ref, 1.0, T0)])
         await receiver.wait_samples(1, within=30)
         await idle(writer)
-    assert receiver.requests[0].at == 6.0
+    assert receiver.requests[0].at == sent_at
 
 
 async def test_order_per_series_across_shards(
@@ -139,7 +142,8 @@ async def test_backoff_is_capped(receiver: Any, kit: Any, running: Any, idle: An
 async def test_retry_after_overrides_backoff(
     receiver: Any, kit: Any, running: Any, idle: Any
 ) -> None:
-    """Retry-After seconds and HTTP-date replace the backoff; doubling continues from them."""
+    """Retry-After seconds and HTTP-date are floors for the wait; the backoff goes on doubling
+    on its own (0.03, 0.06, 0.12), so a later 500 without the header retries soon."""
     now = 1_000_000.0
     writer = kit.make(receiver.url, queue_max_samples_per_send=1, wall_clock=lambda: now)
     date = email.utils.formatdate(now + 3, usegmt=True)
@@ -149,7 +153,7 @@ async def test_retry_after_overrides_backoff(
         writer.commit([(ref, 1.0, T0)])
         await receiver.wait_samples(1, within=60)
         await idle(writer)
-    assert [r.at for r in receiver.requests] == [0.0, 2.0, 5.0, 10.0]
+    assert [r.at for r in receiver.requests] == [0.0, 2.0, 5.0, 5.12]
 
 
 async def test_400_is_dropped_and_counted(receiver: Any, kit: Any, running: Any, idle: Any) -> None:
@@ -166,27 +170,34 @@ async def test_400_is_dropped_and_counted(receiver: Any, kit: Any, running: Any,
     labels = {"remote_name": "rw", "url": receiver.url}
     assert kit.value("prometheus_remote_storage_samples_failed_total", labels) == 2
     assert kit.value("prometheus_remote_storage_samples_retried_total", labels) == 0
+    lost = {"remote_name": "rw", "reason": "http_400"}
+    assert kit.value("collector_remote_write_dropped_samples_total", lost) == 2
 
 
-@pytest.mark.parametrize("retry", [False, True])
+@pytest.mark.parametrize("retry", [None, False, True])
 async def test_429_depends_on_retry_on_http_429(
-    receiver: Any, kit: Any, running: Any, retry: bool, idle: Any
+    receiver: Any, kit: Any, running: Any, retry: bool | None, idle: Any
 ) -> None:
-    """429 is dropped by default and retried with retry_on_http_429."""
-    writer = kit.make(receiver.url, queue_max_samples_per_send=1, queue_retry_on_http_429=retry)
+    """429 is retried by default (a deliberate departure from Prometheus) and dropped, counted
+    by reason, with ``retry_on_http_429: false``."""
+    kw = {} if retry is None else {"queue_retry_on_http_429": retry}
+    writer = kit.make(receiver.url, queue_max_samples_per_send=1, **kw)
     receiver.script.append((429, {}))
     ref = kit.ref(*UP)
     async with running(writer):
         writer.commit([(ref, 1.0, T0), (ref, 2.0, T0 + 1)])
-        await receiver.wait_samples(2 if retry else 1)
+        await receiver.wait_samples(1 if retry is False else 2)
         await idle(writer)
     labels = {"remote_name": "rw", "url": receiver.url}
-    if retry:
-        assert [v for _, v, _ in receiver.samples] == [1.0, 2.0]
-        assert kit.value("prometheus_remote_storage_samples_failed_total", labels) == 0
-    else:
+    lost = {"remote_name": "rw", "reason": "http_429"}
+    if retry is False:
         assert [v for _, v, _ in receiver.samples] == [2.0]
         assert kit.value("prometheus_remote_storage_samples_failed_total", labels) == 1
+        assert kit.value("collector_remote_write_dropped_samples_total", lost) == 1
+    else:
+        assert [v for _, v, _ in receiver.samples] == [1.0, 2.0]
+        assert kit.value("prometheus_remote_storage_samples_failed_total", labels) == 0
+        assert kit.value("collector_remote_write_dropped_samples_total", lost) == 0
 
 
 async def test_external_labels_and_write_relabel(
@@ -244,7 +255,8 @@ async def test_stale_marker_bits_reach_receiver(
 async def test_spill_to_disk_and_replay_in_order(
     receiver: Any, kit: Any, running: Any, idle: Any
 ) -> None:
-    """During an outage a full memory queue spills to disk; recovery delivers all, in order."""
+    """During an outage bodies beyond the memory budget live only in the write-ahead log;
+    recovery reads them back and delivers all, in order, then the log is reclaimed."""
     writer = kit.make(
         receiver.url,
         shards=2,
@@ -259,24 +271,27 @@ async def test_spill_to_disk_and_replay_in_order(
         for scrape in range(30):
             writer.commit([(ref, float(scrape), T0 + scrape * 1000) for ref in refs])
             await asyncio.sleep(0.1)
-        assert writer.disk.segment_count > 1
+        assert writer.wal.segment_count > 1
+        assert writer.delivery.memory_samples <= 200  # capacity x 10: the rest is on disk only
         disk_bytes = kit.value("collector_disk_queue_bytes", {"remote_name": "rw"})
         assert disk_bytes > 0
         receiver.down = False
         await receiver.wait_samples(300, within=120)
         await idle(writer)
-        assert writer.disk.empty
+        await asyncio.sleep(1.5)  # the next group commit persists the acks
+        assert writer.wal.pending_records == 0
     per_series = _per_series_ts(receiver.samples)
     for stamps in per_series.values():
         assert stamps == [T0 + s * 1000 for s in range(30)]
     assert len(receiver.samples) == 300
-    assert writer.disk.segment_count == 0
+    assert writer.wal.segment_count == 1  # the newest is kept: it carries the next seq
 
 
 async def test_shutdown_persists_and_restart_replays_first(
     receiver: Any, kit: Any, running: Any, idle: Any
 ) -> None:
-    """Unsent samples survive cancellation on disk; a new writer sends them before new data."""
+    """Unsent samples survive cancellation in the log; a new writer sends them before new data,
+    and a third start sends nothing again (the acks were persisted)."""
     first = kit.make(receiver.url, shards=2, queue_max_samples_per_send=3, flush_deadline=1.0)
     refs = [kit.ref(("__name__", "m"), ("i", str(i))) for i in range(4)]
     receiver.down = True
@@ -284,8 +299,8 @@ async def test_shutdown_persists_and_restart_replays_first(
         for scrape in range(5):
             first.commit([(ref, 1.0, T0 + scrape) for ref in refs])
         await asyncio.sleep(0.5)
-    assert first.pending_samples == 0
-    assert not first.disk.empty
+    assert first.pending_samples == 20
+    assert first.wal.pending_records > 0
     assert receiver.samples == []
 
     receiver.down = False
@@ -306,6 +321,11 @@ async def test_shutdown_persists_and_restart_replays_first(
         T0 + 4,
         T0 + 100,
     ]
+    third = kit.make(receiver.url)
+    async with running(third):
+        await asyncio.sleep(5)
+    assert len(receiver.samples) == 28
+    assert third.wal.pending_records == 0
 
 
 async def test_shutdown_flushes_within_deadline(
@@ -318,8 +338,8 @@ async def test_shutdown_flushes_within_deadline(
         writer.commit([(ref, 1.0, T0)])
         await asyncio.sleep(0.01)
     assert len(receiver.samples) == 1
-    assert writer.disk.empty
-    assert writer.disk.segment_count == 0
+    assert writer.delivery.empty
+    assert writer.wal.pending_records == 0
 
 
 async def test_corrupt_segment_is_reported_not_fatal(
@@ -332,7 +352,7 @@ async def test_corrupt_segment_is_reported_not_fatal(
     async with running(first):
         first.commit([(ref, 1.0, T0), (ref, 2.0, T0 + 1), (ref, 3.0, T0 + 2)])
         await asyncio.sleep(0.05)
-    _truncate_only_segment(first.disk.directory, 4)
+    _truncate_only_segment(first.directory, 4)
     receiver.down = False
     second = kit.make(receiver.url, queue_max_samples_per_send=1)
     async with running(second):
@@ -341,6 +361,8 @@ async def test_corrupt_segment_is_reported_not_fatal(
         await idle(second)
     assert [v for _, v, _ in receiver.samples] == [1.0, 2.0, 9.0]
     assert kit.value("collector_disk_queue_corruptions_total", {"remote_name": "rw"}) == 1
+    lost = {"remote_name": "rw", "reason": "corrupt"}
+    assert kit.value("collector_remote_write_dropped_samples_total", lost) == 1
 
 
 async def test_auth_headers_and_rotated_credentials(
@@ -390,4 +412,4 @@ async def test_transport_error_is_retried(kit: Any, running: Any, receiver: Any)
         writer.commit([(ref, 1.0, T0)])
         await asyncio.sleep(0.2)
     assert sleeps[:3] == [0.03, 0.06, 0.12]
-    assert not writer.disk.empty
+    assert writer.wal.pending_records == 1
