@@ -1,4 +1,4 @@
-"""The ``dev`` extra is the whole truth: a fresh venv with ``pip install -e '.[dev]'`` runs this suite.
+"""The ``dev`` extra is the whole truth: ``pip install -e '.[dev]'`` in a fresh venv runs the suite.
 
 A green CI once hid a missing test dependency (``looptime``) that the CI machine happened to have
 installed by hand. These tests compare what the suite really uses (the third-party modules that

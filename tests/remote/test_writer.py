@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import itertools
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -413,3 +414,31 @@ async def test_transport_error_is_retried(kit: Any, running: Any, receiver: Any)
         await asyncio.sleep(0.2)
     assert sleeps[:3] == [0.03, 0.06, 0.12]
     assert writer.wal.pending_records == 1
+
+
+async def test_an_outage_is_logged_once_per_state_change(
+    receiver: Any, kit: Any, running: Any, idle: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 60 s outage on 4 shards is a handful of lines (first failure, one summary a minute,
+    recovery), not one per shard per retry; nothing is lost."""
+    writer = kit.make("http://127.0.0.1:9/api/v1/write", shards=4, queue_max_samples_per_send=5)
+    refs = [kit.ref(("__name__", "m"), ("i", str(i))) for i in range(20)]
+    caplog.set_level("INFO", logger="collector.remote")
+    async with running(writer):
+        for scrape in range(65):
+            writer.commit([(ref, float(scrape), T0 + scrape * 1000) for ref in refs])
+            await asyncio.sleep(1.0)
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("collector.remote")]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("remote_write rw: failed to send, retrying in ")
+        assert "cannot connect to 127.0.0.1:9" in lines[0]
+        assert "ssl:default" not in lines[0]
+        # The summary comes with the first failure past 60 s: at most max_backoff later.
+        summary = re.fullmatch(
+            r"remote_write rw: still failing after 6[0-5]s: (\d+) failed attempts, "
+            r"0 samples dropped; last error: cannot connect to 127.0.0.1:9: .*",
+            lines[1],
+        )
+        assert summary is not None, lines[1]
+        failed_attempts = int(summary.group(1))
+        assert failed_attempts > 4 * 12  # every shard retried all along (max_backoff 5 s)
