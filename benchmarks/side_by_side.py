@@ -11,6 +11,10 @@ harness measures, over a fixed window after a warm-up:
 
 Run: ``python -m benchmarks.side_by_side --workload node --seconds 60`` (needs the Debian
 packages ``prometheus`` and ``victoria-metrics``, installed by ``make test``).
+
+``--baseline REF`` adds ``collector@REF``: the same venv running an older commit from a
+temporary git worktree, so a change is measured against its predecessor in the same run (the
+write-ahead queue's cost: ``--baseline <commit before it> --agent collector``).
 """
 
 from __future__ import annotations
@@ -134,6 +138,12 @@ def _process(argv: Sequence[str], *, log: Path) -> Iterator[subprocess.Popen[byt
 
 
 def _agent_argv(agent: str, work: Path, config: Path) -> list[str]:
+    if agent.startswith("collector@"):
+        # An older commit's code on today's venv: the worktree comes first on sys.path.
+        tree = work / "baseline"
+        argv = _agent_argv("collector", work, config)
+        storage = f"--storage.path={work / 'collector-baseline'}"
+        return ["env", f"PYTHONPATH={tree}", *(storage if "storage" in a else a for a in argv)]
     if agent == "collector":
         return [
             sys.executable,
@@ -217,26 +227,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run collector at this git commit (collector@REF)"
+    )
     args = parser.parse_args(argv)
     workloads = args.workload or ["node", "ksm"]
     agents = args.agent or ["collector", "prometheus", "vmagent"]
+    if args.baseline:
+        agents = [f"collector@{args.baseline}", *agents]
     for workload in workloads:
         results: dict[str, Result] = {}
         with tempfile.TemporaryDirectory(prefix="sbs-") as tmp:
-            for agent in agents:
-                results[agent] = run_one(
-                    agent,
-                    workload=workload,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    work=Path(tmp),
+            if args.baseline:
+                root = Path(__file__).resolve().parent.parent
+                subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(root),
+                        "worktree",
+                        "add",
+                        "--detach",
+                        "-q",
+                        str(Path(tmp) / "baseline"),
+                        args.baseline,
+                    ],
+                    check=True,
                 )
+            try:
+                for agent in agents:
+                    results[agent] = run_one(
+                        agent,
+                        workload=workload,
+                        seconds=args.seconds,
+                        warmup=args.warmup,
+                        work=Path(tmp),
+                    )
+            finally:
+                if args.baseline:
+                    subprocess.run(
+                        [
+                            "git",
+                            "-C",
+                            str(Path(__file__).resolve().parent.parent),
+                            "worktree",
+                            "remove",
+                            "--force",
+                            str(Path(tmp) / "baseline"),
+                        ],
+                        check=False,
+                    )
         count = WORKLOADS[workload][0]
         print(f"\nworkload {workload}: {count} targets, 1s interval, {args.seconds:.0f}s window")
-        print(f"{'agent':<12}{'us/sample':>12}{'peak RSS MB':>14}{'delivered':>12}{'expected':>12}")
+        print(f"{'agent':<20}{'us/sample':>12}{'peak RSS MB':>14}{'delivered':>12}{'expected':>12}")
         for r in results.values():
             print(
-                f"{r.agent:<12}{r.us_per_sample:>12.2f}{r.peak_rss_mb:>14.1f}"
+                f"{r.agent:<20}{r.us_per_sample:>12.2f}{r.peak_rss_mb:>14.1f}"
                 f"{r.samples:>12}{r.expected:>12}"
             )
             if args.json:
