@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import os
 import struct
-from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,46 +55,26 @@ from collector.remote.walformat import (
     AckState,
     Record,
     RecordInfo,
-    decode_ack_state,
     decode_frame,
     encode_ack_state,
     frame_parts,
-    has_segment_header,
-    scan,
+)
+from collector.remote.walrecovery import (
+    ACK_FILE,
+    Recovery,
+    Segment,
+    first_of,
+    load_ack_state,
+    quarantine,
+    recover_segment,
 )
 
 __all__ = ["CommitResult", "Record", "RecordInfo", "Recovery", "WriteAheadLog"]
 
 _SUFFIX = ".seg"
 _NAME_DIGITS = 20  # u64 in decimal
-_ACK_FILE = "acked"
 _ACK_TMP = "acked.tmp"
-_QUARANTINE = "quarantine"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-@dataclass(slots=True, kw_only=True)
-class Recovery:
-    """What `WriteAheadLog.open` found on disk."""
-
-    pending: list[RecordInfo]
-    """Records not acknowledged, in seq order: what the writer must still send (via `read`)."""
-    next_seq: int
-    """One past the highest seq the log has ever held: the writer continues from here."""
-    lost: dict[str, int]
-    """Samples lost, by reason: ``corrupt`` (damaged or torn records whose header still gave a
-    count) and ``quarantined`` (valid-looking records in quarantined segments). Acknowledged
-    records are never counted."""
-    corrupt_records: int
-    """Damaged or torn records skipped (a span whose header was unreadable counts as one)."""
-    quarantined: list[Path] = field(default_factory=list)
-    """Where unreadable segments were moved."""
-    disk_bytes: int = 0
-    """Bytes in segment files after recovery."""
-    ack_state_corrupt: bool = False
-    """The ``acked`` file was damaged: everything on disk is pending again (resent, not lost)."""
-    problems: list[str] = field(default_factory=list)
-    """One line per incident (damage, truncation, quarantine, I/O error), for the log."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -110,29 +89,6 @@ class CommitResult:
     """One line per I/O error (write, fsync, ``acked`` file, unlink)."""
     disk_bytes: int = 0
     """Bytes in segment files after the commit."""
-
-
-class _Segment:
-    """One segment file and its index: 20 bytes per record, no per-record object."""
-
-    __slots__ = ("counts", "end", "fd", "first", "offsets", "path", "seqs", "size")
-
-    def __init__(self, first: int, path: Path, *, size: int, end: int) -> None:
-        self.first = first
-        self.path = path
-        self.size = size
-        """Bytes in the file."""
-        self.end = end
-        """Offset just past the last valid frame (below ``size`` only with trailing damage)."""
-        self.seqs = array("Q")
-        self.offsets = array("Q")
-        self.counts = array("I")
-        self.fd = -1
-        """Open for appending (and reading) while this is the active segment; -1 otherwise."""
-
-
-def _first_of(segment: _Segment) -> int:
-    return segment.first
 
 
 class WriteAheadLog:
@@ -184,8 +140,8 @@ class WriteAheadLog:
         self._segment_bytes = segment_bytes
         self._max_bytes = max_bytes
         self._fsync = fsync
-        self._segments: list[_Segment] = []
-        self._active: _Segment | None = None
+        self._segments: list[Segment] = []
+        self._active: Segment | None = None
         self._watermark = 0
         self._acked: set[int] = set()
         self._next_seq = 0
@@ -194,7 +150,7 @@ class WriteAheadLog:
         self._dirty = False
         self._dir_fd = -1
         self._read_fd = -1
-        self._read_segment: _Segment | None = None
+        self._read_segment: Segment | None = None
         self._io_errors = 0
         self._read_errors = 0
         self._opened = False
@@ -263,7 +219,7 @@ class WriteAheadLog:
         recovery = Recovery(
             pending=[], next_seq=0, lost={"corrupt": 0, "quarantined": 0}, corrupt_records=0
         )
-        state = self._load_ack_state(recovery)
+        state = load_ack_state(self._dir, recovery)
         if _ACK_TMP in names:
             try:
                 os.unlink(self._dir / _ACK_TMP)  # a crash between write and replace
@@ -278,7 +234,7 @@ class WriteAheadLog:
             if len(stem) == _NAME_DIGITS and stem.isdigit():
                 found.append((int(stem), path))
             elif path.is_file():
-                self._quarantine(path, "not a segment name", recovery)
+                quarantine(self._dir, path, "not a segment name", recovery)
         found.sort()
         next_seq = state.next_seq if state is not None else 0
         # Damage is reported in samples only for records not acknowledged before the crash.
@@ -292,7 +248,8 @@ class WriteAheadLog:
         last_seq = -1
         for i, (first, path) in enumerate(found):
             next_seq = max(next_seq, first)
-            segment, segment_infos = self._recover_segment(
+            segment, segment_infos = recover_segment(
+                self._dir,
                 first,
                 path,
                 last=i == len(found) - 1,
@@ -339,87 +296,6 @@ class WriteAheadLog:
         recovery.next_seq = self._next_seq
         recovery.disk_bytes = self._disk_bytes
         return recovery
-
-    def _load_ack_state(self, recovery: Recovery) -> AckState | None:
-        path = self._dir / _ACK_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return AckState(watermark=0, next_seq=0)
-        except OSError as exc:
-            data, reason = b"", str(exc)
-        else:
-            reason = "damaged"
-        state = decode_ack_state(data)
-        if state is None:
-            recovery.ack_state_corrupt = True
-            recovery.problems.append(f"{path}: {reason}; every record on disk will be resent")
-        return state
-
-    def _recover_segment(
-        self,
-        first: int,
-        path: Path,
-        *,
-        last: bool,
-        prev_seq: int,
-        recovery: Recovery,
-        unacked: Callable[[int], bool],
-    ) -> tuple[_Segment | None, list[RecordInfo]]:
-        """Scan one segment file: index its records, count damage, truncate a torn tail."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            self._quarantine(path, f"unreadable: {exc}", recovery)
-            return None, []
-        if not has_segment_header(data):
-            if last and SEGMENT_HEADER.startswith(data):
-                # Torn while being created: it never held a record.
-                self._unlink_quietly(path, recovery.problems)
-                return None, []
-            # Count what still reads, so the loss shows in samples (best effort).
-            result = scan(data, prev_seq=prev_seq)
-            recovery.lost["quarantined"] += sum(i.count for i in result.infos if unacked(i.seq))
-            self._quarantine(path, "bad segment header", recovery)
-            return None, []
-        result = scan(data, prev_seq=prev_seq)
-        for damage in result.damage:
-            recovery.corrupt_records += max(1, len(damage.records))
-            recovery.lost["corrupt"] += sum(c for seq, c in damage.records if unacked(seq))
-            what = "torn tail" if damage.torn else "damaged record"
-            recovery.problems.append(
-                f"{path}: {what} at bytes {damage.start}-{damage.end} skipped "
-                f"({len(damage.records)} record header(s) readable)"
-            )
-        segment = _Segment(first, path, size=len(data), end=result.end)
-        if last and result.end < len(data):
-            try:
-                os.truncate(path, result.end)
-                segment.size = result.end
-            except OSError as exc:
-                recovery.problems.append(f"cannot truncate torn tail of {path}: {exc}")
-        for info in result.infos:
-            segment.seqs.append(info.seq)
-            segment.counts.append(info.count)
-        segment.offsets = result.offsets
-        return segment, result.infos
-
-    def _quarantine(self, path: Path, reason: str, recovery: Recovery) -> None:
-        """Move an unusable file aside so the next start does not trip over it again."""
-        target_dir = self._dir / _QUARANTINE
-        try:
-            target_dir.mkdir(exist_ok=True)
-            target = target_dir / path.name
-            n = 0
-            while target.exists():
-                n += 1
-                target = target_dir / f"{path.name}.{n}"
-            os.replace(path, target)
-        except OSError as exc:
-            recovery.problems.append(f"{path}: {reason}; cannot quarantine it: {exc}; skipped")
-            return
-        recovery.quarantined.append(target)
-        recovery.problems.append(f"{path}: {reason}; moved to {target}")
 
     # ------------------------------------------------------------------ commit
 
@@ -491,7 +367,7 @@ class WriteAheadLog:
             next_seq = seq + 1
         self._next_seq = next_seq
 
-        touched: list[_Segment] = []
+        touched: list[Segment] = []
         created = False
         for index, group in enumerate(groups):
             segment = self._write_group(group, result)
@@ -516,7 +392,7 @@ class WriteAheadLog:
                 self._seal(segment)
         self._active = newest if newest is not None and newest.fd >= 0 else None
 
-    def _write_group(self, group: _Group, result: CommitResult) -> _Segment | None:
+    def _write_group(self, group: _Group, result: CommitResult) -> Segment | None:
         """One write of a group's frames; on failure the file is put back as it was."""
         segment = group.segment
         data = b"".join(group.pieces)
@@ -535,7 +411,7 @@ class WriteAheadLog:
                 os.close(fd)
                 self._unlink_quietly(path, result.errors)
                 return None
-            segment = _Segment(group.first, path, size=0, end=0)
+            segment = Segment(group.first, path, size=0, end=0)
             segment.fd = fd
             self._segments.append(segment)
         else:
@@ -570,7 +446,7 @@ class WriteAheadLog:
         watermark = self._watermark
         acked = self._acked
         segments = self._segments
-        i = max(0, bisect_right(segments, watermark, key=_first_of) - 1)
+        i = max(0, bisect_right(segments, watermark, key=first_of) - 1)
         new = self._next_seq
         for segment in segments[i:]:
             seqs = segment.seqs
@@ -585,13 +461,13 @@ class WriteAheadLog:
             self._watermark = new
             self._dirty = True
 
-    def _reclaimable(self) -> list[_Segment]:
+    def _reclaimable(self) -> list[Segment]:
         """Sealed segments whose every record is acknowledged. The newest segment is kept:
         while it exists, its name and records carry next_seq across a restart."""
         watermark = self._watermark
         return [s for s in self._segments[:-1] if not s.seqs or s.seqs[-1] < watermark]
 
-    def _over_cap(self, doomed: list[_Segment]) -> list[tuple[int, int]]:
+    def _over_cap(self, doomed: list[Segment]) -> list[tuple[int, int]]:
         """Add the oldest segments to ``doomed`` until the rest fit in ``max_bytes``.
 
         Returns (seq, count) of the unacknowledged records they hold. The newest segment is never
@@ -636,16 +512,16 @@ class WriteAheadLog:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self._dir / _ACK_FILE)
+            os.replace(tmp, self._dir / ACK_FILE)
             if self._fsync:
                 os.fsync(self._dir_fd)
         except OSError as exc:
-            self._io_error(errors, f"cannot write {self._dir / _ACK_FILE}: {exc}")
+            self._io_error(errors, f"cannot write {self._dir / ACK_FILE}: {exc}")
             return False
         self._dirty = False
         return True
 
-    def _delete(self, doomed: list[_Segment], errors: list[str]) -> None:
+    def _delete(self, doomed: list[Segment], errors: list[str]) -> None:
         if not doomed:
             return
         gone = {id(s) for s in doomed}
@@ -707,9 +583,9 @@ class WriteAheadLog:
         if not self._opened or self._closed:
             raise RuntimeError(f"write-ahead log {self._dir} is not open")
 
-    def _locate(self, seq: int) -> tuple[_Segment, int] | None:
+    def _locate(self, seq: int) -> tuple[Segment, int] | None:
         segments = self._segments
-        i = bisect_right(segments, seq, key=_first_of) - 1
+        i = bisect_right(segments, seq, key=first_of) - 1
         if i < 0:
             return None
         segment = segments[i]
@@ -718,7 +594,7 @@ class WriteAheadLog:
             return segment, j
         return None
 
-    def _reader(self, segment: _Segment) -> int:
+    def _reader(self, segment: Segment) -> int:
         """A read descriptor for a sealed segment; the last one is kept (replay reads in order)."""
         if self._read_segment is not segment:
             self._close_reader()
@@ -735,7 +611,7 @@ class WriteAheadLog:
         self._read_fd = -1
         self._read_segment = None
 
-    def _seal(self, segment: _Segment) -> None:
+    def _seal(self, segment: Segment) -> None:
         if segment.fd >= 0:
             os.close(segment.fd)
             segment.fd = -1
@@ -764,7 +640,7 @@ class _Group:
 
     __slots__ = ("counts", "first", "offsets", "pieces", "segment", "seqs")
 
-    def __init__(self, segment: _Segment | None, first: int) -> None:
+    def __init__(self, segment: Segment | None, first: int) -> None:
         self.segment = segment
         """The active segment to append to, or None for a new segment named ``first``."""
         self.first = first
