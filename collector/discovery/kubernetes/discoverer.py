@@ -40,7 +40,7 @@ from typing import NoReturn
 
 from collector.config import KubernetesSDConfig
 from collector.discovery.discoverer import SendGroups
-from collector.discovery.kubernetes import roles
+from collector.discovery.kubernetes import endpoints, roles
 from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.discovery.kubernetes.informer import (
     RESOURCE_PATHS,
@@ -254,15 +254,15 @@ class KubernetesDiscoverer:
             return
         entries: list[tuple[dict[str, set[str]], str]] = []
         if isinstance(obj, Endpoints):
-            entries += [(self._by_pod, f"{ns}/{n}") for ns, n in roles.endpoints_pod_refs(obj)]
+            entries += [(self._by_pod, f"{ns}/{n}") for ns, n in endpoints.endpoints_pod_refs(obj)]
             if self._attach_node:
-                entries += [(self._by_node, n) for n in roles.endpoints_node_refs(obj)]
+                entries += [(self._by_node, n) for n in endpoints.endpoints_node_refs(obj)]
         elif isinstance(obj, EndpointSlice):
-            svc = roles.endpointslice_service_name(obj)
+            svc = endpoints.endpointslice_service_name(obj)
             if svc:
                 entries.append((self._by_service, f"{obj.namespace}/{svc}"))
             if self._attach_node:
-                entries += [(self._by_node, n) for n in roles.endpointslice_node_refs(obj)]
+                entries += [(self._by_node, n) for n in endpoints.endpointslice_node_refs(obj)]
         elif isinstance(obj, Pod) and self._attach_node and obj.node_name:
             entries.append((self._by_node, obj.node_name))
         for index, dep in entries:
@@ -316,7 +316,7 @@ class KubernetesDiscoverer:
         if isinstance(obj, Service):
             return roles.service_group(obj, namespace=self._namespace(obj.namespace))
         if isinstance(obj, Endpoints):
-            return roles.endpoints_group(
+            return endpoints.endpoints_group(
                 obj,
                 service=self._service(obj.namespace, obj.name),
                 get_pod=self._pod,
@@ -325,8 +325,8 @@ class KubernetesDiscoverer:
                 namespace=self._namespace(obj.namespace),
             )
         if isinstance(obj, EndpointSlice):
-            svc_name = roles.endpointslice_service_name(obj)
-            return roles.endpointslice_group(
+            svc_name = endpoints.endpointslice_service_name(obj)
+            return endpoints.endpointslice_group(
                 obj,
                 service=self._service(obj.namespace, svc_name) if svc_name else None,
                 get_pod=self._pod,
@@ -343,7 +343,7 @@ class KubernetesDiscoverer:
             "node": lambda: roles.node_source(name),
             "pod": lambda: roles.pod_source(ns, name),
             "service": lambda: roles.service_source(ns, name),
-            "endpoints": lambda: roles.endpoints_source(ns, name),
-            "endpointslice": lambda: roles.endpointslice_source(ns, name),
+            "endpoints": lambda: endpoints.endpoints_source(ns, name),
+            "endpointslice": lambda: endpoints.endpointslice_source(ns, name),
             "ingress": lambda: roles.ingress_source(ns, name),
         }[self.role]()

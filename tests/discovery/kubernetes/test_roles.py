@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from collector.discovery.kubernetes import objects, roles
+from collector.discovery.kubernetes import endpoints, objects, roles
 from collector.model.targetgroup import TargetGroup
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "k8s"
@@ -483,7 +483,7 @@ def test_service_types(
     }
 
 
-def _pods(*pods: objects.Pod) -> roles.PodLookup:
+def _pods(*pods: objects.Pod) -> endpoints.PodLookup:
     by_key = {(p.namespace, p.name): p for p in pods}
 
     def get(ns: str, name: str) -> objects.Pod | None:
@@ -503,7 +503,7 @@ WEB_ENDPOINT_POD_TARGET = {
 def test_endpoints_sample_joined() -> None:
     """Endpoints joined with Service and Pod; extra pod port 443 becomes its own target."""
     node = objects.node_from_raw(raw("node.json"))
-    group = roles.endpoints_group(
+    group = endpoints.endpoints_group(
         objects.endpoints_from_raw(raw("endpoints-web.json")),
         service=objects.service_from_raw(raw("service-web.json")),
         get_pod=_pods(objects.pod_from_raw(raw("pod-web-running.json"))),
@@ -574,7 +574,7 @@ def test_endpoints_sample_joined() -> None:
 
 def test_endpoints_without_service_or_pods() -> None:
     """Without the Service and Pods in the stores only endpoint labels remain."""
-    group = roles.endpoints_group(
+    group = endpoints.endpoints_group(
         objects.endpoints_from_raw(raw("endpoints-web.json")), get_pod=_pods()
     )
     assert f"{M}service_name" not in group.labels
@@ -612,7 +612,7 @@ def test_endpoints_protocol_is_endpoint_ports() -> None:
             "status": {"podIP": "fd00::2"},
         }
     )
-    (target,) = roles.endpoints_group(eps, get_pod=_pods(pod)).targets
+    (target,) = endpoints.endpoints_group(eps, get_pod=_pods(pod)).targets
     assert target["__address__"] == "[fd00::2]:53"
     assert target[f"{M}endpoint_hostname"] == "h0"
     assert target[f"{M}pod_container_port_protocol"] == "UDP"
@@ -620,7 +620,7 @@ def test_endpoints_protocol_is_endpoint_ports() -> None:
 
 def test_endpointslice_sample_joined() -> None:
     """EndpointSlice joined with Service and Pod; conditions, zone, extra pod port."""
-    group = roles.endpointslice_group(
+    group = endpoints.endpointslice_group(
         objects.endpointslice_from_raw(raw("endpointslice-web.json")),
         service=objects.service_from_raw(raw("service-web.json")),
         get_pod=_pods(objects.pod_from_raw(raw("pod-web-running.json"))),
@@ -713,13 +713,15 @@ def test_endpointslice_dual_stack_other_family_has_no_targets() -> None:
     svc_raw["spec"]["ipFamilyPolicy"] = "PreferDualStack"
     svc_raw["spec"]["ipFamilies"] = ["IPv6", "IPv4"]
     es = objects.endpointslice_from_raw(raw("endpointslice-web.json"))
-    group = roles.endpointslice_group(
+    group = endpoints.endpointslice_group(
         es, service=objects.service_from_raw(svc_raw), get_pod=_pods()
     )
     assert group.targets == ()
     assert group.labels[f"{M}service_name"] == "web"
     svc_raw["spec"]["ipFamilies"] = ["IPv4", "IPv6"]
-    same = roles.endpointslice_group(es, service=objects.service_from_raw(svc_raw), get_pod=_pods())
+    same = endpoints.endpointslice_group(
+        es, service=objects.service_from_raw(svc_raw), get_pod=_pods()
+    )
     assert len(same.targets) == 4
 
 
@@ -739,7 +741,7 @@ def test_endpointslice_port_null_and_topology() -> None:
             "ports": [{"appProtocol": "http"}, {"port": 8080}],
         }
     )
-    _labels, targets = as_sets(roles.endpointslice_group(es, get_pod=_pods()))
+    _labels, targets = as_sets(endpoints.endpointslice_group(es, get_pod=_pods()))
     topo = {
         f"{M}endpointslice_endpoint_hostname": "h",
         f"{M}endpointslice_endpoint_topology_topology_kubernetes_io_zone": "z1",
