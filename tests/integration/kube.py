@@ -4,7 +4,8 @@ Nothing here is a fake. ``kube_apiserver`` starts Debian's etcd and a kube-apise
 from Debian's ``kubernetes`` source package by ``scripts/kube-apiserver.sh`` (about 10 minutes,
 once per machine; the binary is cached outside the repository). ``vmagent_oracle`` starts Debian's
 vmagent 1.79 with a ``kubernetes_sd_configs`` scrape config pointed at that server and reads what
-it discovered from its Prometheus-compatible ``/api/v1/targets``. See ``docs/kube-apiserver.md``.
+it discovered from its Prometheus-compatible ``/api/v1/targets`` (that half lives in
+``tests/integration/vmagent.py``). See ``docs/kube-apiserver.md``.
 
 No controllers, scheduler or kubelet run: tests create Endpoints themselves, set
 ``spec.nodeName`` directly and patch pod status through the ``status`` subresource
@@ -40,13 +41,18 @@ __all__ = [
     "BUILD_SCRIPT",
     "KUBE_VERSION",
     "UNPRIVILEGED_TOKEN",
+    "JSONObject",
     "KubeAPIError",
     "KubeAPIServer",
     "KubeRigUnavailable",
-    "VMAgentOracle",
+    "free_port",
     "kube_apiserver",
     "kube_apiserver_binary",
-    "vmagent_oracle",
+    "log_tail",
+    "spawn",
+    "stop_process",
+    "wait_until",
+    "which",
 ]
 
 KUBE_VERSION = "v1.20.2"
@@ -85,14 +91,14 @@ class KubeAPIError(Exception):
 # ----------------------------------------------------------------------------- small helpers
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _wait_until(
+def wait_until(
     predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
 ) -> None:
     """Poll ``predicate`` until it is true; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
@@ -109,14 +115,14 @@ def _wait_until(
         time.sleep(interval)
 
 
-def _tail(path: Path, size: int = 3000) -> str:
+def log_tail(path: Path, size: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
 
 
-def _stop(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
     if process.poll() is not None:
         return
     process.terminate()
@@ -127,7 +133,7 @@ def _stop(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
         process.wait()
 
 
-def _which(binary: str) -> str:
+def which(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
         raise KubeRigUnavailable(
@@ -160,7 +166,7 @@ def kube_apiserver_binary() -> Path:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run([_which("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+    subprocess.run([which("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
 # ----------------------------------------------------------------------------- the API server
@@ -188,6 +194,23 @@ class KubeAPIServer:
     apiserver_log: Path
     etcd_log: Path
     _ssl: ssl.SSLContext = field(repr=False)
+    audit_log: Path | None = None
+    """The audit log (JSON lines, level ``Metadata``) when started with ``audit=True``."""
+
+    def audit_events(self, *, verbs: Sequence[str] = ("list", "watch")) -> list[JSONObject]:
+        """The audit events so far whose ``verb`` is in ``verbs`` (stage ``ResponseComplete``
+        for lists, ``ResponseStarted`` for watches: one event per request)."""
+        if self.audit_log is None:
+            raise RuntimeError("start kube_apiserver(audit=True) to read its audit log")
+        if not self.audit_log.exists():
+            return []
+        events: list[JSONObject] = []
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            stage = "ResponseStarted" if event.get("verb") == "watch" else "ResponseComplete"
+            if event.get("verb") in verbs and event.get("stage") == stage:
+                events.append(event)
+        return events
 
     # ------------------------------------------------------------------ HTTP
 
@@ -344,7 +367,7 @@ class KubeAPIServer:
 
     def _etcdctl(self, *args: str) -> str:
         result = subprocess.run(
-            [_which("etcdctl"), f"--endpoints={self.etcd_url}", *args],
+            [which("etcdctl"), f"--endpoints={self.etcd_url}", *args],
             check=True,
             capture_output=True,
             text=True,
@@ -382,8 +405,8 @@ class KubeAPIServer:
 
         Open watches end; clients must reconnect. About 5-10 s.
         """
-        _stop(self.apiserver_process)
-        self.apiserver_process = _spawn(self.apiserver_argv, self.apiserver_log, append=True)
+        stop_process(self.apiserver_process)
+        self.apiserver_process = spawn(self.apiserver_argv, self.apiserver_log, append=True)
         self.wait_ready(timeout=timeout)
 
     def wait_ready(self, *, timeout: float = 90) -> None:
@@ -393,15 +416,15 @@ class KubeAPIServer:
             if self.apiserver_process.poll() is not None:
                 raise KubeRigUnavailable(
                     f"kube-apiserver exited with {self.apiserver_process.returncode}:\n"
-                    f"{_tail(self.apiserver_log)}"
+                    f"{log_tail(self.apiserver_log)}"
                 )
             status, _ = self.request("GET", "/readyz", timeout=5)
             return status == 200
 
-        _wait_until(ready, timeout=timeout, what=f"kube-apiserver {self.url}/readyz")
+        wait_until(ready, timeout=timeout, what=f"kube-apiserver {self.url}/readyz")
 
 
-def _spawn(argv: Sequence[str], log: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], log: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
     with log.open("ab" if append else "wb") as out:
         return subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -414,6 +437,7 @@ def kube_apiserver(
     *,
     min_request_timeout: int | None = None,
     extra_args: Sequence[str] = (),
+    audit: bool = False,
     timeout: float = 90,
 ) -> Iterator[KubeAPIServer]:
     """Start etcd and kube-apiserver v1.20.2 in ``workdir``; stop both (and nothing else) after.
@@ -425,11 +449,14 @@ def kube_apiserver(
     - ``min_request_timeout``: ``--min-request-timeout`` (watches without ``timeoutSeconds`` then
       end after a random ``[n, 2n)`` s; the default is 1800 s).
     - ``extra_args`` are appended to the kube-apiserver command line (later flags win).
+    - ``audit``: log every request at level ``Metadata`` (URI with its query, verb, user, code)
+      to ``workdir/audit.log``; `KubeAPIServer.audit_events` reads it. This is how tests see
+      what the agent asked for (field selectors on list and watch), not what it says it asked.
 
     Raises :class:`KubeRigUnavailable` when the binary or etcd is missing or either exits.
     """
     binary = kube_apiserver_binary()
-    etcd = _which("etcd")
+    etcd = which("etcd")
     workdir.mkdir(parents=True, exist_ok=True)
 
     # Static tokens and service-account keys (the SA key flags are mandatory in 1.20).
@@ -440,7 +467,7 @@ def kube_apiserver(
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=workdir)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=workdir)
 
-    client_port, peer_port, secure_port = _free_port(), _free_port(), _free_port()
+    client_port, peer_port, secure_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
     etcd_argv = [
@@ -478,34 +505,48 @@ def kube_apiserver(
     ]
     if min_request_timeout is not None:
         apiserver_argv.append(f"--min-request-timeout={min_request_timeout}")
+    audit_log: Path | None = None
+    if audit:
+        audit_log = workdir / "audit.log"
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+            "omitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
+        )
+        apiserver_argv += [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # written before the answer: no flush to wait for
+        ]
     apiserver_argv.extend(extra_args)
 
     etcd_log = workdir / "etcd.log"
     apiserver_log = workdir / "kube-apiserver.log"
-    etcd_process = _spawn(etcd_argv, etcd_log)
+    etcd_process = spawn(etcd_argv, etcd_log)
     apiserver_process: subprocess.Popen[bytes] | None = None
     try:
 
         def etcd_up() -> bool:
             if etcd_process.poll() is not None:
-                raise KubeRigUnavailable(f"etcd exited: {_tail(etcd_log)}")
+                raise KubeRigUnavailable(f"etcd exited: {log_tail(etcd_log)}")
             with urllib.request.urlopen(f"{etcd_url}/health", timeout=2) as response:
                 return b"true" in response.read()
 
-        _wait_until(etcd_up, timeout=timeout, what=f"etcd {etcd_url}/health")
+        wait_until(etcd_up, timeout=timeout, what=f"etcd {etcd_url}/health")
 
-        apiserver_process = _spawn(apiserver_argv, apiserver_log)
+        apiserver_process = spawn(apiserver_argv, apiserver_log)
         process = apiserver_process
 
         def port_open() -> bool:
             if process.poll() is not None:
                 raise KubeRigUnavailable(
-                    f"kube-apiserver exited with {process.returncode}:\n{_tail(apiserver_log)}"
+                    f"kube-apiserver exited with {process.returncode}:\n{log_tail(apiserver_log)}"
                 )
             with socket.create_connection(("127.0.0.1", secure_port), timeout=1):
                 return True
 
-        _wait_until(port_open, timeout=timeout, what=f"kube-apiserver port {secure_port}")
+        wait_until(port_open, timeout=timeout, what=f"kube-apiserver port {secure_port}")
         ca_file = cert_dir / "apiserver.crt"  # written by --cert-dir before the port opens
         context = ssl.create_default_context(cafile=str(ca_file))
         server = KubeAPIServer(
@@ -521,10 +562,11 @@ def kube_apiserver(
             apiserver_log=apiserver_log,
             etcd_log=etcd_log,
             _ssl=context,
+            audit_log=audit_log,
         )
         server.wait_ready(timeout=timeout)
         # The bootstrap controller creates default/kube-system/kube-public shortly after readyz.
-        _wait_until(
+        wait_until(
             lambda: server.get("/api/v1/namespaces/default") is not None,
             timeout=timeout,
             what="namespace default",
@@ -535,138 +577,5 @@ def kube_apiserver(
             apiserver_process = server.apiserver_process  # restart() replaces it
     finally:
         if apiserver_process is not None:
-            _stop(apiserver_process)
-        _stop(etcd_process)
-
-
-# ----------------------------------------------------------------------------- vmagent oracle
-
-
-@dataclass
-class VMAgentOracle:
-    """A running vmagent whose Kubernetes SD points at a :class:`KubeAPIServer`."""
-
-    url: str
-    config_file: Path
-    kubeconfig_file: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def targets(self) -> JSONObject:
-        """``data`` of ``/api/v1/targets``: ``activeTargets`` and ``droppedTargets`` lists.
-
-        Active targets carry ``discoveredLabels``, ``labels``, ``scrapePool``, ``scrapeUrl``...;
-        dropped targets (relabeled away) carry ``discoveredLabels`` only.
-        """
-        if self.process.poll() is not None:
-            raise RuntimeError(f"vmagent exited: {_tail(self.log)}")
-        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as response:
-            payload = json.loads(response.read())
-        assert payload.get("status") == "success", payload
-        data: JSONObject = payload["data"]
-        data.setdefault("activeTargets", [])
-        data.setdefault("droppedTargets", [])
-        return data
-
-    def __call__(self) -> JSONObject:
-        return self.targets()
-
-    def discovered(self, job: str | None = None) -> list[dict[str, str]]:
-        """``discoveredLabels`` of every active and dropped target (of scrape job ``job``)."""
-        data = self.targets()
-        found: list[dict[str, str]] = []
-        for target in [*data["activeTargets"], *data["droppedTargets"]]:
-            labels: dict[str, str] = target.get("discoveredLabels") or {}
-            if job is None or labels.get("job") == job or target.get("scrapePool") == job:
-                found.append(labels)
-        return found
-
-    def wait_for(
-        self, predicate: Callable[[JSONObject], bool], *, timeout: float = 30, what: str = ""
-    ) -> JSONObject:
-        """Poll :meth:`targets` until ``predicate(data)`` is true; return that ``data``."""
-        seen: list[JSONObject] = []
-
-        def check() -> bool:
-            data = self.targets()
-            seen[:] = [data]
-            return predicate(data)
-
-        try:
-            _wait_until(check, timeout=timeout, what=what or "vmagent targets", interval=0.25)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\nlast /api/v1/targets data: {seen[-1:]}") from None
-        return seen[-1]
-
-
-def _scrape_configs(config: str | Mapping[str, Any] | Sequence[Any]) -> list[JSONObject]:
-    loaded: Any = yaml.safe_load(config) if isinstance(config, str) else config
-    if isinstance(loaded, Mapping):
-        loaded = loaded.get("scrape_configs", [])
-    if not isinstance(loaded, Sequence) or isinstance(loaded, str | bytes):
-        raise TypeError(f"expected a scrape_configs list, got {type(loaded).__name__}")
-    return [dict(job) for job in loaded]
-
-
-@contextlib.contextmanager
-def vmagent_oracle(
-    workdir: Path,
-    kube: KubeAPIServer,
-    scrape_configs_yaml: str | Mapping[str, Any] | Sequence[Any],
-    *,
-    token: str | None = None,
-    sd_check_interval: str = "1s",
-    extra_args: Sequence[str] = (),
-    timeout: float = 30,
-) -> Iterator[VMAgentOracle]:
-    """Start Debian's vmagent 1.79 with ``scrape_configs_yaml`` against ``kube``; stop it after.
-
-    ``scrape_configs_yaml`` is a Prometheus config (``scrape_configs:`` key) or just the list,
-    as YAML text or parsed. Every ``kubernetes_sd_configs`` entry without ``api_server`` or
-    ``kubeconfig_file`` gets ``kubeconfig_file`` pointing at a kubeconfig for ``kube`` with
-    ``token`` (admin by default) and the server's CA. vmagent runs with
-    ``-promscrape.config.strictParse=false`` (Prometheus-only keys are ignored),
-    ``-promscrape.kubernetesSDCheckInterval=<sd_check_interval>``, and a ``-remoteWrite.url`` on a
-    closed loopback port (it never gets data; its retries are only logged).
-    """
-    vmagent = _which("vmagent")
-    workdir.mkdir(parents=True, exist_ok=True)
-    kubeconfig = kube.write_kubeconfig(workdir / "vmagent-kubeconfig.yaml", token)
-    jobs = _scrape_configs(scrape_configs_yaml)
-    for job in jobs:
-        for sd in job.get("kubernetes_sd_configs") or []:
-            if "api_server" not in sd and "kubeconfig_file" not in sd:
-                sd["kubeconfig_file"] = str(kubeconfig)
-    config_file = workdir / "vmagent.yml"
-    config_file.write_text(yaml.safe_dump({"scrape_configs": jobs}, sort_keys=False))
-
-    port = _free_port()
-    sink_port = _free_port()  # nothing listens there
-    argv = [
-        vmagent,
-        f"-httpListenAddr=127.0.0.1:{port}",
-        f"-promscrape.config={config_file}",
-        "-promscrape.config.strictParse=false",
-        f"-promscrape.kubernetesSDCheckInterval={sd_check_interval}",
-        f"-remoteWrite.url=http://127.0.0.1:{sink_port}/api/v1/write",
-        f"-remoteWrite.tmpDataPath={workdir / 'vmagent-remotewrite-data'}",
-        "-promscrape.suppressScrapeErrors",
-        "-loggerLevel=INFO",
-        *extra_args,
-    ]
-    log = workdir / "vmagent.log"
-    process = _spawn(argv, log)
-    oracle = VMAgentOracle(f"http://127.0.0.1:{port}", config_file, kubeconfig, log, process)
-    try:
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"vmagent exited: {_tail(log)}")
-            with urllib.request.urlopen(f"{oracle.url}/health", timeout=2) as response:
-                status: int = response.status
-                return status == 200
-
-        _wait_until(healthy, timeout=timeout, what=f"vmagent {oracle.url}/health")
-        yield oracle
-    finally:
-        _stop(process)
+            stop_process(apiserver_process)
+        stop_process(etcd_process)

@@ -25,8 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.kube import KubeAPIServer, kube_apiserver, vmagent_oracle
+from tests.integration.kube import KubeAPIServer, kube_apiserver
 from tests.integration.running import eventually, running_agent
+from tests.integration.vmagent import vmagent_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

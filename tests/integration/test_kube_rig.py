@@ -19,8 +19,8 @@ from tests.integration.kube import (
     KubeAPIError,
     KubeAPIServer,
     kube_apiserver,
-    vmagent_oracle,
 )
+from tests.integration.vmagent import vmagent_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -7,9 +7,12 @@ The public surface:
 - `InformerPool` shares informers across discoverers by (API server, resource, namespace, label
   selector, field selector); `default_pool` is the process-wide one.
 
-Modules: ``client`` (where and who), ``informer`` (list/watch into slim stores), ``objects``
-(wire TypedDicts and slim values), ``roles`` (pure object -> TargetGroup), ``discoverer`` (one
-SD config), ``metrics`` (self-metrics). Only this package imports kubernetes_asyncio.
+Modules: ``client`` (where and who), ``wire`` (paths, list/watch shapes, Status errors),
+``informer`` (list/watch into slim stores), ``pool`` (informers shared across discoverers),
+``objects`` (wire TypedDicts and slim values), ``roles`` (pure object -> TargetGroup: node, pod,
+service, ingress) and ``endpoints`` (the endpoints and endpointslice roles), ``discoverer`` (one
+SD config), ``metrics`` (self-metrics, API-server load included). Only this package imports
+kubernetes_asyncio.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from collector.config import KubernetesSDConfig
 from collector.discovery.discoverer import Discoverer
 from collector.discovery.kubernetes.client import ConnectionSpec, read_own_namespace
 from collector.discovery.kubernetes.discoverer import KubernetesDiscoverer
-from collector.discovery.kubernetes.informer import InformerOptions, InformerPool, default_pool
+from collector.discovery.kubernetes.informer import InformerOptions
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
+from collector.discovery.kubernetes.pool import InformerPool, default_pool
 
 __all__ = [
     "InformerOptions",

@@ -42,13 +42,7 @@ from collector.config import KubernetesSDConfig
 from collector.discovery.discoverer import SendGroups
 from collector.discovery.kubernetes import endpoints, roles
 from collector.discovery.kubernetes.client import ConnectionSpec
-from collector.discovery.kubernetes.informer import (
-    RESOURCE_PATHS,
-    EventKind,
-    Informer,
-    InformerKey,
-    InformerPool,
-)
+from collector.discovery.kubernetes.informer import EventKind, Informer, InformerKey
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import (
     Endpoints,
@@ -60,6 +54,8 @@ from collector.discovery.kubernetes.objects import (
     Service,
     SlimObject,
 )
+from collector.discovery.kubernetes.pool import InformerPool
+from collector.discovery.kubernetes.wire import RESOURCE_PATHS
 from collector.model.targetgroup import TargetGroup
 
 __all__ = ["PRIMARY", "RESOURCE_ROLE", "KubernetesDiscoverer"]

@@ -26,6 +26,8 @@ kubernetes_asyncio's ``Watch`` gets wrong):
    RBAC rule.
 
 Errors are logged once per change of state, never raised: only cancellation stops `run`.
+What it costs the API server is counted per resource: list requests (pages), open watches,
+body bytes and objects received, relists and watch restarts by reason (`KubernetesMetrics`).
 
 Prometheus counterpart: client-go ``tools/cache/reflector.go`` + ``shared_informer.go`` as used
 by ``discovery/kubernetes/kubernetes.go``.
@@ -37,68 +39,40 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, TypedDict
+from typing import Any, Literal, NoReturn
 
 import aiohttp
 import orjson
 
 from collector.discovery.kubernetes.client import Connection, ConnectionSpec
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
-from collector.discovery.kubernetes.objects import SLIM, RawObject, SlimObject, object_key
-from collector.errors import DiscoveryError, KubernetesAPIError
+from collector.discovery.kubernetes.objects import SLIM, SlimObject, object_key
+from collector.discovery.kubernetes.wire import (
+    GROUPS,
+    RESOURCE_PATHS,
+    RawEvent,
+    RawList,
+    peek_continue,
+    status_error,
+)
+from collector.errors import DiscoveryError
 
 __all__ = [
-    "RESOURCE_PATHS",
     "EventKind",
     "Handler",
     "Informer",
     "InformerKey",
     "InformerOptions",
-    "InformerPool",
-    "default_pool",
 ]
 
 log = logging.getLogger(__name__)
 
-RESOURCE_PATHS: Mapping[str, tuple[str, bool]] = {
-    "nodes": ("/api/v1", False),
-    "namespaces": ("/api/v1", False),
-    "pods": ("/api/v1", True),
-    "services": ("/api/v1", True),
-    "endpoints": ("/api/v1", True),
-    "endpointslices": ("/apis/discovery.k8s.io/v1", True),
-    "ingresses": ("/apis/networking.k8s.io/v1", True),
-}
-"""Resource -> (API prefix, namespaced) (kubernetes-api.md §B.1)."""
-
-_GROUPS = {"endpointslices": "discovery.k8s.io", "ingresses": "networking.k8s.io"}
-
 EventKind = Literal["add", "update", "delete"]
 Handler = Callable[[EventKind, str, SlimObject | None, SlimObject | None], None]
 """``handler(kind, key, old, new)``: called synchronously after the store changed."""
-
-
-class RawEvent(TypedDict, total=False):
-    """One watch line."""
-
-    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
-    object: RawObject
-
-
-class RawListMeta(TypedDict, total=False):
-    resourceVersion: str
-    # "continue" is a keyword; read with .get("continue")
-
-
-class RawList(TypedDict, total=False):
-    kind: str
-    apiVersion: str
-    metadata: dict[str, Any]
-    items: list[RawObject] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,33 +140,6 @@ class _Backoff:
         self._n = 0
 
 
-_CONTINUE = re.compile(rb'"continue"\s*:\s*"([^"\\]*)"')
-
-
-def _peek_continue(raw: bytes) -> str:
-    """The list's ``continue`` token, read from the metadata before ``items`` ("" if none).
-
-    Only a hint for prefetching: `Informer._list` still takes the token of the decoded body.
-    """
-    end = raw.find(b'"items"', 0, 8192)
-    if end < 0:
-        return ""
-    found = _CONTINUE.search(raw, 0, end)
-    return found.group(1).decode() if found else ""
-
-
-def _status_error(status: int, body: bytes) -> KubernetesAPIError:
-    reason, message = "", body[:200].decode("utf-8", "replace")
-    try:
-        data = orjson.loads(body)
-        if isinstance(data, dict):
-            reason = str(data.get("reason", ""))
-            message = str(data.get("message", message))
-    except orjson.JSONDecodeError:
-        pass
-    return KubernetesAPIError(message, status=status, reason=reason)
-
-
 class Informer:
     """List/watch one resource into a store of slim objects; see the module docstring."""
 
@@ -218,6 +165,12 @@ class Informer:
         self._consistent_list = False
         self._state = ""
         self._reported_forbidden: set[str] = set()
+        # Children bound once: the watch path counts every chunk and event.
+        res = key.resource
+        self._list_requests = metrics.list_requests.labels(res)
+        self._received_bytes = metrics.received_bytes.labels(res)
+        self._received_objects = metrics.received_objects.labels(res)
+        self._watches_open = metrics.watches_open.labels(res)
         prefix, namespaced = RESOURCE_PATHS[key.resource]
         ns = f"/namespaces/{key.namespace}" if key.namespace and namespaced else ""
         self._path = f"{prefix}{ns}/{key.resource}"
@@ -324,7 +277,7 @@ class Informer:
 
     def _raise_status(self, resp: aiohttp.ClientResponse, body: bytes, *, verb: str) -> NoReturn:
         status = resp.status
-        err = _status_error(status, body)
+        err = status_error(status, body)
         if status == 410:
             raise _Gone(str(err))
         if status == 401:
@@ -340,7 +293,7 @@ class Informer:
 
     def _report_forbidden(self, verb: str, message: str) -> None:
         k = self.key
-        group = _GROUPS.get(k.resource, "")
+        group = GROUPS.get(k.resource, "")
         scope = f'the namespace "{k.namespace}"' if k.namespace else "the cluster scope"
         rule = f"{verb} {k.resource}{f'.{group}' if group else ''} in {scope}"
         if rule not in self._reported_forbidden:
@@ -357,11 +310,14 @@ class Informer:
             params["continue"] = token
         elif rv_param:
             params["resourceVersion"] = rv_param
+        self._list_requests.inc()
         async with self._request(params, verb="list") as resp:
             try:
-                return await resp.read()
+                raw = await resp.read()
             except aiohttp.ClientError as exc:
                 raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+        self._received_bytes.inc(len(raw))
+        return raw
 
     async def _list(self) -> None:
         """Paginated LIST into a new store.
@@ -393,7 +349,7 @@ class Informer:
                     items.clear()
                     token, rv_param = "", ""
                     continue
-                ahead = _peek_continue(raw)
+                ahead = peek_continue(raw)
                 if ahead:
                     pending_token = ahead
                     pending = asyncio.get_running_loop().create_task(
@@ -411,8 +367,10 @@ class Informer:
                 if not token:
                     list_rv = str(meta.get("resourceVersion", ""))
                 slim = self._slim
-                for obj in body.get("items") or ():
+                page = body.get("items") or ()
+                for obj in page:
                     items[object_key(obj)] = slim(obj)
+                self._received_objects.inc(len(page))
                 del body
                 token = str(meta.get("continue") or "")
                 if not token:
@@ -464,30 +422,39 @@ class Informer:
         )
         deadline = o.read_deadline if o.read_deadline is not None else timeout + o.read_margin
         async with self._request(params, verb="watch") as resp:
-            buf = bytearray()
-            while True:
-                try:
-                    async with asyncio.timeout(deadline):
-                        chunk = await resp.content.readany()
-                except TimeoutError as exc:
-                    raise _Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise _Restart("disconnected", f"watch: {exc!r}") from exc
-                if not chunk:
-                    return
-                start = len(buf)
-                buf += chunk
-                nl = buf.find(b"\n", start)
-                if nl < 0:
-                    continue
-                pos = 0
-                while nl >= 0:
-                    line = bytes(buf[pos:nl])
-                    pos = nl + 1
-                    if line.strip():
-                        self._event(line)
-                    nl = buf.find(b"\n", pos)
-                del buf[:pos]
+            self._watches_open.inc()
+            try:
+                await self._stream(resp, deadline)
+            finally:
+                self._watches_open.dec()
+
+    async def _stream(self, resp: aiohttp.ClientResponse, deadline: float) -> None:
+        """Split a watch body into lines and apply each; return when the server ends it."""
+        buf = bytearray()
+        while True:
+            try:
+                async with asyncio.timeout(deadline):
+                    chunk = await resp.content.readany()
+            except TimeoutError as exc:
+                raise _Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _Restart("disconnected", f"watch: {exc!r}") from exc
+            if not chunk:
+                return
+            self._received_bytes.inc(len(chunk))
+            start = len(buf)
+            buf += chunk
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                continue
+            pos = 0
+            while nl >= 0:
+                line = bytes(buf[pos:nl])
+                pos = nl + 1
+                if line.strip():
+                    self._event(line)
+                nl = buf.find(b"\n", pos)
+            del buf[:pos]
 
     def _event(self, line: bytes) -> None:
         try:
@@ -511,6 +478,7 @@ class Informer:
             return
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             raise _Restart("bad_line", f"watch: unknown event type {kind!r}")
+        self._received_objects.inc()
         key = object_key(obj)
         if kind == "DELETED":
             prev = self.store.pop(key, None)
@@ -525,83 +493,3 @@ class Informer:
             self.resource_version = str(rv)
         self.metrics.objects.labels(self.key.resource).set(len(self.store))
         self._recovered()
-
-
-# ------------------------------------------------------------------------------------- pool
-
-
-@dataclass
-class _Entry:
-    informer: Informer
-    task: asyncio.Task[NoReturn]
-    refs: int = 0
-
-
-@dataclass
-class _ConnEntry:
-    connection: Connection
-    refs: int = 0
-
-
-class InformerPool:
-    """Informers shared by key across discoverers; started on first use, stopped on last."""
-
-    def __init__(self, *, options: InformerOptions | None = None) -> None:
-        self.options = options or InformerOptions()
-        self._informers: dict[InformerKey, _Entry] = {}
-        self._connections: dict[ConnectionSpec, _ConnEntry] = {}
-
-    def __len__(self) -> int:
-        return len(self._informers)
-
-    @contextlib.asynccontextmanager
-    async def subscribe(
-        self, key: InformerKey, handler: Handler, *, metrics: KubernetesMetrics
-    ) -> AsyncIterator[Informer]:
-        """Share (or start) the informer for ``key`` while the block runs."""
-        entry = self._informers.get(key)
-        if entry is None:
-            conn = self._acquire_connection(key.connection)
-            informer = Informer(key, conn, metrics=metrics, options=self.options)
-            task: asyncio.Task[NoReturn] = asyncio.get_running_loop().create_task(
-                informer.run(), name=f"informer {key.resource}/{key.namespace}"
-            )
-            entry = self._informers[key] = _Entry(informer, task)
-        entry.refs += 1
-        entry.informer.add_handler(handler)
-        try:
-            yield entry.informer
-        finally:
-            entry.informer.remove_handler(handler)
-            entry.refs -= 1
-            if entry.refs == 0 and self._informers.get(key) is entry:
-                del self._informers[key]
-                entry.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([entry.task])
-                await self._release_connection(key.connection)
-
-    def _acquire_connection(self, spec: ConnectionSpec) -> Connection:
-        centry = self._connections.get(spec)
-        if centry is None:
-            centry = self._connections[spec] = _ConnEntry(Connection(spec))
-        centry.refs += 1
-        return centry.connection
-
-    async def _release_connection(self, spec: ConnectionSpec) -> None:
-        centry = self._connections[spec]
-        centry.refs -= 1
-        if centry.refs == 0:
-            del self._connections[spec]
-            await centry.connection.close()
-
-
-_DEFAULT_POOL: InformerPool | None = None
-
-
-def default_pool() -> InformerPool:
-    """The process-wide pool `make_discoverer` uses when none is injected."""
-    global _DEFAULT_POOL
-    if _DEFAULT_POOL is None:
-        _DEFAULT_POOL = InformerPool()
-    return _DEFAULT_POOL

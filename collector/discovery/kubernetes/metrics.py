@@ -41,9 +41,15 @@ class KubernetesMetrics:
             "The number of failed WATCH/LIST requests.",
             registry=registry,
         )
+        # Reasons: ``expired`` (410 Gone: a relist follows), ``closed`` (the server ended the
+        # watch at the timeoutSeconds we asked for), ``stalled`` (our read deadline passed with
+        # no byte), and the errors: ``disconnected``, ``http_<code>``, ``bad_line``,
+        # ``unauthorized``, ``forbidden``. Finer than "410 / timeout / error" because each asks
+        # for a different fix; sum by reason for the coarse view.
         self.watch_restarts = Counter(
             "collector_kubernetes_watch_restarts_total",
-            "Watch requests restarted, by resource and reason.",
+            "Watch requests restarted, by resource and reason (expired = 410, closed = the "
+            "server's timeout, stalled = our read deadline, the rest are errors).",
             ["resource", "reason"],
             registry=registry,
         )
@@ -51,6 +57,31 @@ class KubernetesMetrics:
             "collector_kubernetes_relists_total",
             "Full LISTs after the first, by resource and reason.",
             ["resource", "reason"],
+            registry=registry,
+        )
+        # API-server load (issue 11): what each resource costs the server and the network.
+        self.watches_open = Gauge(
+            "collector_kubernetes_watches_open",
+            "WATCH requests currently streaming, by resource.",
+            ["resource"],
+            registry=registry,
+        )
+        self.list_requests = Counter(
+            "collector_kubernetes_list_requests_total",
+            "LIST requests sent (each page is one), by resource.",
+            ["resource"],
+            registry=registry,
+        )
+        self.received_bytes = Counter(
+            "collector_kubernetes_received_bytes_total",
+            "Response body bytes received from LISTs and WATCHes, by resource.",
+            ["resource"],
+            registry=registry,
+        )
+        self.received_objects = Counter(
+            "collector_kubernetes_received_objects_total",
+            "Objects received: LIST items plus ADDED/MODIFIED/DELETED watch events, by resource.",
+            ["resource"],
             registry=registry,
         )
         self.objects = Gauge(

@@ -15,14 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import Authorization, HTTPClientConfig
 from collector.discovery.kubernetes.client import ConnectionSpec
-from collector.discovery.kubernetes.informer import (
-    Informer,
-    InformerKey,
-    InformerOptions,
-    InformerPool,
-)
+from collector.discovery.kubernetes.informer import Informer, InformerKey, InformerOptions
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import Pod, SlimObject
+from collector.discovery.kubernetes.pool import InformerPool
 from tests.discovery.kubernetes.conftest import sample, token_spec, until
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer, Fault
 
