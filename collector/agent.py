@@ -33,6 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from collector.config import (
     AgentOptions,
     Config,
+    KubeletSDConfig,
     KubernetesSDConfig,
     RemoteWriteConfig,
     load_config,
@@ -89,6 +90,9 @@ class Agent:
         self.discovery.register_mechanism(
             KubernetesSDConfig, self._kubernetes_provider, mechanism="kubernetes"
         )
+        self.discovery.register_mechanism(
+            KubeletSDConfig, self._kubelet_provider, mechanism="kubelet"
+        )
         self.appended = Counter(
             "prometheus_agent_samples_appended_total",
             "Total number of samples appended to the storage",
@@ -127,6 +131,14 @@ class Agent:
 
         return make_discoverer(
             config, registry=self.registry, kubeconfig=self.options.kubeconfig or None
+        )
+
+    def _kubelet_provider(self, job: str, config: KubeletSDConfig) -> Discoverer:
+        # Lazy like Kubernetes SD: it reuses the pod role converter of that package.
+        from collector.discovery.kubelet import KubeletDiscoverer
+
+        return KubeletDiscoverer(
+            config, refresh_metrics=self.discovery.metrics.refresh(mechanism="kubelet", config=job)
         )
 
     def _apiserver_proxy(self) -> ProxyResolver:

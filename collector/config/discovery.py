@@ -1,11 +1,11 @@
 """Step 3 of a load, service discovery area: a scrape config's ``*_sd_configs`` and targets.
 
 `collector.config.scrape` hands each ``static_configs``, ``file_sd_configs``,
-``http_sd_configs`` and ``kubernetes_sd_configs`` list to `parse_sd_list` with the entry parser
-from here. Each entry is checked in full (every problem reported, see
-`collector.config.section`); an entry that is not even a mapping is reported once and left out.
-The resulting `StaticConfig` / `FileSDConfig` / `HTTPSDConfig` / `KubernetesSDConfig` values are
-what `collector.discovery` runs.
+``http_sd_configs``, ``kubernetes_sd_configs`` and ``kubelet_sd_configs`` list to
+`parse_sd_list` with the entry parser from here. Each entry is checked in full (every problem
+reported, see `collector.config.section`); an entry that is not even a mapping is reported once
+and left out. The resulting `StaticConfig` / `FileSDConfig` / `HTTPSDConfig` /
+`KubernetesSDConfig` / `KubeletSDConfig` values are what `collector.discovery` runs.
 
 Prometheus counterpart: the ``SDConfig.UnmarshalYAML`` methods of ``discovery/file``,
 ``discovery/http`` and ``discovery/kubernetes`` (selector syntax: apimachinery ``labels.Parse``
@@ -30,6 +30,7 @@ from collector.config.schema import (
     FileSDConfig,
     HTTPClientConfig,
     HTTPSDConfig,
+    KubeletSDConfig,
     KubernetesSDConfig,
     KubernetesSelector,
     StaticConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "SD_UNSUPPORTED",
     "parse_file_sd",
     "parse_http_sd",
+    "parse_kubelet_sd",
     "parse_kubernetes_sd",
     "parse_sd_list",
     "parse_static_config",
@@ -177,6 +179,40 @@ def parse_http_sd(src: Source, raw: Tree, path: str) -> HTTPSDConfig | None:
     refresh = s.duration("refresh_interval")
     return HTTPSDConfig(
         url=url, refresh_interval=60.0 if refresh is None else refresh, http_client=http_client
+    )
+
+
+def parse_kubelet_sd(src: Source, raw: Tree, path: str) -> KubeletSDConfig | None:
+    """One ``kubelet_sd_configs`` entry (collector extension): ``url``, ``refresh_interval``
+    and the HTTP client keys of ``http_sd_configs``.
+
+    Without ``url`` the kubelet is ``https://$NODE_NAME:10250``: in a DaemonSet ``NODE_NAME``
+    comes from the downward API (``spec.nodeName``), and kubelet serving certificates name the
+    node, not ``localhost`` (which is the agent's own pod without host networking).
+    """
+    s = Section(
+        raw,
+        path,
+        src=src,
+        kind="kubelet_sd_config",
+        known=frozenset({"url", "refresh_interval"}) | HTTP_KEYS,
+        unsupported=HTTP_UNSUPPORTED,
+    )
+    if not s.valid:
+        return None
+    url = s.str_("url")
+    if not url and "url" not in s.failed:
+        node = src.env.get("NODE_NAME", "")  # the environment the config is expanded from
+        if node:
+            url = f"https://{node}:10250"
+        else:
+            s.report("url is missing and NODE_NAME is not set to default it")
+    elif url:
+        _check_sd_url(s, url)
+    http_client = parse_http_client(s, HTTPClientConfig())
+    refresh = s.duration("refresh_interval")
+    return KubeletSDConfig(
+        url=url, refresh_interval=15.0 if refresh is None else refresh, http_client=http_client
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "GlobalConfig",
     "HTTPClientConfig",
     "HTTPSDConfig",
+    "KubeletSDConfig",
     "KubernetesSDConfig",
     "KubernetesSelector",
     "MetadataConfig",
@@ -123,6 +124,20 @@ class HTTPSDConfig:
 
     url: str
     refresh_interval: float = 60.0
+    http_client: HTTPClientConfig = field(default_factory=HTTPClientConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubeletSDConfig:
+    """One ``kubelet_sd_configs`` entry (collector extension: no Prometheus counterpart).
+
+    The pods bound to one kubelet, from its ``/pods``, as the ``pod`` role would give them.
+    """
+
+    url: str
+    """The kubelet; ``/pods`` is appended to its path. Default ``https://$NODE_NAME:10250``."""
+    refresh_interval: float = 15.0
+    """How often ``/pods`` is polled (the kubelet offers no watch)."""
     http_client: HTTPClientConfig = field(default_factory=HTTPClientConfig)
 
 
@@ -225,6 +240,8 @@ class ScrapeConfig:
     file_sd_configs: tuple[FileSDConfig, ...] = ()
     http_sd_configs: tuple[HTTPSDConfig, ...] = ()
     kubernetes_sd_configs: tuple[KubernetesSDConfig, ...] = ()
+    kubelet_sd_configs: tuple[KubeletSDConfig, ...] = ()
+    """collector extension: the local kubelet's pods (`KubeletSDConfig`)."""
     relabel_configs: tuple[RelabelConfig, ...] = ()
     metric_relabel_configs: tuple[RelabelConfig, ...] = ()
     scrape_via_apiserver_proxy: bool = False

@@ -20,6 +20,7 @@ from collector.config.discovery import (
     SD_UNSUPPORTED,
     parse_file_sd,
     parse_http_sd,
+    parse_kubelet_sd,
     parse_kubernetes_sd,
     parse_sd_list,
     parse_static_config,
@@ -62,7 +63,7 @@ _SCRAPE_KEYS = (
         native_histogram_bucket_limit native_histogram_min_bucket_factor
         keep_dropped_targets metric_name_validation_scheme
         metric_name_escaping_scheme extra_scrape_metrics static_configs
-        file_sd_configs http_sd_configs kubernetes_sd_configs relabel_configs
+        file_sd_configs http_sd_configs kubernetes_sd_configs kubelet_sd_configs relabel_configs
         metric_relabel_configs scrape_via_apiserver_proxy
         """
     )
@@ -180,6 +181,7 @@ def parse_scrape_config(
     file_sd = parse_sd_list(s, "file_sd_configs", parse_file_sd)
     http_sd = parse_sd_list(s, "http_sd_configs", parse_http_sd)
     k8s_sd = parse_sd_list(s, "kubernetes_sd_configs", parse_kubernetes_sd)
+    kubelet_sd = parse_sd_list(s, "kubelet_sd_configs", parse_kubelet_sd)
 
     interval = s.duration("scrape_interval") or glob_cfg.scrape_interval
     timeout = s.duration("scrape_timeout") or 0.0
@@ -246,6 +248,7 @@ def parse_scrape_config(
         file_sd_configs=file_sd,
         http_sd_configs=http_sd,
         kubernetes_sd_configs=k8s_sd,
+        kubelet_sd_configs=kubelet_sd,
         relabel_configs=relabel_configs,
         metric_relabel_configs=metric_relabel_configs,
         scrape_via_apiserver_proxy=s.bool_("scrape_via_apiserver_proxy", False),

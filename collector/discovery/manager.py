@@ -465,6 +465,7 @@ def _sd_configs(scrape_config: ScrapeConfig) -> list[object]:
     configs.extend(scrape_config.file_sd_configs)
     configs.extend(scrape_config.http_sd_configs)
     configs.extend(scrape_config.kubernetes_sd_configs)
+    configs.extend(scrape_config.kubelet_sd_configs)
     return configs
 
 

@@ -199,7 +199,10 @@ class KubeAPIServer:
 
     def audit_events(self, *, verbs: Sequence[str] = ("list", "watch")) -> list[JSONObject]:
         """The audit events so far whose ``verb`` is in ``verbs`` (stage ``ResponseComplete``
-        for lists, ``ResponseStarted`` for watches: one event per request)."""
+        for lists, ``ResponseStarted`` for watches: one event per request).
+
+        v1.20 writes a watch's events only when the watch ends, so a watch shows up here once
+        its client went away (or the server's timeout passed), not while it streams."""
         if self.audit_log is None:
             raise RuntimeError("start kube_apiserver(audit=True) to read its audit log")
         if not self.audit_log.exists():

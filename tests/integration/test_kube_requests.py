@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -22,11 +24,13 @@ from collector.discovery.kubernetes import InformerOptions, InformerPool, make_d
 from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 from tests.integration.kube import KubeAPIServer, kube_apiserver
-from tests.integration.running import eventually
+from tests.integration.running import eventually, running_agent
+from tests.integration.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 M = "__meta_kubernetes_"
+DAEMONSET_CONFIG = Path(__file__).parents[2] / "config" / "kubernetes-daemonset.yml"
 FAST = InformerOptions(backoff_initial=0.1, backoff_max=0.5)
 
 
@@ -151,3 +155,74 @@ async def test_endpoints_shared_port_names_the_last_container(
             f"{M}pod_container_port_protocol": "TCP",  # the endpoint port's (spec §2.4)
             f"{M}pod_container_init": "false",
         }
+
+
+def scrape_pod(name: str, node_name: str) -> dict[str, Any]:
+    """A pod on ``node_name`` that the DaemonSet config's ``kubernetes-pods`` job keeps."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"prometheus.io/scrape": "true"}},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "example.invalid/app:1",
+                    "ports": [{"containerPort": 9100}],
+                }
+            ],
+        },
+    }
+
+
+async def test_daemonset_config_lists_and_watches_only_its_node(
+    kube: KubeAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped DaemonSet config: every pod LIST and WATCH the server receives carries
+    ``fieldSelector=spec.nodeName=<NODE_NAME>``, and only that node's pods become targets."""
+    ns = "req-ds"
+    kube.ensure_namespace(ns)
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    for name, node in (("mine", "req-ds-n1"), ("theirs", "req-ds-n2")):
+        kube.create(pods, scrape_pod(name, node))
+        kube.patch_status(f"{pods}/{name}", {"phase": "Running", "podIP": f"10.9.1.{len(name)}"})
+    monkeypatch.setenv("NODE_NAME", "req-ds-n1")
+    monkeypatch.setenv("POD_NAME", "collector-abcde")
+    monkeypatch.setenv("CLUSTER_NAME", "rig")
+    monkeypatch.setenv("REMOTE_WRITE_URL", f"http://127.0.0.1:{free_port()}/api/v1/write")
+    before = len(kube.audit_events())
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig.yaml")
+    config = DAEMONSET_CONFIG.read_text()
+    async with (
+        running_agent(config, tmp_path, kubeconfig=kubeconfig, flush_deadline=0.5) as agent,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"http://{agent.options.listen_address}/api/v1/targets"
+
+        async def pod_targets() -> list[str]:
+            async with http.get(url) as resp:
+                active = (await resp.json())["data"]["activeTargets"]
+            return sorted(
+                t["discoveredLabels"].get(f"{M}pod_name", "")
+                for t in active
+                if t["scrapePool"] == "kubernetes-pods"
+            )
+
+        async def discovered() -> bool:
+            return await pod_targets() == ["mine"]
+
+        await eventually(discovered)
+
+    def pod_requests() -> list[tuple[str, dict[str, str]]]:
+        found = []
+        for event in kube.audit_events()[before:]:
+            uri = urllib.parse.urlsplit(event["requestURI"])
+            if uri.path == "/api/v1/pods":
+                found.append((event["verb"], dict(urllib.parse.parse_qsl(uri.query))))
+        return found
+
+    # The agent has stopped: its watches ended, so v1.20 has written their audit events.
+    await eventually(lambda: {verb for verb, _ in pod_requests()} == {"list", "watch"})
+    for verb, query in pod_requests():
+        assert query.get("fieldSelector") == "spec.nodeName=req-ds-n1", (verb, query)
