@@ -229,7 +229,8 @@ class RemoteWriter:
                     await self._shutdown()
         finally:
             if self._own_io:
-                self._io.shutdown(wait=True)
+                # The last log call was awaited in the flush; don't block the loop on the join.
+                self._io.shutdown(wait=False)
         raise AssertionError("unreachable: run() only ends by cancellation")
 
     async def _serve(self, client: WriteClient) -> None:
