@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +42,9 @@ from collector.config import (
 from collector.discovery.discoverer import Discoverer
 from collector.discovery.manager import DiscoveryManager
 from collector.errors import CollectorError, ConfigError
+from collector.explain.core import explain_series, explain_target, target_json
 from collector.model.duration import format_duration
+from collector.model.relabel_steps import series_json
 from collector.remote.codec import DecodedSeries
 from collector.remote.writer import RemoteWriter
 from collector.scrape.manager import ScrapeManager
@@ -270,6 +272,23 @@ class Agent:
     def dropped_targets(self) -> Sequence[dict[str, Any]]:
         """``droppedTargets`` for ``/api/v1/targets``."""
         return [dict(t) for t in self.scrape.dropped_targets()]
+
+    def dropped_target_counts(self) -> Mapping[str, int]:
+        """``droppedTargetCounts``: every dropped target, also those not kept for the list."""
+        return self.scrape.dropped_counts()
+
+    def target_relabel_steps(self, pool: str, labels: Mapping[str, str]) -> Mapping[str, object]:
+        """``/api/v1/targets/relabel_steps`` with the running config (`collector.explain`)."""
+        return target_json(explain_target(self.config, pool, labels, add_defaults=False))
+
+    def series_relabel_steps(
+        self, pool: str, series: Mapping[str, str], *, target: Mapping[str, str] | None
+    ) -> Mapping[str, object]:
+        """``/api/v1/series_relabel_steps`` with the running config (`collector.explain`)."""
+        # ``target`` is collector's own parameter: the job's defaults are added where absent,
+        # so labels as discovery produced them work as well as discoveredLabels.
+        explained = explain_series(self.config, pool, series, target=target, add_defaults=True)
+        return series_json(explained)
 
     def remote_write_status(self) -> Sequence[dict[str, Any]]:
         """Per-queue numbers for the web UI."""

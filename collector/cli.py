@@ -1,8 +1,10 @@
 """Command line: flags, subcommands, logging, and the event loop the agent runs on.
 
 ``collector [flags]`` runs the agent; ``collector check config FILE...`` validates files like
-``promtool check config``; ``collector demo`` runs the self-contained demo. Flags are
-Prometheus's (``--config.file``, ``--web.listen-address``, ...), see ``INTERFACES.md``.
+``promtool check config``; ``collector demo`` runs the self-contained demo;
+``collector explain target|series`` and ``collector test relabel`` show and test relabeling
+(their arguments are parsed by `collector.explain.command`). Flags are Prometheus's
+(``--config.file``, ``--web.listen-address``, ...), see ``INTERFACES.md``.
 
 This is the only module that chooses the event loop (uvloop, via ``asyncio.Runner``); the agent
 itself is plain asyncio. ``collector.agent`` and ``collector.demo`` are imported lazily so that
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap of each remote-write destination's write-ahead queue; past it the oldest "
         "batches are dropped and counted (default: 1GiB)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{check,demo,version}")
+    commands = parser.add_subparsers(dest="command", metavar="{check,demo,explain,test,version}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
     check_config_parser = check_commands.add_parser(
@@ -156,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_config_parser.add_argument("files", nargs="+", metavar="FILE")
     commands.add_parser("demo", help="run the whole pipeline on this machine", add_help=False)
+    # explain and test parse their own arguments (collector.explain.command, loaded lazily).
+    commands.add_parser(
+        "explain", help="show every relabel step for a target or a series", add_help=False
+    )
+    commands.add_parser("test", help="golden tests: test relabel CASES.yml", add_help=False)
     commands.add_parser("version", help="print the version, the Python version and the build")
     return parser
 
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     # The demo takes options of its own after ``demo``; argparse's REMAINDER cannot capture
     # options in a subparser, so unknown arguments are handed over and checked there.
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "demo":
+    if extra and args.command not in ("demo", "explain", "test"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.demo_args = extra
     if args.version or args.command == "version":
@@ -176,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.files, out=sys.stdout, err=sys.stderr)
     if args.command == "demo":
         return _run_demo(args)
+    if args.command in ("explain", "test"):
+        explain = importlib.import_module("collector.explain.command")
+        code: int = explain.main(
+            args.command, extra, config_file=args.config_file, out=sys.stdout, err=sys.stderr
+        )
+        return code
     options = AgentOptions(
         config_file=args.config_file,
         listen_address=args.listen_address,

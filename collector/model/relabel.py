@@ -35,7 +35,7 @@ import functools
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, cast, get_args
 
@@ -1203,6 +1203,12 @@ class Relabeler:
             if value:
                 return labels
         return None
+
+    def trace(self, labels: dict[str, str]) -> Iterator[bool]:
+        """Apply the rules one at a time to ``labels`` (mutated in place), yielding after each
+        whether the set is still kept; stop at the first False. For `relabel_steps`."""
+        for step in self._steps:
+            yield step(labels)
 
     def __bool__(self) -> bool:
         return bool(self._steps)

@@ -50,7 +50,12 @@ from collector.scrape.scraper import (
     build_ssl_context,
     new_session,
 )
-from collector.scrape.target import RelabelProcessor, Target, targets_from_group
+from collector.scrape.target import (
+    DroppedTargets,
+    RelabelProcessor,
+    Target,
+    targets_from_group,
+)
 from collector.storage.appender import Appendable
 from collector.storage.series import SeriesRegistry
 
@@ -107,11 +112,11 @@ class ScrapePool:
         self._proxy_session: aiohttp.ClientSession | None = None
         self._relabeler: RelabelProcessor = compile_rules(cfg.relabel_configs)
         self._metric_relabeler: RelabelProcessor = compile_rules(cfg.metric_relabel_configs)
-        self._groups: list[TargetGroup] = []
+        self._groups: tuple[TargetGroup, ...] = ()
         self.targets: dict[int, Target] = {}
         """Active targets by fingerprint."""
-        self.dropped: list[Labels] = []
-        """Discovered labels of dropped targets (at most ``keep_dropped_targets``)."""
+        self.dropped = DroppedTargets((), cfg=cfg)
+        """Dropped targets (at most ``keep_dropped_targets``), iterated as discovered labels."""
         self.dropped_count = 0
         self.loops: dict[int, ScrapeLoop] = {}
         self.tasks: dict[int, asyncio.Task[NoReturn]] = {}
@@ -162,7 +167,7 @@ class ScrapePool:
         """Reconcile the running loops with the targets built from ``groups`` (spec §3.4)."""
         started = time.perf_counter()
         job = self.job
-        self._groups = list(groups)
+        self._groups = tuple(groups)  # a tuple: `DroppedTargets` keeps it without a copy
         built = targets_from_group(
             self._groups,
             cfg=self.cfg,

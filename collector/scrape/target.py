@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import quote_plus
@@ -46,15 +47,19 @@ __all__ = [
     "CONVERT_NHCB",
     "SCRAPE_CLASSIC",
     "SCRAPE_NATIVE",
+    "DroppedTargets",
     "Health",
     "Populated",
     "RelabelProcessor",
     "Target",
     "TargetSet",
+    "discovered_labels",
+    "finish_labels",
     "fnv1a64",
     "labels_hash",
     "make_target",
     "populate_labels",
+    "scrape_defaults",
     "target_fingerprint",
     "target_url",
     "targets_from_group",
@@ -140,14 +145,61 @@ class Target:
         return ""
 
 
+class DroppedTargets:
+    """The targets ``relabel_configs`` dropped in one pool sync (``droppedTargets``).
+
+    Kept as references, not label copies: a cluster-wide job usually drops most of what it
+    discovers (``kubernetes-pods`` keeps only annotated pods) and a pod's ~40 discovered labels
+    take ~3 KB as a tuple of pairs. The pool holds its target groups anyway (a reload rebuilds
+    from them), so each kept dropped target is two integers in an array, its group and its
+    index in that group (8 bytes), and its discovered labels are rebuilt from the group when
+    somebody asks (``/api/v1/targets``, relabel steps): spec §3.2 steps 1-3, microseconds.
+
+    ``cap`` is ``keep_dropped_targets`` (0 = unlimited); ``count`` counts every dropped target,
+    kept or not (Prometheus's ``droppedTargetCounts``).
+    """
+
+    __slots__ = ("_cfg", "_groups", "_refs", "cap", "count")
+
+    def __init__(self, groups: Sequence[TargetGroup], *, cfg: ScrapeConfig, cap: int = 0) -> None:
+        # A tuple is kept as it is: the pool passes the tuple it holds, so nothing is copied.
+        self._groups = groups if isinstance(groups, tuple) else tuple(groups)
+        self._cfg = cfg
+        self._refs = array("I")
+        self.cap = cap
+        self.count = 0
+
+    def add(self, group: int, index: int) -> None:
+        """Count a dropped target; keep it unless ``cap`` targets are kept already."""
+        self.count += 1
+        if self.cap == 0 or len(self._refs) < 2 * self.cap:
+            self._refs.append(group)
+            self._refs.append(index)
+
+    def __len__(self) -> int:
+        return len(self._refs) // 2
+
+    def __iter__(self) -> Iterator[Labels]:
+        """The discovered labels of each kept dropped target, in discovery order."""
+        groups, cfg, refs = self._groups, self._cfg, self._refs
+        defaults = scrape_defaults(cfg)
+        for i in range(0, len(refs), 2):
+            group = groups[refs[i]]
+            lb = discovered_labels(
+                group.targets[refs[i + 1]], group.labels, cfg=cfg, defaults=defaults
+            )
+            # `from_dict`, with a list instead of a generator: this runs 10,000s of times.
+            yield tuple(sorted([pair for pair in lb.items() if pair[1]]))
+
+
 @dataclass(slots=True, kw_only=True)
 class TargetSet:
     """All targets built from one pool sync: active (deduplicated), dropped and failures."""
 
     active: dict[int, Target]
     """By fingerprint; the first occurrence of a duplicate wins."""
-    dropped: list[Labels]
-    """Discovered labels of targets dropped by ``relabel_configs``."""
+    dropped: DroppedTargets
+    """Targets dropped by ``relabel_configs`` (at most ``keep_dropped_targets``)."""
     dropped_count: int = 0
     failures: list[str] = field(default_factory=list)
     """``instance <i> in group <source>: <error>`` lines, as Prometheus logs them."""
@@ -214,21 +266,10 @@ def _bool_label(value: bool) -> str:
     return "true" if value else "false"
 
 
-def populate_labels(
-    target: Mapping[str, str],
-    group_labels: Mapping[str, str],
-    *,
-    cfg: ScrapeConfig,
-    relabeler: RelabelProcessor,
-) -> Populated:
-    """Spec §3.2 steps 1-11: merge, add defaults, relabel, validate, default ``instance``."""
-    # 1. The target's own labels win over the group's (presence, not emptiness, decides).
-    lb: dict[str, str] = dict(target)
-    for name, value in group_labels.items():
-        if name not in lb:
-            lb[name] = value
-    # 2. Scrape defaults, only where absent or empty.
-    for name, value in (
+def scrape_defaults(cfg: ScrapeConfig) -> Labels:
+    """Spec §3.2 steps 2-3 as pairs: the job's defaults, then the first value of each param
+    as ``__param_<k>``; each is set only where the target has no (non-empty) value."""
+    return (
         (JOB, cfg.job_name),
         (SCRAPE_INTERVAL, format_duration(cfg.scrape_interval)),
         (SCRAPE_TIMEOUT, format_duration(cfg.scrape_timeout)),
@@ -237,13 +278,43 @@ def populate_labels(
         (CONVERT_NHCB, "false"),
         (SCRAPE_CLASSIC, "false"),
         (SCRAPE_NATIVE, _bool_label(cfg.scrape_native_histograms)),
-    ):
+        *((PARAM_PREFIX + key, values[0]) for key, values in cfg.params if values),
+    )
+
+
+def discovered_labels(
+    target: Mapping[str, str],
+    group_labels: Mapping[str, str],
+    *,
+    cfg: ScrapeConfig,
+    defaults: Labels | None = None,
+) -> dict[str, str]:
+    """Spec §3.2 steps 1-3: the labels relabeling starts from (the UI's discovered labels).
+
+    ``defaults`` is `scrape_defaults` of ``cfg``, passed by callers that build many targets.
+    """
+    # 1. The target's own labels win over the group's (presence, not emptiness, decides).
+    lb: dict[str, str] = dict(target)
+    for name, value in group_labels.items():
+        if name not in lb:
+            lb[name] = value
+    # 2-3. Scrape defaults and params, only where absent or empty.
+    for name, value in scrape_defaults(cfg) if defaults is None else defaults:
         if not lb.get(name):
             lb[name] = value
-    # 3. The first value of each param, as __param_<k>.
-    for key, values in cfg.params:
-        if values and not lb.get(PARAM_PREFIX + key):
-            lb[PARAM_PREFIX + key] = values[0]
+    return lb
+
+
+def populate_labels(
+    target: Mapping[str, str],
+    group_labels: Mapping[str, str],
+    *,
+    cfg: ScrapeConfig,
+    relabeler: RelabelProcessor,
+    defaults: Labels | None = None,
+) -> Populated:
+    """Spec §3.2 steps 1-11: merge, add defaults, relabel, validate, default ``instance``."""
+    lb = discovered_labels(target, group_labels, cfg=cfg, defaults=defaults)
     discovered = from_dict(lb)
 
     # 4. relabel_configs; any drop drops the target.
@@ -254,25 +325,28 @@ def populate_labels(
         lb = relabeled
     if not any(lb.values()):
         return Populated(discovered=discovered, labels=None)
+    labels, error = finish_labels(lb)
+    return Populated(discovered=discovered, labels=labels, error=error)
 
-    def failed(error: str) -> Populated:
-        return Populated(discovered=discovered, labels=None, error=error)
 
+def finish_labels(lb: dict[str, str]) -> tuple[Labels | None, str]:
+    """Spec §3.2 steps 5-11 on relabeled labels (``lb`` is changed): the final labels, or
+    None and the error that makes the target fail."""
     # 5-6. The address.
     address = lb.get(ADDRESS, "")
     if not address:
-        return failed("no address")
+        return None, "no address"
     if "/" in address:
-        return failed(f"{_go_quote(address)} is not a valid hostname")
+        return None, f"{_go_quote(address)} is not a valid hostname"
     # 7. Interval and timeout.
     error = _check_interval_timeout(lb.get(SCRAPE_INTERVAL, ""), lb.get(SCRAPE_TIMEOUT, ""))
     if error:
-        return failed(error)
+        return None, error
     # 8. The histogram switches must be booleans when set (P3).
     for name in (CONVERT_NHCB, SCRAPE_CLASSIC, SCRAPE_NATIVE):
         value = lb.get(name, "")
         if value and value not in _BOOLS:
-            return failed(f"error parsing {name}: invalid boolean {_go_quote(value)}")
+            return None, f"error parsing {name}: invalid boolean {_go_quote(value)}"
     # 9. Meta labels never go further.
     for name in [n for n in lb if n.startswith(META_PREFIX)]:
         del lb[name]
@@ -284,8 +358,8 @@ def populate_labels(
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return failed(f"invalid label value for {_go_quote(name)}: {_go_quote(value)}")
-    return Populated(discovered=discovered, labels=from_dict(lb))
+            return None, f"invalid label value for {_go_quote(name)}: {_go_quote(value)}"
+    return from_dict(lb), ""
 
 
 def _check_interval_timeout(interval_s: str, timeout_s: str) -> str:
@@ -336,11 +410,14 @@ def targets_from_group(
 
     ``keep_dropped`` caps the dropped list (0 = unlimited); ``dropped_count`` counts them all.
     """
-    result = TargetSet(active={}, dropped=[])
-    for group in groups:
+    result = TargetSet(active={}, dropped=DroppedTargets(groups, cfg=cfg, cap=keep_dropped))
+    defaults = scrape_defaults(cfg)
+    for group_index, group in enumerate(groups):
         for index, tlabels in enumerate(group.targets):
             result.discovered_count += 1
-            populated = populate_labels(tlabels, group.labels, cfg=cfg, relabeler=relabeler)
+            populated = populate_labels(
+                tlabels, group.labels, cfg=cfg, relabeler=relabeler, defaults=defaults
+            )
             if populated.error:
                 result.failures.append(
                     f"instance {index} in group {group.source}: {populated.error}"
@@ -348,8 +425,7 @@ def targets_from_group(
                 continue
             if populated.labels is None:
                 result.dropped_count += 1
-                if keep_dropped == 0 or len(result.dropped) < keep_dropped:
-                    result.dropped.append(populated.discovered)
+                result.dropped.add(group_index, index)
                 continue
             target = make_target(populated.labels, discovered=populated.discovered, cfg=cfg)
             result.active.setdefault(target.fingerprint, target)

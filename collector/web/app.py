@@ -19,7 +19,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, ParseError
+from collector.model.relabel_steps import parse_series
 
 __all__ = ["AgentView", "make_app"]
 
@@ -54,6 +55,26 @@ class AgentView(Protocol):
         """Prometheus ``/api/v1/targets`` ``droppedTargets`` entries."""
         ...
 
+    def dropped_target_counts(self) -> Mapping[str, int]:
+        """Dropped targets per pool, those beyond ``keep_dropped_targets`` included."""
+        ...
+
+    def target_relabel_steps(self, pool: str, labels: Mapping[str, str]) -> Mapping[str, object]:
+        """``data`` of ``/api/v1/targets/relabel_steps``: each rule of the pool's
+        ``relabel_configs`` applied to the discovered ``labels`` (Prometheus 3.8's ``steps``,
+        plus where the target ends up). Raises `CollectorError` for an unknown pool."""
+        ...
+
+    def series_relabel_steps(
+        self, pool: str, series: Mapping[str, str], *, target: Mapping[str, str] | None
+    ) -> Mapping[str, object]:
+        """``data`` of ``/api/v1/series_relabel_steps``: ``series`` through the pool's
+        ``metric_relabel_configs`` (with the labels of ``target``, discovered labels, attached
+        when given), then each remote-write destination's external labels and
+        ``write_relabel_configs``. Raises `CollectorError` for an unknown pool or a target
+        that is not active."""
+        ...
+
     def config_yaml(self) -> str:
         """The loaded config as YAML, secrets redacted."""
         ...
@@ -70,6 +91,20 @@ def _json(data: object, *, status: int = 200) -> web.Response:
 
 def _api_error(kind: str, message: str, *, status: int) -> web.Response:
     return _json({"status": "error", "errorType": kind, "error": message}, status=status)
+
+
+def _label_object(text: str) -> dict[str, str]:
+    """A JSON object of label names to string values (Prometheus's ``labels.Labels`` JSON)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object of label names to values")
+    for name, value in data.items():
+        if not isinstance(value, str):
+            raise ValueError(f"the value of label {name!r} is not a string")
+    return data
 
 
 def _lifecycle_disabled() -> web.Response:
@@ -139,9 +174,10 @@ def make_app(
             if pool:
                 dropped = [t for t in dropped if t.get("scrapePool") == pool]
         counts: dict[str, int] = {}
-        for target in dropped:
-            name = str(target.get("scrapePool", ""))
-            counts[name] = counts.get(name, 0) + 1
+        if state in ("any", "dropped"):
+            # As Prometheus: every pool, unfiltered by scrapePool, and every dropped target,
+            # also those beyond keep_dropped_targets.
+            counts = dict(sorted(agent.dropped_target_counts().items()))
         return _json(
             {
                 "status": "success",
@@ -152,6 +188,47 @@ def make_app(
                 },
             }
         )
+
+    async def target_relabel_steps(request: web.Request) -> web.Response:
+        # Prometheus 3.8's endpoint, with its error messages (web/api/v1/api.go).
+        pool = request.query.get("scrapePool", "")
+        if not pool:
+            return _api_error("bad_data", "no scrapePool parameter provided", status=400)
+        text = request.query.get("labels", "")
+        if not text:
+            return _api_error("bad_data", "no labels parameter provided", status=400)
+        try:
+            labels = _label_object(text)
+        except ValueError as exc:
+            return _api_error("bad_data", f"error parsing labels: {exc}", status=400)
+        try:
+            data = agent.target_relabel_steps(pool, labels)
+        except CollectorError as exc:
+            return _api_error("bad_data", f"error retrieving scrape config: {exc}", status=400)
+        return _json({"status": "success", "data": data})
+
+    async def series_relabel_steps(request: web.Request) -> web.Response:
+        pool = request.query.get("scrapePool", "")
+        if not pool:
+            return _api_error("bad_data", "no scrapePool parameter provided", status=400)
+        text = request.query.get("series", "")
+        if not text:
+            return _api_error("bad_data", "no series parameter provided", status=400)
+        try:
+            series = parse_series(text)
+        except ParseError as exc:
+            return _api_error("bad_data", f"error parsing series: {exc}", status=400)
+        target = None
+        if "target" in request.query:
+            try:
+                target = _label_object(request.query["target"])
+            except ValueError as exc:
+                return _api_error("bad_data", f"error parsing target: {exc}", status=400)
+        try:
+            data = agent.series_relabel_steps(pool, series, target=target)
+        except CollectorError as exc:
+            return _api_error("bad_data", str(exc), status=400)
+        return _json({"status": "success", "data": data})
 
     async def status_config(_: web.Request) -> web.Response:
         return _json({"status": "success", "data": {"yaml": agent.config_yaml()}})
@@ -176,6 +253,8 @@ def make_app(
     app.router.add_put("/-/quit", quit_)
     app.router.add_get("/-/quit", method_not_allowed, allow_head=False)
     app.router.add_get("/api/v1/targets", targets)
+    app.router.add_get("/api/v1/targets/relabel_steps", target_relabel_steps)
+    app.router.add_get("/api/v1/series_relabel_steps", series_relabel_steps)
     app.router.add_get("/api/v1/status/config", status_config)
     app.router.add_get("/api/v1/status/remote_write", remote_write_status)
     app.router.add_get("/", index)

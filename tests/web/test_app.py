@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,17 @@ class View:
 
     def dropped_targets(self) -> Sequence[dict[str, Any]]:
         return self.dropped
+
+    def dropped_target_counts(self) -> Mapping[str, int]:
+        return {"a": len(self.dropped)}
+
+    def target_relabel_steps(self, pool: str, labels: Mapping[str, str]) -> Mapping[str, object]:
+        return {"steps": []}  # the real answer is tested in tests/web/test_relabel_steps_api.py
+
+    def series_relabel_steps(
+        self, pool: str, series: Mapping[str, str], *, target: Mapping[str, str] | None
+    ) -> Mapping[str, object]:
+        return {"steps": []}
 
     def config_yaml(self) -> str:
         return "global: {}\n"
