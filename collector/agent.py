@@ -39,6 +39,7 @@ from collector.config import (
     load_config,
     redacted_yaml,
 )
+from collector.config.http_client import redact_url
 from collector.discovery.discoverer import Discoverer
 from collector.discovery.manager import DiscoveryManager
 from collector.errors import CollectorError, ConfigError
@@ -52,6 +53,7 @@ from collector.scrape.proxy import ProxyResolver
 from collector.storage.appender import Appendable, Fanout, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
+from collector.web.security import WebSecurity
 
 __all__ = ["Agent", "new_registry", "run_agent"]
 
@@ -82,6 +84,9 @@ class Agent:
         self.options = options
         self.registry = registry if registry is not None else new_registry()
         self.config: Config = self._load()
+        # TLS, basic auth and headers of every endpoint; a bad file refuses to start (raises
+        # ConfigError), a bad change later keeps the running one.
+        self.web_security = WebSecurity.from_file(options.web_config_file)
         self.series = SeriesRegistry()
         self.fanout = Fanout()
         self.writers: dict[RemoteWriteConfig, RemoteWriter] = {}
@@ -303,7 +308,7 @@ class Agent:
             out.append(
                 {
                     "name": writer.remote_name,
-                    "url": config.url,
+                    "url": redact_url(config.url),
                     "samplesSent": int(value("samples_total")),
                     "samplesFailed": int(value("samples_failed_total")),
                     "samplesPending": writer.pending_samples,
@@ -336,14 +341,26 @@ class Agent:
         """The HTTP application for ``--web.listen-address``."""
         handler = None
         if self.options.enable_remote_write_receiver:
-            from collector.remote.receiver import make_receiver_handler
+            from collector.remote.receiver import ReceiverLimits, make_receiver_handler
 
-            handler = make_receiver_handler(self._accept_remote_write)
+            opts = self.options
+            limits = ReceiverLimits(
+                max_body_bytes=opts.receiver_max_body_bytes,
+                max_decompressed_bytes=opts.receiver_max_decompressed_bytes,
+                max_series_per_request=opts.receiver_max_series_per_request,
+                max_labels_per_series=opts.receiver_max_labels_per_series,
+                max_label_name_length=opts.receiver_max_label_name_length,
+                max_label_value_length=opts.receiver_max_label_value_length,
+            )
+            handler = make_receiver_handler(
+                self._accept_remote_write, limits=limits, registry=self.registry
+            )
         return make_app(
             self,
             registry=self.registry,
             remote_write_handler=handler,
             enable_lifecycle=self.options.enable_lifecycle,
+            middlewares=(self.web_security.middleware,),
         )
 
     def _accept_remote_write(self, series: list[DecodedSeries]) -> None:
@@ -367,9 +384,11 @@ class Agent:
         runner = web.AppRunner(self.make_web_app(), access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = self.options.listen_address.rpartition(":")
-        site = web.TCPSite(runner, host or None, int(port))
+        site = web.TCPSite(
+            runner, host or None, int(port), ssl_context=self.web_security.ssl_context
+        )
         await site.start()
-        log.info("listening on %s", self.options.listen_address)
+        log.info("listening on %s; %s", self.options.listen_address, self.web_security.describe())
         try:
             async with asyncio.TaskGroup() as remote_tg:
                 self._remote_tg = remote_tg

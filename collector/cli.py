@@ -38,6 +38,7 @@ from collector.model.duration import parse_duration, parse_size
 __all__ = [
     "build_parser",
     "check_config",
+    "check_web_config",
     "configure_logging",
     "main",
     "referenced_files",
@@ -150,13 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap of each remote-write destination's write-ahead queue; past it the oldest "
         "batches are dropped and counted (default: 1GiB)",
     )
+    _add_web_flags(parser, defaults)
     commands = parser.add_subparsers(dest="command", metavar="{check,demo,explain,test,version}")
     check = commands.add_parser("check", help="check resources for validity")
-    check_commands = check.add_subparsers(dest="check_command", metavar="{config}", required=True)
+    check_commands = check.add_subparsers(
+        dest="check_command", metavar="{config,web-config}", required=True
+    )
     check_config_parser = check_commands.add_parser(
         "config", help="check if the config files are valid"
     )
     check_config_parser.add_argument("files", nargs="+", metavar="FILE")
+    check_web_parser = check_commands.add_parser(
+        "web-config", help="check if the web config files (--web.config.file) are valid"
+    )
+    check_web_parser.add_argument("files", nargs="+", metavar="FILE")
     commands.add_parser("demo", help="run the whole pipeline on this machine", add_help=False)
     # explain and test parse their own arguments (collector.explain.command, loaded lazily).
     commands.add_parser(
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.version or args.command == "version":
         print(version_text())
         return 0
+    if args.command == "check" and args.check_command == "web-config":
+        return check_web_config(args.files, out=sys.stdout, err=sys.stderr)
     if args.command == "check":
         return check_config(args.files, out=sys.stdout, err=sys.stderr)
     if args.command == "demo":
@@ -200,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         wal_sync_interval=args.wal_sync_interval,
         wal_fsync=args.wal_fsync,
         max_disk_bytes=args.max_disk_bytes,
+        web_config_file=args.web_config_file,
+        receiver_max_body_bytes=args.receiver_max_body_bytes,
+        receiver_max_decompressed_bytes=args.receiver_max_decompressed_bytes,
+        receiver_max_series_per_request=args.receiver_max_series_per_request,
+        receiver_max_labels_per_series=args.receiver_max_labels_per_series,
+        receiver_max_label_name_length=args.receiver_max_label_name_length,
+        receiver_max_label_value_length=args.receiver_max_label_value_length,
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -235,6 +252,65 @@ def _git_describe() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _add_web_flags(parser: argparse.ArgumentParser, defaults: AgentOptions) -> None:
+    """``--web.config.file`` and the remote-write receiver's caps."""
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=defaults.web_config_file,
+        metavar="FILE",
+        help="exporter-toolkit web config (TLS, client certificates, bcrypt basic auth, "
+        "headers) for every endpoint; re-read when it changes; "
+        "check it with 'collector check web-config FILE' (default: none, plain HTTP)",
+    )
+    receiver = "--web.remote-write-receiver."
+    for flag, dest, kind, what in (
+        ("max-body-bytes", "receiver_max_body_bytes", _size_flag, "compressed body, 413 above"),
+        (
+            "max-decompressed-bytes",
+            "receiver_max_decompressed_bytes",
+            _size_flag,
+            "decompressed body (read from the snappy header first), 413 above",
+        ),
+        ("max-series-per-request", "receiver_max_series_per_request", _count_flag, "series"),
+        ("max-labels-per-series", "receiver_max_labels_per_series", _count_flag, "labels"),
+        (
+            "max-label-name-length",
+            "receiver_max_label_name_length",
+            _count_flag,
+            "label name bytes",
+        ),
+        (
+            "max-label-value-length",
+            "receiver_max_label_value_length",
+            _count_flag,
+            "label value bytes",
+        ),
+    ):
+        default = getattr(defaults, dest)
+        parser.add_argument(
+            receiver + flag,
+            dest=dest,
+            default=default,
+            type=kind,
+            metavar="SIZE" if kind is _size_flag else "N",
+            help=f"remote-write receiver cap: {what}"
+            + ("" if kind is _size_flag else "; 400 above, 0 = no cap")
+            + f" (default: {f'{default >> 20}MiB' if kind is _size_flag else default})",
+        )
+
+
+def _count_flag(text: str) -> int:
+    """A non-negative integer flag value (0 = no cap)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
 
 
 def _size_flag(text: str) -> int:
@@ -292,6 +368,29 @@ def check_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
                 print(f"  FAILED: {problem}", file=err)
         else:
             print(f"  SUCCESS: {filename} is valid prometheus config file syntax", file=out)
+        print("", file=out)
+    return worst
+
+
+def check_web_config(files: Sequence[str], *, out: TextIO, err: TextIO) -> int:
+    """``collector check web-config FILE...`` (``promtool check web-config``); never raises.
+
+    Exit code 0 when every file is valid, 1 when one is refused (every problem printed as
+    ``file:line:column: path: message``), 2 when one cannot be read.
+    """
+    # Lazy: the web layer (aiohttp, bcrypt) is only needed for this subcommand.
+    load_web_config = importlib.import_module("collector.web.webconfig").load_web_config
+    worst = 0
+    for filename in files:
+        print(f"Checking {filename}", file=out)
+        try:
+            load_web_config(filename)
+        except ConfigError as exc:
+            worst = max(worst, 2 if isinstance(exc, ConfigFileError) else 1)
+            for problem in exc.problems:
+                print(f"  FAILED: {_located(problem, filename)}", file=err)
+        else:
+            print(f"  SUCCESS: {filename} is a valid web config file", file=out)
         print("", file=out)
     return worst
 
@@ -424,6 +523,13 @@ def _run_agent(options: AgentOptions) -> int:
     except ConfigError as exc:
         print(f"error loading config: {exc.render()}", file=sys.stderr)
         return 1
+    if options.web_config_file:
+        load_web_config = importlib.import_module("collector.web.webconfig").load_web_config
+        try:
+            load_web_config(options.web_config_file)
+        except ConfigError as exc:
+            print(f"error loading web config: {exc.render()}", file=sys.stderr)
+            return 1
     try:
         # Lazy: ``check config`` must work without the agent and its dependencies loaded.
         run_agent = importlib.import_module("collector.agent").run_agent

@@ -345,6 +345,22 @@ class AgentOptions:
     """``--storage.remote.wal-fsync``: fsync every group commit."""
     max_disk_bytes: int = 1 << 30
     """``--storage.remote.max-disk-bytes``: cap of each destination's write-ahead log."""
+    web_config_file: str = ""
+    """``--web.config.file``: exporter-toolkit TLS / basic auth / headers for every endpoint;
+    empty = plain HTTP, no authentication."""
+    receiver_max_body_bytes: int = 32 << 20
+    """``--web.remote-write-receiver.max-body-bytes``: compressed request body (413 above)."""
+    receiver_max_decompressed_bytes: int = 128 << 20
+    """``--web.remote-write-receiver.max-decompressed-bytes``: decompressed size (413 above),
+    read from the snappy header before decompressing."""
+    receiver_max_series_per_request: int = 100_000
+    """``--web.remote-write-receiver.max-series-per-request`` (0 = no cap; 400 above)."""
+    receiver_max_labels_per_series: int = 128
+    """``--web.remote-write-receiver.max-labels-per-series`` (0 = no cap; 400 above)."""
+    receiver_max_label_name_length: int = 1024
+    """``--web.remote-write-receiver.max-label-name-length``, UTF-8 bytes (0 = no cap)."""
+    receiver_max_label_value_length: int = 16 * 1024
+    """``--web.remote-write-receiver.max-label-value-length``, UTF-8 bytes (0 = no cap)."""
 
     def config_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment ``${VAR}`` expansion sees: ``environ`` plus

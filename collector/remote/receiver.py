@@ -1,13 +1,24 @@
 """A remote-write 1.0 receiver: ``POST`` snappy(protobuf ``WriteRequest``) -> decoded series.
 
-The demo and the tests use it as the built-in destination; the web layer mounts
-`make_receiver_handler` at ``POST /api/v1/write`` for ``--web.enable-remote-write-receiver``.
-Decoding uses the protobuf classes (`collector.remote.codec.decode_request`), never the hand
-encoder, so a receiver test is also a compatibility test of the sender.
+The demo and the tests use it as the built-in destination; the agent mounts
+`make_receiver_handler` at ``POST /api/v1/write`` for ``--web.enable-remote-write-receiver``
+(behind the web config's TLS and basic auth, `collector.web.security`). Decoding uses the
+protobuf classes (`collector.remote.prompb`), never the hand encoder, so a receiver test is also
+a compatibility test of the sender.
 
-Answers: 204 on success; 400 with a one-line reason for a body that is not snappy or not a
-``WriteRequest``; 415 for a ``Content-Encoding`` other than snappy or a remote-write 2.0
-``Content-Type``; 500 if ``on_write`` raises.
+Every request is bounded before it costs memory (`ReceiverLimits`, flags
+``--web.remote-write-receiver.*``): the compressed body is read in chunks up to its cap; the
+snappy block's length header (a varint in its first bytes) is read *before* decompressing, so a
+snappy bomb is refused from its header; the series and their labels are checked before any
+reaches ``on_write``. aiohttp's own 1 MiB ``client_max_size`` is not used: it only applies to
+``request.read()``, and real senders (Prometheus, vmagent) send bigger batches.
+
+Answers: 204 on success; 413 for a body or decompressed size over its cap; 400 with a one-line
+reason for a body that is not snappy, not a ``WriteRequest``, or breaks a series/label cap;
+415 for a ``Content-Encoding`` other than snappy or a remote-write 2.0 ``Content-Type``; 500 if
+``on_write`` raises. Every refusal is counted in
+``collector_remote_write_receiver_rejected_requests_total{reason}``. A 4xx makes senders drop
+the batch, so the default caps are sized well above what real senders send.
 
 Prometheus counterpart: ``storage/remote/write_handler.go``.
 """
@@ -16,12 +27,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from prometheus_client import CollectorRegistry, Counter
 
-from collector.remote.codec import DecodedSeries, DecodeError, decode_request, decompress
+from collector.remote import prompb
+from collector.remote.codec import DecodedSeries, DecodeError, decompress
 
-__all__ = ["OnWrite", "make_receiver_app", "make_receiver_handler"]
+__all__ = [
+    "REJECT_REASONS",
+    "OnWrite",
+    "ReceiverLimits",
+    "make_receiver_app",
+    "make_receiver_handler",
+    "snappy_length",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +53,84 @@ OnWrite = Callable[[list[DecodedSeries]], None]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_MiB = 1 << 20
+_CHUNK = 256 * 1024
 
-def make_receiver_handler(on_write: OnWrite) -> Handler:
-    """An aiohttp handler for remote-write 1.0 ``POST`` requests."""
+REJECT_REASONS = (
+    "body_too_large",
+    "decompressed_too_large",
+    "invalid_snappy",
+    "invalid_protobuf",
+    "too_many_series",
+    "too_many_labels",
+    "label_name_too_long",
+    "label_value_too_long",
+    "unsupported_encoding",
+    "unsupported_protocol",
+)
+"""Values of the ``reason`` label of the rejected-requests counter."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiverLimits:
+    """Caps of one request; 0 means no cap for the count and length caps.
+
+    Defaults leave room above real senders: Prometheus sends 2,000 samples per request
+    (``max_samples_per_send``), vmagent up to 10,000 rows in at most 8 MiB
+    (``-remoteWrite.maxBlockSize``, ``-remoteWrite.maxRowsPerBlock``).
+    """
+
+    max_body_bytes: int = 32 * _MiB
+    """Compressed body (``--web.remote-write-receiver.max-body-bytes``)."""
+    max_decompressed_bytes: int = 128 * _MiB
+    """Decompressed ``WriteRequest`` (``...max-decompressed-bytes``)."""
+    max_series_per_request: int = 100_000
+    max_labels_per_series: int = 128
+    max_label_name_length: int = 1024
+    """Bytes of UTF-8, as Go's ``len`` counts them."""
+    max_label_value_length: int = 16 * 1024
+
+
+class _Rejected(Exception):
+    """A request refused: HTTP status, counter reason, one-line message for the sender."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def make_receiver_handler(
+    on_write: OnWrite,
+    *,
+    limits: ReceiverLimits | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Handler:
+    """An aiohttp handler for remote-write 1.0 ``POST`` requests.
+
+    ``registry`` gets the rejected-requests counter (a private registry when None, so that
+    making a handler is cheap and can be repeated).
+    """
+    caps = limits if limits is not None else ReceiverLimits()
+    rejected = Counter(
+        "collector_remote_write_receiver_rejected_requests_total",
+        "Remote-write requests the receiver refused, by reason.",
+        ["reason"],
+        registry=registry if registry is not None else CollectorRegistry(auto_describe=False),
+    )
+    for reason in REJECT_REASONS:
+        rejected.labels(reason=reason)  # every reason exported from the start, at 0
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        encoding = request.headers.get("Content-Encoding", "snappy").lower()
-        if encoding != "snappy":
-            return web.Response(status=415, text=f"unsupported Content-Encoding {encoding!r}\n")
-        content_type = request.headers.get("Content-Type", "application/x-protobuf")
-        if "io.prometheus.write.v2" in content_type:
-            return web.Response(status=415, text="remote write 2.0 is not supported\n")
-        body = await request.read()
         try:
-            series = decode_request(decompress(body))
-        except DecodeError as exc:
-            return web.Response(status=400, text=f"{exc}\n")
+            _check_headers(request)
+            body = await _read_body(request, caps)
+            series = _decode(body, caps)
+        except _Rejected as exc:
+            rejected.labels(reason=exc.reason).inc()
+            log.debug("remote write request refused (%s): %s", exc.reason, exc.message)
+            return web.Response(status=exc.status, text=f"{exc.message}\n")
         try:
             on_write(series)
         except Exception as exc:  # the callback's failure is the sender's recoverable 500
@@ -56,8 +141,157 @@ def make_receiver_handler(on_write: OnWrite) -> Handler:
     return handle
 
 
-def make_receiver_app(on_write: OnWrite, *, path: str = "/api/v1/write") -> web.Application:
+def make_receiver_app(
+    on_write: OnWrite,
+    *,
+    path: str = "/api/v1/write",
+    limits: ReceiverLimits | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
     """An aiohttp application serving `make_receiver_handler` at ``POST path``."""
     app = web.Application()
-    app.router.add_post(path, make_receiver_handler(on_write))
+    app.router.add_post(path, make_receiver_handler(on_write, limits=limits, registry=registry))
     return app
+
+
+def _check_headers(request: web.Request) -> None:
+    encoding = request.headers.get("Content-Encoding", "snappy").lower()
+    if encoding != "snappy":
+        raise _Rejected(415, "unsupported_encoding", f"unsupported Content-Encoding {encoding!r}")
+    content_type = request.headers.get("Content-Type", "application/x-protobuf")
+    if "io.prometheus.write.v2" in content_type:
+        raise _Rejected(415, "unsupported_protocol", "remote write 2.0 is not supported")
+
+
+async def _read_body(request: web.Request, caps: ReceiverLimits) -> bytes:
+    """The compressed body, refused (413) as soon as it or its snappy header is over a cap."""
+    declared = request.content_length
+    if declared is not None and declared > caps.max_body_bytes:
+        raise _too_large_body(caps)
+    if request.body_exists and not request.can_read_body:
+        # A wrapping handler already read it (aiohttp keeps what ``read()`` returned).
+        whole = await request.read()
+        if len(whole) > caps.max_body_bytes:
+            raise _too_large_body(caps)
+        _check_snappy_header(whole[:10], caps)
+        return whole
+    body = bytearray()
+    header_checked = False
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > caps.max_body_bytes:
+            raise _too_large_body(caps)
+        if not header_checked and len(body) >= 10:
+            _check_snappy_header(bytes(body[:10]), caps)
+            header_checked = True
+    if not header_checked:
+        _check_snappy_header(bytes(body), caps)
+    return bytes(body)
+
+
+def _too_large_body(caps: ReceiverLimits) -> _Rejected:
+    return _Rejected(
+        413,
+        "body_too_large",
+        f"request body is larger than {caps.max_body_bytes} bytes "
+        "(--web.remote-write-receiver.max-body-bytes)",
+    )
+
+
+def snappy_length(data: bytes) -> int | None:
+    """The uncompressed length a snappy block announces (its leading uvarint); None if ``data``
+    does not start with a complete one (at most 5 bytes: snappy lengths are 32-bit)."""
+    length = 0
+    for i, byte in enumerate(data[:5]):
+        length |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return length
+    return None
+
+
+def _check_snappy_header(head: bytes, caps: ReceiverLimits) -> None:
+    """Refuse a block whose announced size is over the cap, before anything is decompressed.
+
+    The decoder allocates exactly the announced size and fails if the data would expand past
+    it, so checking the header bounds the memory decompression can take.
+    """
+    length = snappy_length(head)
+    if length is None:
+        raise _Rejected(400, "invalid_snappy", "invalid snappy block: no length header")
+    if length > caps.max_decompressed_bytes:
+        raise _Rejected(
+            413,
+            "decompressed_too_large",
+            f"decompressed request would be {length} bytes, more than "
+            f"{caps.max_decompressed_bytes} (--web.remote-write-receiver.max-decompressed-bytes)",
+        )
+
+
+def _decode(body: bytes, caps: ReceiverLimits) -> list[DecodedSeries]:
+    """Decompress and parse ``body``, refusing any series or label over its cap."""
+    try:
+        raw = decompress(body)
+    except DecodeError as exc:
+        raise _Rejected(400, "invalid_snappy", str(exc)) from exc
+    message: Any = prompb.WriteRequest()
+    try:
+        message.ParseFromString(raw)
+    except _ProtobufDecodeError as exc:
+        raise _Rejected(400, "invalid_protobuf", f"invalid WriteRequest protobuf: {exc}") from exc
+    del raw
+    count = len(message.timeseries)
+    if caps.max_series_per_request and count > caps.max_series_per_request:
+        raise _Rejected(
+            400,
+            "too_many_series",
+            f"request has {count} series, more than {caps.max_series_per_request} "
+            "(--web.remote-write-receiver.max-series-per-request)",
+        )
+    out: list[DecodedSeries] = []
+    for series in message.timeseries:
+        labels = tuple((label.name, label.value) for label in series.labels)
+        _check_labels(labels, caps)
+        out.append((labels, [(s.value, s.timestamp) for s in series.samples]))
+    return out
+
+
+def _check_labels(labels: tuple[tuple[str, str], ...], caps: ReceiverLimits) -> None:
+    if caps.max_labels_per_series and len(labels) > caps.max_labels_per_series:
+        raise _Rejected(
+            400,
+            "too_many_labels",
+            f"series {_name(labels)} has {len(labels)} labels, more than "
+            f"{caps.max_labels_per_series} (--web.remote-write-receiver.max-labels-per-series)",
+        )
+    for name, value in labels:
+        if _too_long(name, caps.max_label_name_length):
+            raise _Rejected(
+                400,
+                "label_name_too_long",
+                f"series {_name(labels)} has a label name longer than "
+                f"{caps.max_label_name_length} bytes "
+                "(--web.remote-write-receiver.max-label-name-length)",
+            )
+        if _too_long(value, caps.max_label_value_length):
+            raise _Rejected(
+                400,
+                "label_value_too_long",
+                f"series {_name(labels)} has a value of label {name[:100]!r} longer than "
+                f"{caps.max_label_value_length} bytes "
+                "(--web.remote-write-receiver.max-label-value-length)",
+            )
+
+
+def _too_long(text: str, cap: int) -> bool:
+    """Whether ``text`` is over ``cap`` UTF-8 bytes; encodes only when characters cannot tell."""
+    if not cap or len(text) * 4 <= cap:
+        return False
+    return len(text) > cap or len(text.encode("utf-8", "surrogatepass")) > cap
+
+
+def _name(labels: tuple[tuple[str, str], ...]) -> str:
+    """The metric name for a message (cut: it may itself be the label that is too long)."""
+    for name, value in labels:
+        if name == "__name__":
+            return repr(value[:100])
+    return "without __name__"

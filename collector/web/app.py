@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -21,6 +21,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector.errors import CollectorError, ParseError
 from collector.model.relabel_steps import parse_series
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
 
 __all__ = ["AgentView", "make_app"]
 
@@ -119,6 +122,7 @@ def make_app(
     extra_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
     | None = None,
     enable_lifecycle: bool = False,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
     """Build the application.
 
@@ -128,7 +132,9 @@ def make_app(
 
     ``remote_write_handler`` is mounted at ``POST /api/v1/write`` only when given (the agent
     passes it for ``--web.enable-remote-write-receiver``). ``extra_routes`` adds ``GET`` pages
-    (the web UI) without this module knowing about them.
+    (the web UI) without this module knowing about them. ``middlewares`` run around every
+    route, the receiver and 404s included: the agent passes `collector.web.security`'s (TLS
+    client SANs, basic auth, rate limit, headers of ``--web.config.file``).
     """
 
     async def metrics(_: web.Request) -> web.Response:
@@ -242,7 +248,7 @@ def make_app(
     async def method_not_allowed(_: web.Request) -> web.Response:
         return web.Response(text="Only POST or PUT requests allowed\n", status=405)
 
-    app = web.Application()
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
