@@ -319,18 +319,12 @@ def _get_routes(agent: Agent) -> list[str]:
     ]
 
 
-# ------------------------------------------------------------------------------ known leaks
-# Found by this sweep in files outside the web-config change; each test fails today (strict
-# xfail) and turns into a failure to remove the marker once its module is fixed.
+# ------------------------------------------------------------------------------ found leaks
+# Found by this sweep outside the web layer and fixed; each test pins one of them.
 
 _LEAK = "sentinel-known-leak-3f9d"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector/config/render.py shows proxy_url as written, password included "
-    "(Prometheus redacts it like the remote_write url: redact_url)",
-)
 def test_proxy_url_password_is_redacted_on_the_config_page() -> None:
     config = load_config_text(
         f"scrape_configs: [{{job_name: j, proxy_url: 'http://u:{_LEAK}@127.0.0.1:1', "
@@ -340,11 +334,6 @@ def test_proxy_url_password_is_redacted_on_the_config_page() -> None:
     assert _LEAK not in redacted_yaml(config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector/config/yaml_tree.describe echoes a mistyped value whole in errors "
-    "(`authorization: Bearer <token>`); Go's yaml.v2 shows at most 7 characters of it",
-)
 def test_a_secret_written_where_a_block_belongs_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(
@@ -354,11 +343,6 @@ def test_a_secret_written_where_a_block_belongs_is_not_echoed() -> None:
     assert _LEAK not in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector/remote/writer.py labels the prometheus_remote_storage_* metrics with the "
-    "raw url, userinfo password included (the config page and the queue status redact it)",
-)
 async def test_remote_write_url_password_stays_out_of_metrics(tmp_path: Path) -> None:
     config = (
         "global: {scrape_interval: 1m}\n"
@@ -370,12 +354,6 @@ async def test_remote_write_url_password_stays_out_of_metrics(tmp_path: Path) ->
         assert _LEAK not in str(agent.remote_write_status())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector/scrape/pool.py builds the TLS context outside the loop's error "
-    "handling: a tls_config key that does not load stops the whole agent instead of "
-    "becoming the target's lastError",
-)
 async def test_an_unloadable_scrape_key_is_a_target_error(tmp_path: Path, certs: Certs) -> None:
     cert = certs.client_cert.read_text().replace("\n", "\\n")
     key = f"-----BEGIN PRIVATE KEY-----\\n{_LEAK}\\n-----END PRIVATE KEY-----\\n"

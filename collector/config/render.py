@@ -53,6 +53,7 @@ _DURATION_FIELDS = names(
     """
     scrape_interval scrape_timeout evaluation_interval refresh_interval remote_timeout
     batch_send_deadline min_backoff max_backoff sample_age_limit send_interval
+    series_limit_window
     """
 )
 
@@ -110,7 +111,7 @@ def _render_http(client: HTTPClientConfig) -> dict[str, object]:
             tls["key"] = _SECRET
         out["tls_config"] = tls
     if client.proxy_url:
-        out["proxy_url"] = client.proxy_url
+        out["proxy_url"] = redact_url(client.proxy_url)
     if client.no_proxy:
         out["no_proxy"] = client.no_proxy
     if client.proxy_from_environment:

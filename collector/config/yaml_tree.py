@@ -343,7 +343,9 @@ def relabel_plain(tree: Tree) -> object:
 
 
 def describe(value: Tree) -> str:
-    """Go yaml.v2's way of naming a node in type errors: ``!!str `abc```."""
+    """Go yaml.v2's way of naming a node in type errors: ``!!str `abc```; like yaml.v2, a value
+    over 10 characters shows only its first 7 (``Bearer ...``), so a secret written where a
+    block belongs is not echoed into logs."""
     if value is None:
         return "!!null"
     if isinstance(value, list):
@@ -358,8 +360,12 @@ def describe(value: Tree) -> str:
             if isinstance(value.value, int)
             else "float"
         )
-        return f"!!{kind} `{value.text}`"
-    return f"!!str `{value}`"
+        return f"!!{kind} `{_short(value.text)}`"
+    return f"!!str `{_short(str(value))}`"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 10 else text[:7] + "..."
 
 
 def is_empty(value: Tree) -> bool:

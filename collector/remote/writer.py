@@ -39,6 +39,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from collector.config import RemoteWriteConfig
+from collector.config.http_client import redact_url
 from collector.remote.client import WriteClient
 from collector.remote.delivery import DeliveryQueue
 from collector.remote.encoder import BatchEncoder, Relabel
@@ -103,7 +104,10 @@ class RemoteWriter:
         q = config.queue_config
         self.config = config
         self.remote_name = remote_name_of(config)
-        self.metrics = QueueMetrics(registry, remote_name=self.remote_name, url=config.url)
+        # The url label is shown on /metrics: never with a password in it.
+        self.metrics = QueueMetrics(
+            registry, remote_name=self.remote_name, url=redact_url(config.url)
+        )
         self._flush_deadline = flush_deadline
         self._flush_until = flush_until
         self._sleep = sleep

@@ -324,12 +324,18 @@ class ScrapePool:
                 session=self._proxy_session, target=target, cfg=self.cfg, resolver=self._resolver
             )
         assert self._session is not None
+        try:
+            ssl_context = self._ssl_context(target)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            # A key or certificate that does not load is this target's error (lastError, up 0),
+            # never the agent's: errors are data inside the loop (STYLE rule 3).
+            return _Refused(f"cannot load tls_config: {type(exc).__name__}: {exc}")
         return HttpScraper(
             session=self._session,
             url=target.url,
             timeout=target.timeout,
             cfg=self.cfg,
-            ssl_context=self._ssl_context(target),
+            ssl_context=ssl_context,
         )
 
     def _ssl_context(self, target: Target) -> ssl.SSLContext | None:
