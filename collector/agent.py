@@ -48,12 +48,15 @@ from collector.model.duration import format_duration
 from collector.model.relabel_steps import series_json
 from collector.remote.codec import DecodedSeries
 from collector.remote.writer import RemoteWriter
+from collector.scrape.cardinality import cardinality_report_async, pool_status
+from collector.scrape.limits import LimitsCollector
 from collector.scrape.manager import ScrapeManager
 from collector.scrape.proxy import ProxyResolver
 from collector.storage.appender import Appendable, Fanout, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 from collector.web.security import WebSecurity
+from collector.web.ui import RemoteWriteHistory
 
 __all__ = ["Agent", "new_registry", "run_agent"]
 
@@ -113,6 +116,9 @@ class Agent:
             reload_interval=reload_interval,
             proxy_resolver=self._apiserver_proxy,
         )
+        self.registry.register(LimitsCollector(lambda: self.scrape.pools))
+        self.history = RemoteWriteHistory(self._remote_write_now)
+        """The last 15 minutes of every remote-write queue, for the UI's charts."""
         self._remote_tg: asyncio.TaskGroup | None = None
         self._stop_at: float | None = None
         self.on_quit: Callable[[], None] = _no_quit
@@ -296,7 +302,23 @@ class Agent:
         return series_json(explained)
 
     def remote_write_status(self) -> Sequence[dict[str, Any]]:
-        """Per-queue numbers for the web UI."""
+        """Per-queue numbers for the web UI, with the last 15 minutes of rates."""
+        return self.history.annotate(self._remote_write_now())
+
+    async def cardinality(self, *, scrape_pool: str, scrape_url: str, top: int) -> dict[str, Any]:
+        """``/api/v1/status/cardinality``, computed from the scrape caches now."""
+        return dict(
+            await cardinality_report_async(
+                self.scrape.pools, scrape_pool=scrape_pool, scrape_url=scrape_url, top=top
+            )
+        )
+
+    def scrape_pools(self) -> Sequence[dict[str, Any]]:
+        """Per pool: discovered, active, dropped and failed targets, and series."""
+        return [dict(p) for p in pool_status(self.scrape.pools)]
+
+    def _remote_write_now(self) -> list[dict[str, Any]]:
+        """Every queue's numbers now: what `history` samples and the UI shows."""
         out = []
         for config, writer in self.writers.items():
             labels = {"remote_name": writer.remote_name, "url": config.url}
@@ -311,6 +333,7 @@ class Agent:
                     "url": redact_url(config.url),
                     "samplesSent": int(value("samples_total")),
                     "samplesFailed": int(value("samples_failed_total")),
+                    "samplesRetried": int(value("samples_retried_total")),
                     "samplesPending": writer.pending_samples,
                     "shards": writer.num_shards,
                     "diskQueueBytes": writer.wal.disk_bytes,
@@ -360,6 +383,7 @@ class Agent:
             registry=self.registry,
             remote_write_handler=handler,
             enable_lifecycle=self.options.enable_lifecycle,
+            ui=self,
             middlewares=(self.web_security.middleware,),
         )
 
@@ -397,6 +421,7 @@ class Agent:
                     if config not in self._writer_tasks:
                         self._start_writer(config, writer)
                 remote_tg.create_task(self._forget_released(), name="series gc")
+                remote_tg.create_task(self.history.run(), name="remote write history")
                 async with asyncio.TaskGroup() as scrape_tg:
                     scrape_tg.create_task(
                         self.scrape.run(self.discovery.sync_channel), name="scrape manager"

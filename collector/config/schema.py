@@ -253,6 +253,17 @@ class ScrapeConfig:
     always_scrape_classic_histograms: bool = False
     native_histogram_bucket_limit: int = 0
     native_histogram_min_bucket_factor: float = 0.0
+    sample_limit_mode: Literal["fail", "keep_first"] = "fail"
+    """collector extension. ``fail`` (Prometheus): a scrape over ``sample_limit`` fails whole.
+    ``keep_first``: the first ``sample_limit`` samples in body order are written, the rest are
+    dropped and counted per target, and the scrape stays up."""
+    series_limit: int = 0
+    """collector extension (vmagent's ``series_limit``): distinct series one target may expose
+    per `series_limit_window`; samples of further new series are dropped and counted per
+    target, the series it already has keep flowing. 0 = no limit."""
+    series_limit_window: float = 3600.0
+    """Seconds over which `series_limit` counts distinct series: ``1h`` (vmagent's hourly limit)
+    or ``1d`` (its daily one), or any duration of at least the scrape interval."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ from collector.config.schema import (
 )
 from collector.config.section import Section, Source, names, valid_utf8
 from collector.config.yaml_tree import Tree, idx, join
+from collector.model.duration import format_duration
 from collector.model.labels import is_legacy_label_name, is_valid_label_name
 
 __all__ = ["parse_global", "parse_scrape_config"]
@@ -65,6 +66,7 @@ _SCRAPE_KEYS = (
         metric_name_escaping_scheme extra_scrape_metrics static_configs
         file_sd_configs http_sd_configs kubernetes_sd_configs kubelet_sd_configs relabel_configs
         metric_relabel_configs scrape_via_apiserver_proxy
+        sample_limit_mode series_limit series_limit_window
         """
     )
     | HTTP_KEYS
@@ -216,6 +218,7 @@ def parse_scrape_config(
         )
 
     scheme, escaping = _schemes(s, glob_cfg)
+    sample_limit_mode, series_limit, series_window = _limit_extensions(s, interval)
     return ScrapeConfig(
         job_name=job,
         scrape_interval=interval,
@@ -261,7 +264,46 @@ def parse_scrape_config(
         ),
         native_histogram_bucket_limit=s.int_("native_histogram_bucket_limit"),
         native_histogram_min_bucket_factor=s.float_("native_histogram_min_bucket_factor"),
+        sample_limit_mode=sample_limit_mode,
+        series_limit=series_limit,
+        series_limit_window=series_window,
     )
+
+
+_SAMPLE_LIMIT_MODES = ("fail", "keep_first")
+_DEFAULT_SERIES_WINDOW = 3600.0
+
+
+def _limit_extensions(
+    s: Section, interval: float
+) -> tuple[Literal["fail", "keep_first"], int, float]:
+    """The collector's limit keys: ``sample_limit_mode``, ``series_limit`` and its window.
+
+    A window shorter than the scrape interval would forget every series between two scrapes,
+    so the limit would never bind: that is refused rather than silently meaningless.
+    """
+    mode = s.str_("sample_limit_mode") or "fail"
+    if mode not in _SAMPLE_LIMIT_MODES:
+        s.fail(
+            f"sample_limit_mode must be 'fail' or 'keep_first', got \"{mode}\"",
+            "sample_limit_mode",
+        )
+        mode = "fail"
+    limit = s.int_("series_limit")
+    window = s.duration("series_limit_window")
+    if window is None:
+        window = _DEFAULT_SERIES_WINDOW
+    elif window <= 0:
+        s.fail("series_limit_window must be greater than 0", "series_limit_window")
+        window = _DEFAULT_SERIES_WINDOW
+    elif window < interval and "scrape_interval" not in s.failed:
+        s.fail(
+            f"series_limit_window ({format_duration(window)}) must not be shorter than the "
+            f"scrape interval ({format_duration(interval)})",
+            "series_limit_window",
+        )
+        window = _DEFAULT_SERIES_WINDOW
+    return cast("Literal['fail', 'keep_first']", mode), limit, window
 
 
 def _fallback_bool(s: Section, key: str, glob_cfg: GlobalConfig) -> bool:

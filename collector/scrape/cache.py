@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from collector.errors import CollectorError, ParseError, ScrapeError, ScrapeLimitError
 from collector.model.labels import (
@@ -40,6 +40,9 @@ from collector.scrape.schedule import go_quote, render_labels
 from collector.scrape.target import RelabelProcessor
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
+
+if TYPE_CHECKING:
+    from collector.scrape.limits import SeriesLimiter
 
 __all__ = [
     "MAX_AHEAD_MS",
@@ -132,7 +135,11 @@ class AppendResult:
     out_of_order: int = 0
     out_of_bounds: int = 0
     sample_limit_exceeded: bool = False
+    over_sample_limit: int = 0
+    """Samples past ``sample_limit`` (not appended; ``keep_first`` counts them)."""
     label_limit_exceeded: bool = False
+    series_limited: int = 0
+    """Samples of series refused by the target's `SeriesLimiter` (not appended)."""
     error: CollectorError | None = None
     """A series error that aborted the pass (missing name, invalid names, label limits,
     duplicate label names: the last one is a `ParseError` raised by ``exp.labels``)."""
@@ -154,13 +161,21 @@ class ScrapeCache:
         "_successful_count",
         "_undo",
         "cur",
+        "evicted",
         "last_ts",
         "prev",
         "registry",
         "series",
+        "series_limiter",
     )
 
-    def __init__(self, *, registry: SeriesRegistry, last_ts: LastTimestamps) -> None:
+    def __init__(
+        self,
+        *,
+        registry: SeriesRegistry,
+        last_ts: LastTimestamps,
+        series_limiter: SeriesLimiter | None = None,
+    ) -> None:
         self.registry = registry
         self.last_ts = last_ts
         self.series: dict[bytes, int] = {}
@@ -177,6 +192,10 @@ class ScrapeCache:
         self._successful_count = 0
         self._metadata: Mapping[str, object] = {}
         self._metadata_source: _MetadataSource | None = None
+        self.series_limiter = series_limiter
+        """``series_limit``: asked about new series only; travels with the cache on reloads."""
+        self.evicted = 0
+        """Series released by the last `iter_done` (the "removed" half of churn)."""
 
     @property
     def metadata(self) -> Mapping[str, object]:
@@ -232,6 +251,9 @@ class ScrapeCache:
         track_explicit = options.track_timestamps_staleness
         limit = options.sample_limit
         max_ts = now_ms + MAX_AHEAD_MS
+        limiter = self.series_limiter
+        if limiter is not None:
+            limiter.roll(now_ms, self.series, self.registry.labels)
 
         keys, values, stamps = exp.columns()
         if (stamps is None or not honor) and not limit and not cur:
@@ -320,7 +342,9 @@ class ScrapeCache:
             out_of_order=ooo,
             out_of_bounds=oob,
             sample_limit_exceeded=bool(limit) and appended > limit,
+            over_sample_limit=max(appended - limit, 0) if limit else 0,
             label_limit_exceeded=isinstance(error, _LabelLimitError),
+            series_limited=0 if limiter is None else limiter.samples_refused(self._dropped_seen),
             error=error,
         )
 
@@ -345,6 +369,9 @@ class ScrapeCache:
         if duplicate:
             # Agent storage refuses it and Prometheus fails the scrape (spec §4.4-6, EMPIRICAL).
             raise ScrapeError(f'label name "{duplicate}" is not unique: invalid sample')
+        limiter = self.series_limiter
+        if limiter is not None and not limiter.admit(key, labels):
+            return self._drop(key)
         ref = self.registry.acquire(labels)
         self.series[key] = ref
         return ref
@@ -394,6 +421,7 @@ class ScrapeCache:
         flushed anyway once it grew beyond ``2 * size_at_last_success + 1000``.
         """
         forced = False
+        self.evicted = 0
         count = len(self.series)
         if flush:
             self._successful_count = count
@@ -419,6 +447,7 @@ class ScrapeCache:
                 if ref not in seen:
                     del self.series[key]
                     self._release(ref)
+                    self.evicted += 1
             elif key not in dropped_seen:
                 del self.series[key]
 

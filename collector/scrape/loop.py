@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import Literal, NoReturn, Protocol
 
 from collector.config import ScrapeConfig, ScrapeProtocol
 from collector.errors import ParseError, ScrapeBodyTooLarge, ScrapeError
@@ -32,6 +32,8 @@ from collector.model.duration import format_duration
 from collector.model.labels import METRIC_NAME, Labels
 from collector.model.value import STALE_NAN
 from collector.scrape.cache import AppendOptions, AppendResult, Exposition, ScrapeCache
+from collector.scrape.cardinality import Churn
+from collector.scrape.limits import TargetLimits
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.schedule import Ticker, TimestampAligner, first_delay
 from collector.scrape.scraper import Scraper, parser_for
@@ -82,6 +84,7 @@ class LoopSettings:
     fallback_protocol: ScrapeProtocol | None = None
     extra_metrics: bool = False
     sample_limit: int = 0
+    sample_limit_mode: Literal["fail", "keep_first"] = "fail"
 
 
 def append_options(
@@ -141,6 +144,15 @@ class ScrapeLoop:
         self._report_refs: list[int] | None = None
         self._interval_label = format_duration(target.interval)
         self._closed = False
+        limiter = cache.series_limiter
+        self.limits = TargetLimits(
+            options=settings.options,
+            keep_first=settings.sample_limit_mode == "keep_first",
+            series_limit=0 if limiter is None else limiter.limit,
+        )
+        """Scrapes and samples each limit cost this target (UI, ``/metrics``)."""
+        self.churn = Churn()
+        """Series added and removed per scrape (UI, cardinality API)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -260,6 +272,7 @@ class ScrapeLoop:
         self._appendable.commit(batch)
         if cache.iter_done(flush=error is None and non_empty):
             self._metrics.cache_flush_forced.inc()
+        self.churn.record(added=result.series_added, removed=cache.evicted)
 
         target = self.target
         target.health = "up" if error is None else "down"
@@ -293,7 +306,8 @@ class ScrapeLoop:
         if result.label_limit_exceeded:
             m.exceeded_label_limits.inc()
         error: BaseException | None = result.error or parse_error
-        if result.sample_limit_exceeded:
+        self.limits.record(result)
+        if result.sample_limit_exceeded and not self.limits.keep_first:
             m.exceeded_sample_limit.inc()
             if error is None:
                 error = ScrapeError("sample limit exceeded")

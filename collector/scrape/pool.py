@@ -40,6 +40,7 @@ from collector.model.labels import Labels
 from collector.model.relabel import compile_rules
 from collector.model.targetgroup import TargetGroup
 from collector.scrape.cache import LastTimestamps, ScrapeCache
+from collector.scrape.limits import limiter_for
 from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_options
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.proxy import ProxiedScraper, ProxyResolver, new_proxy_session
@@ -118,6 +119,10 @@ class ScrapePool:
         self.dropped = DroppedTargets((), cfg=cfg)
         """Dropped targets (at most ``keep_dropped_targets``), iterated as discovered labels."""
         self.dropped_count = 0
+        self.discovered_count = 0
+        """Targets in the last sync's groups, before relabeling and deduplication."""
+        self.failed_count = 0
+        """Targets of the last sync that failed label population (logged, neither list)."""
         self.loops: dict[int, ScrapeLoop] = {}
         self.tasks: dict[int, asyncio.Task[NoReturn]] = {}
         self._ending: set[ScrapeLoop] = set()
@@ -180,6 +185,8 @@ class ScrapePool:
             self._metrics.sync_failed.labels(job).inc(len(built.failures))
         self.dropped = built.dropped
         self.dropped_count = built.dropped_count
+        self.discovered_count = built.discovered_count
+        self.failed_count = len(built.failures)
         targets: dict[int, Target] = {}
         for fp, target in built.active.items():
             old = self.targets.get(fp)
@@ -250,7 +257,10 @@ class ScrapePool:
         loop = ScrapeLoop(
             target=target,
             scraper=self._scraper(target),
-            cache=cache or ScrapeCache(registry=self._registry, last_ts=self._last_ts),
+            cache=cache
+            or ScrapeCache(
+                registry=self._registry, last_ts=self._last_ts, series_limiter=limiter_for(cfg)
+            ),
             settings=LoopSettings(
                 options=append_options(
                     cfg,
@@ -260,6 +270,7 @@ class ScrapePool:
                 fallback_protocol=cfg.fallback_scrape_protocol,
                 extra_metrics=cfg.extra_scrape_metrics,
                 sample_limit=cfg.sample_limit,
+                sample_limit_mode=cfg.sample_limit_mode,
             ),
             appendable=self._appendable,
             registry=self._registry,

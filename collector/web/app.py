@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector.errors import CollectorError, ParseError
 from collector.model.relabel_steps import parse_series
+from collector.web.ui import UiView, add_routes
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Middleware
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 _INDEX = (resources.files("collector.web") / "static" / "index.html").read_bytes()
-"""The web UI: one static page that renders the JSON APIs below (no build step, no assets)."""
+"""The web UI's entry page; its styles and ES modules (no build step) come from `add_routes`."""
 
 
 class AgentView(Protocol):
@@ -123,6 +124,7 @@ def make_app(
     | None = None,
     enable_lifecycle: bool = False,
     middlewares: Sequence[Middleware] = (),
+    ui: UiView | None = None,
 ) -> web.Application:
     """Build the application.
 
@@ -135,6 +137,9 @@ def make_app(
     (the web UI) without this module knowing about them. ``middlewares`` run around every
     route, the receiver and 404s included: the agent passes `collector.web.security`'s (TLS
     client SANs, basic auth, rate limit, headers of ``--web.config.file``).
+
+    ``ui`` (the agent) adds the UI's own endpoints (`collector.web.ui`: cardinality, pools,
+    flags, build info); without it the UI shows those pages as unavailable.
     """
 
     async def metrics(_: web.Request) -> web.Response:
@@ -264,6 +269,8 @@ def make_app(
     app.router.add_get("/api/v1/status/config", status_config)
     app.router.add_get("/api/v1/status/remote_write", remote_write_status)
     app.router.add_get("/", index)
+    # The UI's assets and playground always; its status endpoints when the agent has them.
+    add_routes(app, ui)
     if remote_write_handler is not None:
         app.router.add_post("/api/v1/write", remote_write_handler)
     for path, handler in (extra_routes or {}).items():
