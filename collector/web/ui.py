@@ -37,14 +37,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, cast
 
 import orjson
-import yaml
 from aiohttp import web
 
 from collector import __version__
 from collector.config import AgentOptions
+from collector.config.yaml_tree import Location, Tree, compose, idx, join, relabel_plain, to_plain
 from collector.errors import ConfigError, ParseError
 from collector.model.duration import format_duration
 from collector.model.relabel import RelabelConfig, compile_rules, parse_rule
@@ -223,19 +223,20 @@ def add_routes(app: web.Application, view: UiView | None) -> None:
 
 
 def _playground_labels(raw: object) -> dict[str, str]:
-    """Labels as a JSON object, a series (``{a="b"}``, ``up{job="x"}``) or ``name: value`` lines."""
+    """Labels as a JSON object, a series (``{a="b"}``, ``up{job="x"}``) or ``name: value`` lines
+    (values as written: ``port: 0080`` is ``"0080"``)."""
     if isinstance(raw, dict):
         return {str(k): _scalar(v) for k, v in raw.items()}
     if not isinstance(raw, str) or not raw.strip():
         raise ParseError('labels: give a JSON object, a series {a="b"} or name: value lines')
-    try:
-        loaded = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        loaded = None
-    # JSON and "name: value" lines load as a mapping. A series such as {a="b"} loads too, as
+    composed = compose(raw, file="labels")
+    tree = composed.tree
+    # JSON and "name: value" lines compose to a mapping. A series such as {a="b"} does too, as
     # keys with '=' in them: it goes to the series parser, with everything else.
-    if isinstance(loaded, dict) and not any("=" in str(key) for key in loaded):
-        return {str(k): _scalar(v) for k, v in loaded.items()}
+    if not composed.problems and isinstance(tree, dict) and not any("=" in k for k in tree):
+        return {
+            k: _scalar(v) for k, v in cast("dict[str, object]", to_plain(tree, text=True)).items()
+        }
     try:
         return parse_series(raw)
     except ParseError as exc:
@@ -250,33 +251,49 @@ def _scalar(value: object) -> str:
     return str(value)
 
 
+_RULE_LISTS = ("relabel_configs", "metric_relabel_configs", "write_relabel_configs")
+
+
 def _playground_rules(raw: object) -> list[RelabelConfig]:
-    """Rules as YAML/JSON text or a list: a list of rules, one rule, or a mapping with
-    ``relabel_configs`` (or ``metric_relabel_configs``) as pasted from a scrape config."""
+    """Rules as YAML text, read as the config loader reads ``relabel_configs`` (`compose`,
+    `relabel_plain`: ``regex: true`` is the string ``"true"``, as in Prometheus), or as a JSON
+    list. A list of rules, one rule, or a mapping with ``relabel_configs`` (or the metric or
+    write ones) as pasted from a config. Errors name the rule, the key and the line."""
+    locations: Mapping[str, Location] = {}
+    plain: Callable[[Tree], object] = relabel_plain
+    tree: object = raw
     if isinstance(raw, str):
-        try:
-            raw = yaml.safe_load(raw) if raw.strip() else []
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"rules: not YAML: {exc}") from None
-    if isinstance(raw, dict):
-        for key in ("relabel_configs", "metric_relabel_configs", "write_relabel_configs"):
-            if key in raw:
-                raw = raw[key]
-                break
+        composed = compose(raw, file="rules")
+        if composed.problems:
+            raise composed.problems[0]
+        tree, locations = composed.tree, composed.locations
+    else:
+        plain = _unchanged  # JSON: the types are what they say
+    base, single = "", False
+    if isinstance(tree, dict):
+        listed = next((key for key in _RULE_LISTS if key in tree), None)
+        if listed is None:
+            tree, single = [tree], True
         else:
-            raw = [raw]
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list):
-        raise ConfigError("rules: expected a list of relabel rules")
+            tree, base = tree[listed], listed
+    if tree is None:
+        tree = []
+    if not isinstance(tree, list):
+        raise ConfigError("expected a list of relabel rules", path="rules")
     rules = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(tree):
+        where = base if single else idx(base, i)
         try:
-            rules.append(parse_rule(item, context="target"))
+            rules.append(parse_rule(plain(item), context="target"))
         except ConfigError as exc:
-            where = f"rules[{i}]" + (f".{exc.path}" if exc.path else "")
-            raise ConfigError(exc.message, path=where) from None
+            line, column = locations.get(join(where, exc.path), locations.get(where, (0, 0)))
+            path = join(idx("rules", i), exc.path) if exc.path else idx("rules", i)
+            raise ConfigError(exc.message, path=path, line=line, column=column) from None
     return rules
+
+
+def _unchanged(item: Tree) -> object:
+    return item
 
 
 class RemoteWriteHistory:

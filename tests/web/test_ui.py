@@ -151,7 +151,8 @@ async def test_playground_reports_the_dropping_rule(
     [
         ({"a": "b"}, "- {action: repalce}", 'rules[0].action: unknown relabel action "repalce"'),
         ({"a": "b"}, "- {regex: '('}\n", "rules[0].regex"),
-        ({"a": "b"}, "- [unclosed", "rules: not YAML"),
+        ({"a": "b"}, "- [unclosed", "rules:1:12: yaml: line 1:"),
+        ({"a": "b"}, "- {action: keep}\n- action: repalce\n", "2:3: rules[1].action: unknown"),
         ({"a": "b"}, "42", "rules: expected a list of relabel rules"),
         ("{a=}", "[]", "labels: not a label mapping nor a series"),
         ("", "[]", "labels: give a JSON object"),
@@ -277,3 +278,21 @@ def test_history_rates_survive_counter_resets_and_forget_gone_queues() -> None:
     (old,) = history.annotate([{"name": "q"}])
     assert old["history"]["points"] == []  # type: ignore[index]
     assert old["samplesPerSecond"] is None
+
+
+async def test_playground_reads_yaml_as_the_config_loader_does(
+    client: TestClient[Any, Any],
+) -> None:
+    """``regex: true`` and ``replacement: 0080`` are the strings written, as in a config file
+    (Go's YAML decoding), not YAML's boolean and integer; label values keep their text too."""
+    status, body = await _steps(
+        client,
+        "flag: true\nport: 0080\n",
+        "- {source_labels: [flag], regex: true, action: keep}\n"
+        "- {target_label: port, replacement: 0080}\n",
+    )
+    assert status == 200
+    assert body["data"]["input"] == {"flag": "true", "port": "0080"}
+    assert body["data"]["kept"] is True
+    assert body["data"]["steps"][0]["rule"]["regex"] == "true"
+    assert body["data"]["output"] == {"flag": "true", "port": "0080"}

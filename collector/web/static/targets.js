@@ -137,8 +137,8 @@ export function mount(root) {
     el("td", {class: "num"}, duration(target.lastScrapeDuration)),
     el("td", {class: "num series"}, series === undefined ? "–" : number(series)),
     el("td", {class: "error"}, target.lastError));
-    row.addEventListener("click", (event) => {
-      if (!window.getSelection().toString()) toggle(event);
+    row.addEventListener("click", () => {
+      if (!window.getSelection().toString()) toggle();
     });
     if (!isOpen) return [row];
     if (!panels.has(key)) panels.set(key, detailPanel(target));
