@@ -30,6 +30,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from collector.cluster.membership import Membership, build_membership
+from collector.cluster.settings import resolve_settings
 from collector.config import (
     AgentOptions,
     Config,
@@ -109,13 +111,28 @@ class Agent:
             ["type"],
             registry=self.registry,
         )
+        cluster = resolve_settings(options, os.environ)
         self.scrape = ScrapeManager(
+            # Sharded: one scrape phase per target across the cluster (the offset seed leaves
+            # the host out), so a hand-off changes who scrapes a target, never when.
+            hostname="" if cluster is not None else None,
             registry=self.series,
             appendable=_Counted(self.fanout, self.appended.labels(type="float")),
             metrics_registry=self.registry,
             reload_interval=reload_interval,
             proxy_resolver=self._apiserver_proxy,
+            handoff_overlap=options.cluster_handoff_overlap,
         )
+        self.cluster: Membership | None = None
+        """Sharding across replicas (``--cluster.*``); None: this agent scrapes every target."""
+        if cluster is not None:
+            self.cluster = build_membership(
+                cluster, apply=self.scrape.set_ring, registry=self.registry
+            )
+            self.scrape.set_ring(self.cluster.ring)  # empty: nothing sharded until it reports
+        self.leave_delay = cluster.leave_delay if cluster is not None else 0.0
+        """``--cluster.leave-delay``: at SIGTERM, how long to keep scraping while not ready."""
+        self.leaving = False
         self.registry.register(LimitsCollector(lambda: self.scrape.pools))
         self.history = RemoteWriteHistory(self._remote_write_now)
         """The last 15 minutes of every remote-write queue, for the UI's charts."""
@@ -273,8 +290,9 @@ class Agent:
     # ------------------------------------------------------------------ AgentView (web)
 
     def is_ready(self) -> bool:
-        """Config loaded and every discovery provider synced once."""
-        return self._config_loaded and self.discovery.synced.is_set()
+        """Config loaded and every discovery provider synced once (and not leaving the cluster:
+        a failing readiness probe is how Kubernetes peers learn that this member is going)."""
+        return self._config_loaded and self.discovery.synced.is_set() and not self.leaving
 
     def active_targets(self) -> Sequence[dict[str, Any]]:
         """``activeTargets`` for ``/api/v1/targets``."""
@@ -300,6 +318,13 @@ class Agent:
         # so labels as discovery produced them work as well as discoveredLabels.
         explained = explain_series(self.config, pool, series, target=target, add_defaults=True)
         return series_json(explained)
+
+    def cluster_status(self) -> Mapping[str, object]:
+        """``/api/v1/cluster``: members and their target counts (`collector.cluster`)."""
+        if self.cluster is None:
+            return {"enabled": False, "members": []}
+        shares, local, handing_off = self.scrape.shares()
+        return self.cluster.status(shares=shares, local=local, handing_off=handing_off)
 
     def remote_write_status(self) -> Sequence[dict[str, Any]]:
         """Per-queue numbers for the web UI, with the last 15 minutes of rates."""
@@ -385,6 +410,7 @@ class Agent:
             enable_lifecycle=self.options.enable_lifecycle,
             ui=self,
             middlewares=(self.web_security.middleware,),
+            cluster=self,
         )
 
     def _accept_remote_write(self, series: list[DecodedSeries]) -> None:
@@ -428,6 +454,8 @@ class Agent:
                     )
                     async with asyncio.TaskGroup() as discovery_tg:
                         discovery_tg.create_task(self.discovery.run(), name="discovery manager")
+                        if self.cluster is not None:
+                            discovery_tg.create_task(self.cluster.run(), name="cluster membership")
                         if ready is not None:
                             ready.set()
                         await asyncio.Event().wait()  # until cancelled
@@ -486,11 +514,28 @@ async def run_agent(options: AgentOptions) -> int:
     assert main is not None
     stopping = False
 
+    leave: asyncio.TimerHandle | None = None
+
     def stop(reason: str) -> None:
-        nonlocal stopping
+        nonlocal stopping, leave
         if stopping:
             log.info("%s: already stopping", reason)
             return
+        if leave is None and agent.leave_delay > 0:
+            # Leave the cluster first: /-/ready fails, so the peers (and this member, which
+            # watches its own pod too) hand this member's targets over; it keeps scraping them
+            # for the hand-off overlap, and only then the ordered stop begins.
+            agent.leaving = True
+            log.info(
+                "%s: leaving the cluster: not ready, still scraping for %s, then stopping "
+                "(signal again to stop now)",
+                reason,
+                format_duration(agent.leave_delay),
+            )
+            leave = loop.call_later(agent.leave_delay, stop, "left the cluster")
+            return
+        if leave is not None:
+            leave.cancel()  # the delay ran out, or a second signal: stop now
         stopping = True
         agent.begin_stop()
         log.info(

@@ -31,6 +31,7 @@ from typing import TextIO
 import orjson
 
 from collector import __version__
+from collector.cluster.settings import add_cluster_flags, resolve_settings, with_cluster_flags
 from collector.config import AgentOptions, Config, load_config
 from collector.errors import ConfigError, ConfigFileError
 from collector.model.duration import parse_duration, parse_size
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batches are dropped and counted (default: 1GiB)",
     )
     _add_web_flags(parser, defaults)
+    add_cluster_flags(parser, defaults)
     commands = parser.add_subparsers(dest="command", metavar="{check,demo,explain,test,version}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(
@@ -220,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
     )
+    try:
+        options = with_cluster_flags(options, args)
+        resolve_settings(options, os.environ)
+    except ConfigError as exc:
+        parser.error(str(exc))
     configure_logging(level=options.log_level, fmt=options.log_format)
     return _run_agent(options)
 

@@ -372,6 +372,29 @@ class AgentOptions:
     """``--web.remote-write-receiver.max-label-name-length``, UTF-8 bytes (0 = no cap)."""
     receiver_max_label_value_length: int = 16 * 1024
     """``--web.remote-write-receiver.max-label-value-length``, UTF-8 bytes (0 = no cap)."""
+    cluster_peers_from: str = ""
+    """``--cluster.peers-from``: ``kubernetes``, ``static`` or ``file``; empty: implied by
+    ``--cluster.peers`` / ``--cluster.peers-file``, or no sharding (`collector.cluster`)."""
+    cluster_peers: tuple[str, ...] = ()
+    """``--cluster.peers=a,b,c``: every member's name, this one's included."""
+    cluster_peers_file: str = ""
+    """``--cluster.peers-file``: the member list in a file, re-read when it changes."""
+    cluster_peers_file_refresh: float = 5.0
+    """``--cluster.peers-file-refresh``: how often the peers file is checked, seconds."""
+    cluster_self: str = ""
+    """``--cluster.self``: this member's name; empty: ``$POD_NAME``, else the host name."""
+    cluster_peers_selector: str = "app.kubernetes.io/name=collector"
+    """``--cluster.peers-selector``: label selector of the agent's own pods (kubernetes)."""
+    cluster_peers_namespace: str = ""
+    """``--cluster.peers-namespace``: their namespace; empty: ``$POD_NAMESPACE``."""
+    cluster_replication_factor: int = 1
+    """``--cluster.replication-factor``: members that scrape each target."""
+    cluster_handoff_overlap: float | None = None
+    """``--cluster.handoff-overlap``: seconds a member keeps scraping a target another member
+    took over, then stops without staleness markers; None: one scrape interval."""
+    cluster_leave_delay: float = 0.0
+    """``--cluster.leave-delay``: at SIGTERM, seconds spent not ready (so Kubernetes peers take
+    over) but still scraping, before the ordered stop; 0: stop at once."""
 
     def config_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment ``${VAR}`` expansion sees: ``environ`` plus

@@ -10,8 +10,9 @@ target's ``last_error`` and counters (STYLE rule 3). One iteration commits once:
 
 When the pool stops a loop because its target went away, the pool runs `end_of_run`: two
 ticks plus ``I/10`` later it commits staleness markers for every tracked series and the report
-series, stamped at the first of those ticks (spec §4.9). Shutdown, job removal and
-cache-reusing reloads never get there (the pool's scope is cancelled, or the pool skips it).
+series, stamped at the first of those ticks (spec §4.9). Shutdown, job removal,
+cache-reusing reloads and hand-offs to another cluster member (the series goes on there) never
+get there (the pool's scope is cancelled, or the pool skips it).
 
 Prometheus counterpart: ``scrapeLoop`` in ``scrape/scrape.go``.
 """

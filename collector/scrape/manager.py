@@ -11,6 +11,10 @@ Prometheus JSON shapes (web reads them through its own Protocol; it never import
 `ScrapeManager.metadata` lists the deduplicated metric metadata of every active target, which
 the agent hands to the remote writers (spec §6.6).
 
+Sharding: `ScrapeManager.set_ring` hands a membership change to every pool at once (not on the
+reload tick: the hand-off overlap has to cover only the skew between members), and new pools
+start with the current ring; `ScrapeManager.shares` adds up every member's share.
+
 Prometheus counterpart: ``scrape/manager.go``.
 """
 
@@ -30,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from collector.config import ScrapeConfig
 from collector.model.duration import format_duration
 from collector.model.labels import Labels
+from collector.model.rendezvous import Ring
 from collector.model.targetgroup import TargetGroup, TargetSets
 from collector.model.textparse import Metadata
 from collector.scrape.cache import LastTimestamps
@@ -95,9 +100,14 @@ class ScrapeManager:
         scraper_factory: ScraperFactory | None = None,
         parse: ParseFn | None = None,
         proxy_resolver: Callable[[], ProxyResolver] | None = None,
+        handoff_overlap: float | None = None,
     ) -> None:
         """``proxy_resolver`` builds the resolver for ``scrape_via_apiserver_proxy`` jobs; it is
-        called on first use only (the agent's imports kubernetes_asyncio)."""
+        called on first use only (the agent's imports kubernetes_asyncio).
+        ``handoff_overlap``: how long a target another member took over is still scraped here
+        (``--cluster.handoff-overlap``; None: one scrape interval of that target)."""
+        self._ring: Ring | None = None
+        self._handoff_overlap = handoff_overlap
         self._registry = registry
         self._appendable = appendable
         self.metrics = ScrapeMetrics(metrics_registry)
@@ -200,6 +210,8 @@ class ScrapeManager:
             log.exception("creating scrape pool %s failed", cfg.job_name)
             self.metrics.pools_failed.inc()
             return None
+        pool.ring = self._ring
+        pool.handoff_overlap = self._handoff_overlap
         self.pools[cfg.job_name] = pool
         if self._tg is not None:
             self._tasks[cfg.job_name] = self._tg.create_task(
@@ -217,6 +229,29 @@ class ScrapeManager:
                 metric.remove(job)
             except KeyError:
                 pass
+
+    # -- sharding ------------------------------------------------------------------------------
+
+    def set_ring(self, ring: Ring | None) -> None:
+        """Apply a membership view (None: not sharded) to every pool now."""
+        if ring == self._ring:
+            return  # the same membership again moves nothing
+        self._ring = ring
+        for pool in self.pools.values():
+            pool.set_ring(ring)
+
+    def shares(self) -> tuple[dict[str, int], int, int]:
+        """Every member's sharded targets over all pools, this member's local targets (outside
+        the sharding) and its targets in their hand-off overlap."""
+        shares: dict[str, int] = dict.fromkeys(self._ring.members if self._ring else (), 0)
+        local = handing_off = 0
+        for pool in self.pools.values():
+            handing_off += pool.handing_off
+            if pool.split is not None:
+                local += pool.split.local
+                for name, count in pool.split.shares.items():
+                    shares[name] = shares.get(name, 0) + count
+        return shares, local, handing_off
 
     # -- /api/v1/targets -----------------------------------------------------------------------
 

@@ -17,6 +17,13 @@ the pool also owns a second session for jobs with ``scrape_via_apiserver_proxy: 
 targets are fetched by `ProxiedScraper` through the Kubernetes API server (see
 `collector.scrape.proxy`).
 
+Sharding (``--cluster.*``, `collector.cluster`): with a `Ring` set, the pool still builds every
+target, then keeps only this member's share (`collector.model.rendezvous`); ``targets`` and
+``loops`` hold that share. A target another member takes over is *handed off*: its loop keeps
+scraping for ``handoff_overlap`` (default: its interval) and then stops without end-of-run
+staleness markers, because the series lives on at the new owner; it is taken back, loop and
+cache intact, if the ring returns it within the overlap. A gained target starts at once.
+
 Prometheus counterpart: ``scrapePool`` in ``scrape/scrape.go``.
 """
 
@@ -38,6 +45,7 @@ from collector.errors import ScrapeError
 from collector.model.duration import format_duration
 from collector.model.labels import Labels
 from collector.model.relabel import compile_rules
+from collector.model.rendezvous import Ring, Sharder, Split
 from collector.model.targetgroup import TargetGroup
 from collector.scrape.cache import LastTimestamps, ScrapeCache
 from collector.scrape.limits import limiter_for
@@ -128,6 +136,19 @@ class ScrapePool:
         self._ending: set[ScrapeLoop] = set()
         self._handover: dict[tuple[Labels, str], ScrapeCache] = {}
         """Caches handed from reloaded loops to their successors, by `_handover_key`."""
+        self.ring: Ring | None = None
+        """This member's cluster view (`set_ring`); None when not sharded: every target is ours."""
+        self.handoff_overlap: float | None = None
+        """How long a target another member took over is still scraped here (None: interval)."""
+        self.split: Split | None = None
+        """The last split of the targets by the ring (None when not sharded)."""
+        self._sharder = Sharder()
+        self._candidates: dict[int, Target] = {}
+        """Every active target after relabeling, ours or not, by fingerprint."""
+        self._leaving: dict[int, _HandOff] = {}
+        """Hand-offs the ring may still give back, by fingerprint (all of ``_handoffs`` but
+        those a reload made final)."""
+        self._handoffs: set[_HandOff] = set()
         self._forced_error = ""
         self._tg: asyncio.TaskGroup | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -158,8 +179,10 @@ class ScrapePool:
             self._tg = None
             self._session = None
             self._proxy_session = None
-            for loop in [*self.loops.values(), *self._ending]:
+            for loop in [*self.loops.values(), *self._ending, *(h.loop for h in self._handoffs)]:
                 loop.close()
+            self._handoffs.clear()
+            self._leaving.clear()
             for cache in self._handover.values():
                 cache.release_all()
             self._handover.clear()
@@ -189,18 +212,19 @@ class ScrapePool:
         self.failed_count = len(built.failures)
         targets: dict[int, Target] = {}
         for fp, target in built.active.items():
-            old = self.targets.get(fp)
+            old = self._candidates.get(fp)
             if old is not None:
                 # Same identity: keep the running loop, refresh what the UI shows.
                 old.discovered_labels = target.discovered_labels
                 targets[fp] = old
             else:
                 targets[fp] = target
-        self.targets = targets
+        self._candidates = targets
+        self.targets = self._share(targets)
         self._check_target_limit()
         self._reconcile()
         elapsed = time.perf_counter() - started
-        self._metrics.pool_targets.labels(job).set(len(targets))
+        self._metrics.pool_targets.labels(job).set(len(self.targets))
         self._metrics.sync_total.labels(job).inc()
         self._metrics.sync_length.labels(job).observe(elapsed)
         self._metrics.sync_length_histogram.labels(job).observe(elapsed)
@@ -220,6 +244,9 @@ class ScrapePool:
                 self._handover[_handover_key(loop.target)] = loop.cache
             self._stop(fp, end_of_run=not reuse, release_cache=not reuse)
         self.targets = {}
+        self._candidates = {}
+        # Hand-offs run out under the old config; the ring can no longer give them back.
+        self._leaving.clear()
         self.sync(self._groups)
         # Caches of targets whose identity changed under the new config have no taker.
         for cache in self._handover.values():
@@ -228,6 +255,33 @@ class ScrapePool:
         self._metrics.reload_length.labels(format_duration(cfg.scrape_interval)).observe(
             time.perf_counter() - started
         )
+
+    def set_ring(self, ring: Ring | None) -> None:
+        """Apply a membership change: re-split the known targets, hand off or start loops.
+
+        ``target_limit`` then counts this member's share, the targets it scrapes.
+        """
+        self.ring = ring
+        self.targets = self._share(self._candidates)
+        self._check_target_limit()
+        self._reconcile()
+        self._metrics.pool_targets.labels(self.job).set(len(self.targets))
+
+    def _share(self, candidates: dict[int, Target]) -> dict[int, Target]:
+        """This member's targets among ``candidates``: all of them when not sharded."""
+        if self.ring is None:
+            self.split = None
+            return candidates
+        self.split = self._sharder.split(
+            self.ring, ((fp, t.scrape_pool, t.labels) for fp, t in candidates.items())
+        )
+        own = self.split.own
+        return {fp: t for fp, t in candidates.items() if fp in own}
+
+    @property
+    def handing_off(self) -> int:
+        """Targets another member took over that this one still scrapes (the overlap)."""
+        return len(self._handoffs)
 
     def _check_target_limit(self) -> None:
         limit = self.cfg.target_limit
@@ -246,9 +300,20 @@ class ScrapePool:
         if self._tg is None:
             return
         for fp in [fp for fp in self.loops if fp not in self.targets]:
-            self._stop(fp, end_of_run=True, release_cache=True)
+            if fp in self._candidates:  # still discovered: another member owns it now
+                self._hand_off(fp)
+            else:
+                self._stop(fp, end_of_run=True, release_cache=True)
+        for fp in [fp for fp in self._leaving if fp not in self._candidates]:
+            # Gone from discovery during the overlap: the end of run is ours to write too.
+            self._end_hand_off(self._leaving[fp], end_of_run=True)
         for fp, target in self.targets.items():
-            if fp not in self.loops:
+            if fp in self.loops:
+                continue
+            handoff = self._leaving.get(fp)
+            if handoff is not None and handoff.loop.target is target:
+                self._take_back(fp, handoff)
+            else:
                 self._start(target, cache=self._handover.pop(_handover_key(target), None))
 
     def _start(self, target: Target, *, cache: ScrapeCache | None) -> None:
@@ -287,8 +352,17 @@ class ScrapePool:
 
     def _stop(self, fp: int, *, end_of_run: bool, release_cache: bool) -> None:
         """Cancel a loop; its end-of-run staleness (if any) runs in the pool's TaskGroup."""
-        loop = self.loops.pop(fp)
-        task = self.tasks.pop(fp)
+        loop, task = self.loops.pop(fp), self.tasks.pop(fp)
+        self._retire(loop, task, end_of_run=end_of_run, release_cache=release_cache)
+
+    def _retire(
+        self,
+        loop: ScrapeLoop,
+        task: asyncio.Task[NoReturn],
+        *,
+        end_of_run: bool,
+        release_cache: bool,
+    ) -> None:
         task.cancel()
         if self._tg is None:
             loop.close(release_cache=release_cache)
@@ -298,6 +372,46 @@ class ScrapePool:
             self._finish(loop, task, end_of_run=end_of_run, release_cache=release_cache),
             name=f"end of run {self.job} {loop.target.url}",
         )
+
+    # -- hand-off (sharding) ---------------------------------------------------------------------
+
+    def _hand_off(self, fp: int) -> None:
+        """Keep scraping a target another member took over, for the overlap only."""
+        assert self._tg is not None
+        loop = self.loops.pop(fp)
+        handoff = _HandOff(loop=loop, task=self.tasks.pop(fp))
+        overlap = self.handoff_overlap
+        handoff.timer = self._tg.create_task(
+            self._hand_off_after(handoff, loop.target.interval if overlap is None else overlap),
+            name=f"hand-off {self.job} {loop.target.url}",
+        )
+        self._leaving[fp] = handoff
+        self._handoffs.add(handoff)
+
+    async def _hand_off_after(self, handoff: _HandOff, overlap: float) -> None:
+        await asyncio.sleep(overlap)
+        handoff.timer = None  # this task: ending the hand-off must not cancel it
+        self._end_hand_off(handoff, end_of_run=False)
+
+    def _end_hand_off(self, handoff: _HandOff, *, end_of_run: bool) -> None:
+        """Stop a handed-off loop: no markers when the new owner goes on (the overlap ran out)."""
+        fp = handoff.loop.target.fingerprint
+        if self._leaving.get(fp) is handoff:
+            del self._leaving[fp]
+        self._handoffs.discard(handoff)
+        if handoff.timer is not None:
+            handoff.timer.cancel()
+        self._retire(handoff.loop, handoff.task, end_of_run=end_of_run, release_cache=True)
+
+    def _take_back(self, fp: int, handoff: _HandOff) -> None:
+        """The ring gave the target back within the overlap: the same loop goes on."""
+        del self._leaving[fp]
+        self._handoffs.discard(handoff)
+        if handoff.timer is not None:
+            handoff.timer.cancel()
+        self.loops[fp] = handoff.loop
+        self.tasks[fp] = handoff.task
+        handoff.loop.forced_error = self._forced_error
 
     async def _finish(
         self,
@@ -358,6 +472,15 @@ class ScrapePool:
             self._ssl = build_ssl_context(tls)
             self._ssl_for = tls
         return self._ssl
+
+
+@dataclasses.dataclass(eq=False, slots=True, kw_only=True)
+class _HandOff:
+    """A loop still scraping a target that another member took over, and its stop timer."""
+
+    loop: ScrapeLoop
+    task: asyncio.Task[NoReturn]
+    timer: asyncio.Task[None] | None = None
 
 
 class _Refused:

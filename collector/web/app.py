@@ -26,7 +26,7 @@ from collector.web.ui import UiView, add_routes
 if TYPE_CHECKING:
     from aiohttp.typedefs import Middleware
 
-__all__ = ["AgentView", "make_app"]
+__all__ = ["AgentView", "ClusterView", "make_app"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,14 @@ class AgentView(Protocol):
         ...
 
 
+class ClusterView(Protocol):
+    """What ``GET /api/v1/cluster`` reads (the agent; `collector.cluster` builds the data)."""
+
+    def cluster_status(self) -> Mapping[str, object]:
+        """``enabled``, ``self``, ``members`` (``name``, ``self``, ``targets``), ..."""
+        ...
+
+
 def _json(data: object, *, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -125,6 +133,7 @@ def make_app(
     enable_lifecycle: bool = False,
     middlewares: Sequence[Middleware] = (),
     ui: UiView | None = None,
+    cluster: ClusterView | None = None,
 ) -> web.Application:
     """Build the application.
 
@@ -140,6 +149,9 @@ def make_app(
 
     ``ui`` (the agent) adds the UI's own endpoints (`collector.web.ui`: cardinality, pools,
     flags, build info); without it the UI shows those pages as unavailable.
+
+    ``cluster`` answers ``GET /api/v1/cluster`` (sharding members and their target counts);
+    without it the endpoint says sharding is off.
     """
 
     async def metrics(_: web.Request) -> web.Response:
@@ -247,6 +259,10 @@ def make_app(
     async def remote_write_status(_: web.Request) -> web.Response:
         return _json({"status": "success", "data": agent.remote_write_status()})
 
+    async def cluster_status(_: web.Request) -> web.Response:
+        data = cluster.cluster_status() if cluster is not None else {"enabled": False}
+        return _json({"status": "success", "data": data})
+
     async def index(_: web.Request) -> web.Response:
         return web.Response(body=_INDEX, content_type="text/html", charset="utf-8")
 
@@ -268,6 +284,7 @@ def make_app(
     app.router.add_get("/api/v1/series_relabel_steps", series_relabel_steps)
     app.router.add_get("/api/v1/status/config", status_config)
     app.router.add_get("/api/v1/status/remote_write", remote_write_status)
+    app.router.add_get("/api/v1/cluster", cluster_status)
     app.router.add_get("/", index)
     # The UI's assets and playground always; its status endpoints when the agent has them.
     add_routes(app, ui)

@@ -37,7 +37,8 @@ from collector.model.relabel import compile_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-OVERLAYS = ("daemonset", "statefulset")
+OVERLAYS = ("daemonset", "statefulset", "cluster")
+KINDS = {"daemonset": "DaemonSet", "statefulset": "StatefulSet", "cluster": "StatefulSet"}
 PROXY_COMPONENT = "components/apiserver-proxy"
 # Kubernetes versions whose schemas every object must satisfy (kubernetes-validate ships them).
 K8S_VERSIONS = ("1.29.0", "1.31.0", "1.33.0")
@@ -160,7 +161,7 @@ def one(overlay: str, kind: str, name: str | None = None) -> Obj:
 
 
 def workload(overlay: str) -> Obj:
-    kind = {"daemonset": "DaemonSet", "statefulset": "StatefulSet"}[overlay]
+    kind = KINDS[overlay]
     return one(overlay, kind, "collector")
 
 
@@ -246,7 +247,7 @@ def test_overlay_renders_expected_objects(overlay: str) -> None:
         "Service/collector",
     ):
         assert expected in kinds
-    kind = {"daemonset": "DaemonSet", "statefulset": "StatefulSet"}[base]
+    kind = KINDS[base]
     assert f"{kind}/collector" in kinds
     proxy = "ClusterRole/collector-apiserver-proxy" in kinds
     assert proxy == overlay.endswith("+proxy"), "the proxy RBAC is opt-in only"
@@ -301,10 +302,11 @@ def test_clusterrole_grants_exactly_what_discovery_and_kubelet_scraping_use(over
     resources = set().union(*(ROLE_RESOURCES[r] for r in roles))
     expected = {(g, r, v) for g, r in resources for v in DISCOVERY_VERBS} | KUBELET_SCRAPE_RULES
     assert _rule_set(one(overlay, "ClusterRole", "collector")) == expected
-    # No other grants at all in the default overlays.
+    # No other grants at all in the default overlays (deploy/cluster: its pods' Role).
     assert [o["metadata"]["name"] for o in objects(overlay, "ClusterRole")] == ["collector"]
-    assert not objects(overlay, "Role")
-    assert not objects(overlay, "RoleBinding")
+    namespaced = ["collector-cluster"] if overlay == "cluster" else []
+    assert [o["metadata"]["name"] for o in objects(overlay, "Role")] == namespaced
+    assert [o["metadata"]["name"] for o in objects(overlay, "RoleBinding")] == namespaced
 
 
 def test_every_kubernetes_rule_verb_is_read_only_and_discovery_is_get_list_watch() -> None:
@@ -437,7 +439,7 @@ def test_service_selects_the_agent_pods_on_9099(overlay: str) -> None:
 # --------------------------------------------------------------------------- agent configs
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", ["daemonset", "statefulset"])  # deploy/cluster: one copy
 def test_config_copies_in_config_dir_are_identical(overlay: str) -> None:
     copy = ROOT / "config" / f"kubernetes-{overlay}.yml"
     source = DEPLOY / "base" / "config" / f"{overlay}.yml"
@@ -666,3 +668,166 @@ def test_own_overlay_changing_replicas_moves_the_modulus_with_the_documented_blo
     (ctr,) = sts["spec"]["template"]["spec"]["containers"]
     assert sts["spec"]["replicas"] == 5
     assert {e["name"]: e.get("value") for e in ctr["env"]}["SHARDS"] == "5"
+
+
+# --------------------------------------------------------------------------- deploy/cluster
+
+_CLUSTER_ENV = {"POD_NAME": "collector-1", "REMOTE_WRITE_URL": "http://rw", "CLUSTER_NAME": "c"}
+
+
+def _selector(text: str) -> dict[str, str]:
+    """An equality-based label selector (``a=b,c=d``) as a dict."""
+    return dict(term.split("=", 1) for term in text.split(","))
+
+
+def test_cluster_replicas_shard_through_their_own_ready_pods() -> None:
+    """The args parse with the agent's own flags into Kubernetes membership whose selector is
+    exactly this StatefulSet's pods: not the DaemonSet's, which share app.kubernetes.io/name."""
+    from collector.cli import build_parser
+    from collector.cluster.settings import resolve_settings, with_cluster_flags
+    from collector.config import AgentOptions
+
+    sts = workload("cluster")
+    spec = container("cluster")
+    env = {e["name"]: e for e in spec["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    namespace = sts["metadata"]["namespace"]
+    options = with_cluster_flags(AgentOptions(), build_parser().parse_args(spec["args"]))
+    settings = resolve_settings(options, {"POD_NAME": "collector-0", "POD_NAMESPACE": namespace})
+    assert settings is not None
+    assert (settings.peers_from, settings.self_name, settings.namespace) == (
+        "kubernetes",
+        "collector-0",
+        "monitoring",
+    )
+    selector = _selector(settings.selector)
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert sts["spec"]["selector"]["matchLabels"] == selector
+    ds_labels = workload("daemonset")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= ds_labels.items()
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    headless = one("cluster", "Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == selector
+
+
+def test_cluster_leave_delay_covers_detection_and_hand_off_within_the_grace_period() -> None:
+    """At SIGTERM a replica fails readiness and keeps scraping for --cluster.leave-delay: long
+    enough for the peers to see it (probe period x failures) plus one scrape interval (the
+    hand-off overlap), and short enough to leave the 10 s remote flush inside the grace."""
+    from collector.cli import build_parser
+    from collector.cluster.settings import with_cluster_flags
+    from collector.config import AgentOptions
+
+    spec = container("cluster")
+    options = with_cluster_flags(AgentOptions(), build_parser().parse_args(spec["args"]))
+    probe = spec["readinessProbe"]
+    detection = probe["periodSeconds"] * probe["failureThreshold"]
+    interval = load("cluster", _CLUSTER_ENV).global_config.scrape_interval
+    assert options.cluster_leave_delay >= detection + interval
+    grace = workload("cluster")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert options.cluster_leave_delay + options.flush_deadline < grace
+
+
+def test_cluster_role_reads_only_its_namespaces_pods() -> None:
+    """get/list/watch on pods, namespaced, bound to the workload's service account."""
+    role = one("cluster", "Role", "collector-cluster")
+    assert _rule_set(role) == {("", "pods", verb) for verb in DISCOVERY_VERBS}
+    assert role["metadata"]["namespace"] == workload("cluster")["metadata"]["namespace"]
+    binding = one("cluster", "RoleBinding", "collector-cluster")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "collector-cluster",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "collector", "namespace": "monitoring"}
+    ]
+
+
+def test_cluster_disruption_budget_takes_one_replica_at_a_time() -> None:
+    """The PodDisruptionBudget covers exactly the StatefulSet's pods, one unavailable."""
+    pdb = one("cluster", "PodDisruptionBudget", "collector")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": workload("cluster")["spec"]["selector"]["matchLabels"]},
+    }
+
+
+def test_cluster_config_is_the_statefulset_config_without_hashmod() -> None:
+    """Same jobs and rules as deploy/statefulset minus its three sharding rules per job; the
+    agent's self-scrape opts out of sharding with __cluster_local__."""
+    from collector.model.rendezvous import LOCAL_LABEL
+
+    cluster = load("cluster", _CLUSTER_ENV)
+    sts = load("statefulset", {**_CLUSTER_ENV, "SHARDS": "3"})
+    assert [j.job_name for j in cluster.scrape_configs] == [j.job_name for j in sts.scrape_configs]
+    for ours, theirs in zip(cluster.scrape_configs, sts.scrape_configs, strict=True):
+        assert not any(r.action in ("hashmod", "keepequal") for r in ours.relabel_configs)
+        if ours.job_name == "collector":
+            continue
+        assert ours.relabel_configs == theirs.relabel_configs[:-3], ours.job_name
+        assert ours.kubernetes_sd_configs == theirs.kubernetes_sd_configs
+    own = relabel(
+        loaded_job(cluster, "collector"), {"__address__": "localhost:9099", "instance": "c-1"}
+    )
+    assert own is not None
+    assert own[LOCAL_LABEL] == "true"
+    pods = loaded_job(cluster, "kubernetes-pods")
+    sharded = relabel(pods, _pod_target("10.0.1.57:80", "10.0.1.57", scrape="true"))
+    assert sharded is not None
+    assert LOCAL_LABEL not in sharded
+
+
+def test_cluster_config_gives_every_target_to_exactly_one_replica() -> None:
+    """300 annotated pods through the loaded config's relabeling and the agent's sharder:
+    each target lands on one of 3 replicas, and the self-scrape on every replica."""
+    from collector.model.rendezvous import Ring, Sharder
+    from collector.model.targetgroup import TargetGroup
+    from collector.scrape.target import targets_from_group
+
+    config = load("cluster", _CLUSTER_ENV)
+    groups = [
+        TargetGroup(
+            source=f"pod/shop/web-{i}",
+            targets=(
+                _pod_target(f"10.0.{i // 250}.{i % 250}:80", f"10.0.{i // 250}.{i % 250}")
+                | {"__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true"},
+            ),
+        )
+        for i in range(300)
+    ]
+    replicas = [f"collector-{i}" for i in range(3)]
+    owned: dict[str, list[str]] = {}
+    for name in ("kubernetes-pods", "collector"):
+        cfg = loaded_job(config, name)
+        job_groups = groups if name == "kubernetes-pods" else _static_groups(cfg)
+        built = targets_from_group(
+            job_groups, cfg=cfg, relabeler=compile_rules(cfg.relabel_configs)
+        )
+        items = [(fp, t.scrape_pool, t.labels) for fp, t in built.active.items()]
+        for replica in replicas:
+            split = Sharder().split(Ring(replicas, self_name=replica), items)
+            for fp in split.own:
+                owned.setdefault(built.active[fp].url, []).append(replica)
+    self_scrape = owned.pop("http://localhost:9099/metrics")
+    assert self_scrape == replicas
+    assert len(owned) == 300
+    assert all(len(by) == 1 for by in owned.values())
+    assert {by[0] for by in owned.values()} == set(replicas)
+
+
+def _static_groups(cfg: ScrapeConfig) -> list[Any]:
+    from collector.model.targetgroup import TargetGroup
+
+    return [
+        TargetGroup(
+            source=str(i),
+            targets=tuple({"__address__": t} for t in sc.targets),
+            labels=dict(sc.labels),
+        )
+        for i, sc in enumerate(cfg.static_configs)
+    ]
