@@ -117,6 +117,8 @@ _COMPONENTS = {
 
 def _component(filename: str) -> str:
     base = os.path.basename(filename)
+    if os.path.basename(os.path.dirname(filename)) == "textparse":
+        base = "textparse.py"  # the parser package counts as one component
     return _COMPONENTS.get(base, f"other ({base})")
 
 

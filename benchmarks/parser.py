@@ -1,6 +1,6 @@
 """Parser benchmark: `collector.model.textparse` against ``prometheus_client``'s text parser.
 
-Three passes per dataset (node_exporter fixture, kube-state-metrics-shaped body):
+The passes per dataset (node_exporter fixture, kube-state-metrics-shaped body):
 
 - baseline: ``prometheus_client.parser.text_string_to_metric_families`` over the decoded body,
   consuming every sample (its only mode: it always builds label dicts);
@@ -10,6 +10,9 @@ Three passes per dataset (node_exporter fixture, kube-state-metrics-shaped body)
 - steady: a warm ``IncrementalParser`` (what the scrape loop uses) over bodies with the same
   lines and new values (`benchmarks.scrape.variants`), plus the scrape cache's lookups
   (``map(dict.get, keys)``): key + value per series, the production steady state.
+- stream: the path of bodies too large to hold (`StreamParser`): 64 KiB chunks, parsed in
+  64 KiB segments (small, so that both bodies span several), plus the same lookups; it should
+  match the stateless cache-hit pass, its memory being a few segments instead of the body.
 
 Timing is ``time.perf_counter`` around whole passes, best of several rounds (the least
 disturbed run). Run: ``python -m benchmarks.parser [--rounds N]``.
@@ -26,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.data import ksm_body, node_exporter_body
 from benchmarks.scrape import variants
-from collector.model.textparse import IncrementalParser, parse
+from collector.model.textparse import IncrementalParser, StreamParser, parse
 
 __all__ = ["main", "measure"]
 
@@ -64,6 +67,19 @@ def _steady(parser: IncrementalParser, bodies: list[bytes], cache: dict[bytes, i
     return len(values) - found.count(None)
 
 
+def _stream(chunks: list[bytes], cache: dict[bytes, int]) -> int:
+    """The streamed path: segments of whole lines as chunks arrive, one lookup per key."""
+    parser = StreamParser(openmetrics=False, segment_size=1 << 16)
+    hits = 0
+    get = cache.get
+    for chunk in [*chunks, b""]:
+        exp = parser.feed(chunk) if chunk else parser.close()
+        if exp is not None:
+            found = list(map(get, exp.columns()[0]))
+            hits += len(found) - found.count(None)
+    return hits
+
+
 def measure(
     passes: dict[str, Callable[[], int]], *, rounds: int, min_time: float = 0.1
 ) -> dict[str, tuple[int, float]]:
@@ -87,19 +103,21 @@ def measure(
 
 
 def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
-    """Measure the three passes on one body and print series/s and ratios."""
+    """Measure every pass on one body and print series/s and ratios."""
     text = body.decode()
     exp = parse(body, openmetrics=False)
     cache = {key: i for i, (key, _, _) in enumerate(exp.samples)}
     bodies = variants(body, 8)
     parser = IncrementalParser()
     parser.parse(body, openmetrics=False)
+    chunks = [body[i : i + (1 << 16)] for i in range(0, len(body), 1 << 16)]
     results = measure(
         {
             "prometheus_client": lambda: _baseline(text),
             "full": lambda: _full(body),
             "cache_hit": lambda: _cache_hit(body, cache),
             "steady": lambda: _steady(parser, bodies, cache),
+            "stream": lambda: _stream(chunks, cache),
         },
         rounds=rounds,
     )
@@ -120,6 +138,10 @@ def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
     print(
         f"  collector steady (incr.+hit) : {rates['steady']:>12,.0f} series/s"
         f"  ({rates['steady'] / base:.1f}x)"
+    )
+    print(
+        f"  collector streamed + hit     : {rates['stream']:>12,.0f} series/s"
+        f"  ({rates['stream'] / base:.1f}x)"
     )
     return rates
 

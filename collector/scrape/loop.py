@@ -37,7 +37,8 @@ from collector.scrape.cardinality import Churn
 from collector.scrape.limits import TargetLimits
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.schedule import Ticker, TimestampAligner, first_delay
-from collector.scrape.scraper import Scraper, parser_for
+from collector.scrape.scraper import Scraper, ScrapeResponse, parser_for
+from collector.scrape.stream import append_stream
 from collector.scrape.target import RelabelProcessor, Target
 from collector.storage.appender import Appendable, Sample
 from collector.storage.series import SeriesRegistry
@@ -245,7 +246,10 @@ class ScrapeLoop:
             response = await self.scraper.scrape()
             body = response.body
             body_size = len(body)
-            if body:
+            if response.stream is not None:
+                non_empty = True
+                result, error, body_size = await self._append_stream(response, ts_ms, batch)
+            elif body:
                 non_empty = True
                 result, error = self._append(body, response.content_type, ts_ms, batch)
         except ScrapeBodyTooLarge as exc:
@@ -297,6 +301,38 @@ class ScrapeLoop:
                 raise
             exp, parse_error = partial, exc
         result = self.cache.append(exp, now_ms=ts_ms, options=self.settings.options, batch=batch)
+        error = self._account(result, parse_error)
+        if error is None:
+            self.cache.metadata_from(exp)
+        return result, error
+
+    async def _append_stream(
+        self, response: ScrapeResponse, ts_ms: int, batch: list[Sample]
+    ) -> tuple[AppendResult, BaseException | None, int]:
+        """`_append` for a body too large to hold (`collector.scrape.stream`); also its size."""
+        stream = response.stream
+        assert stream is not None
+        try:
+            fmt = parser_for(response.content_type, self.settings.fallback_protocol)
+            done = await append_stream(
+                stream,
+                openmetrics=fmt == "openmetrics",
+                cache=self.cache,
+                options=self.settings.options,
+                now_ms=ts_ms,
+                batch=batch,
+            )
+        finally:
+            stream.close()
+        error = self._account(done.result, done.parse_error)
+        if error is None:
+            self.cache.metadata = done.metadata
+        return done.result, error, done.size
+
+    def _account(
+        self, result: AppendResult, parse_error: ParseError | None
+    ) -> BaseException | None:
+        """Count one pass's rejected samples and limit hits; returns the scrape's error."""
         m = self._metrics
         if result.duplicates:
             m.sample_duplicate.inc(result.duplicates)
@@ -312,9 +348,7 @@ class ScrapeLoop:
             m.exceeded_sample_limit.inc()
             if error is None:
                 error = ScrapeError("sample limit exceeded")
-        if error is None:
-            self.cache.metadata_from(exp)
-        return result, error
+        return error
 
     # -- report series -------------------------------------------------------------------------
 

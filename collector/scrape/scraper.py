@@ -3,7 +3,9 @@
 `Scraper` is the seam the scrape loop depends on; `HttpScraper` is the aiohttp implementation
 (one per target, sharing the pool's ``ClientSession``), and tests use canned bytes instead. A
 scrape returns the *uncompressed* body and the raw Content-Type; `parser_for` then decides the
-parser (P3 rules, spec §4.3) after the loop has short-circuited empty bodies.
+parser (P3 rules, spec §4.3) after the loop has short-circuited empty bodies. A body above the
+streaming threshold comes back as a stream over the open response instead, so that it is never
+held whole (`collector.scrape.stream`).
 
 Exact behaviours (spec §4.2): the P3 ``Accept`` header built from ``scrape_protocols``,
 ``Accept-Encoding: gzip`` (or ``identity``), ``X-Prometheus-Scrape-Timeout-Seconds`` as the
@@ -42,6 +44,7 @@ from collector.errors import (
     ScrapeTimeout,
 )
 from collector.httpclient import build_ssl_context, read_secret
+from collector.scrape.stream import STREAM_THRESHOLD, BodyReader, BodyStream, read_head
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
@@ -98,6 +101,9 @@ class ScrapeResponse:
 
     body: bytes
     content_type: str
+    stream: BodyReader | None = None
+    """A body too large to hold (`collector.scrape.stream`): read it from here, not ``body``
+    (which is then empty); whoever gets the response closes it."""
 
 
 class Scraper(Protocol):
@@ -250,6 +256,7 @@ class HttpScraper:
         "_server_name",
         "_session",
         "_ssl",
+        "_stream_threshold",
         "_timeout",
         "_url",
         "url",
@@ -263,8 +270,10 @@ class HttpScraper:
         timeout: float,
         cfg: ScrapeConfig,
         ssl_context: ssl.SSLContext | None = None,
+        stream_threshold: int = STREAM_THRESHOLD,
     ) -> None:
         self._session = session
+        self._stream_threshold = stream_threshold
         self.url = url
         # Parsed once: a str would be parsed into a yarl URL by aiohttp on every request.
         self._url = URL(url)
@@ -313,15 +322,20 @@ class HttpScraper:
         return headers
 
     async def scrape(self) -> ScrapeResponse:
-        """GET the target within one deadline; the body is returned uncompressed."""
+        """GET the target within one deadline; the body is returned uncompressed.
+
+        A body above the streaming threshold comes back as ``stream`` over the open response.
+        """
         try:
             headers = self._request_headers()
         except OSError as exc:
             raise ScrapeError(f"unable to read credentials: {exc}") from exc
+        threshold = self._stream_threshold
+        stream: BodyStream | None = None
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                self._session.get(
+            async with asyncio.timeout(self._timeout) as deadline:
+                # Not "async with session.get()": a streamed body outlives this block.
+                resp = await self._session.get(
                     self._url,
                     headers=headers,
                     allow_redirects=self._redirects,
@@ -330,33 +344,53 @@ class HttpScraper:
                     ssl=self._ssl,
                     server_hostname=self._server_name,
                     timeout=_NO_CLIENT_TIMEOUT,
-                ) as resp,
-            ):
-                if resp.status != 200:
-                    raise ScrapeHTTPError(resp.status, resp.reason or "")
-                content_type = resp.headers.get("Content-Type", "")
-                gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
-                raw = await self._read(resp, limit=0 if gzipped else self._body_limit)
+                )
+                try:
+                    if resp.status != 200:
+                        raise ScrapeHTTPError(resp.status, resp.reason or "")
+                    content_type = resp.headers.get("Content-Type", "")
+                    gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
+                    limit = 0 if gzipped else self._body_limit
+                    head, complete = await read_head(resp, limit=limit, threshold=threshold)
+                    if not complete:
+                        when = deadline.when()
+                        assert when is not None  # asyncio.timeout(float) always has one
+                        budget = when - asyncio.get_running_loop().time()
+                        stream = BodyStream(
+                            response=resp,
+                            head=head,
+                            gzipped=gzipped,
+                            limit=self._body_limit,
+                            budget=budget,
+                            url=self.url,
+                        )
+                finally:
+                    if stream is None:
+                        resp.release()
         except TimeoutError as exc:
             raise ScrapeTimeout(f'Get "{self.url}": context deadline exceeded') from exc
         except aiohttp.ClientError as exc:
             raise ScrapeError(f'Get "{self.url}": {str(exc) or type(exc).__name__}') from exc
-        body = _gunzip(raw, self._body_limit) if gzipped else raw
+        if stream is not None:
+            return ScrapeResponse(body=b"", content_type=content_type, stream=stream)
+        raw = head[0] if len(head) == 1 else b"".join(head)
+        if not gzipped:
+            return ScrapeResponse(body=raw, content_type=content_type)
+        if 0 < self._body_limit <= threshold:
+            return ScrapeResponse(body=_gunzip(raw, self._body_limit), content_type=content_type)
+        try:
+            body = _gunzip(raw, threshold + 1)
+        except ScrapeBodyTooLarge:  # above the threshold once gunzipped: stream it from memory
+            stream = BodyStream(
+                response=None,
+                head=[raw],
+                gzipped=True,
+                limit=self._body_limit,
+                budget=0.0,
+                url=self.url,
+            )
+            return ScrapeResponse(body=b"", content_type=content_type, stream=stream)
         return ScrapeResponse(body=body, content_type=content_type)
-
-    @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, *, limit: int) -> bytes:
-        """The whole body, or `ScrapeBodyTooLarge` once ``limit`` bytes were read (0 = none)."""
-        if limit <= 0:
-            return await resp.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                raise ScrapeBodyTooLarge()
-        return b"".join(chunks)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:

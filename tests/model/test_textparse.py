@@ -14,9 +14,10 @@ from collector.model.textparse import (
     Exemplar,
     ExpositionError,
     Metadata,
-    canonical_float,
     parse,
 )
+from collector.model.textparse.fast import NotFast, fast_om, fast_text
+from collector.model.textparse.slow import SlowParser
 from collector.model.value import NORMAL_NAN_BITS, float_bits
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "exposition"
@@ -25,14 +26,14 @@ INF = math.inf
 
 def _slow(body: bytes, *, openmetrics: bool) -> textparse.Exposition:
     """Run only the careful line-by-line path."""
-    return textparse._Slow(body, openmetrics=openmetrics).run()
+    return SlowParser(body, openmetrics=openmetrics).run()
 
 
 def _fast(body: bytes, *, openmetrics: bool) -> textparse.Exposition | None:
     """Run only the whole-body regex path; None when it declines the body."""
     try:
-        return textparse._fast_om(body) if openmetrics else textparse._fast_text(body)
-    except textparse._NotFast:
+        return fast_om(body) if openmetrics else fast_text(body)
+    except NotFast:
         return None
 
 
@@ -307,39 +308,6 @@ def test_nan_is_normalised(spelling: bytes, openmetrics: bool) -> None:
     assert float_bits(value) == NORMAL_NAN_BITS
 
 
-CANONICAL = [
-    ("1", "1.0"),
-    ("0", "0.0"),
-    ("-0", "0.0"),
-    ("-1", "-1.0"),
-    ("0.10", "0.1"),
-    ("1e-05", "1e-05"),
-    ("0.00001", "1e-05"),
-    ("0.0001", "0.0001"),
-    ("100000", "100000.0"),
-    ("1e+06", "1e+06"),
-    ("1000000", "1e+06"),
-    ("1234567", "1.234567e+06"),
-    ("2.5e-7", "2.5e-07"),
-    ("1e100", "1e+100"),
-    ("+Inf", "+Inf"),
-    ("inf", "+Inf"),
-    ("-inf", "-Inf"),
-    ("NaN", "NaN"),
-    ("0x1p-2", "0.25"),
-    ("1_0", "1_0"),
-    ("abc", "abc"),
-    ("1e400", "1e400"),
-    ("", ""),
-]
-
-
-@pytest.mark.parametrize(("raw", "canonical"), CANONICAL, ids=[r or "empty" for r, _ in CANONICAL])
-def test_canonical_float(raw: str, canonical: str) -> None:
-    """le/quantile values are re-rendered like Prometheus formatOpenMetricsFloat."""
-    assert canonical_float(raw) == canonical
-
-
 @pytest.mark.parametrize(
     ("body", "openmetrics", "expected"),
     [
@@ -437,13 +405,6 @@ def test_fast_and_slow_paths_agree(body: bytes, openmetrics: bool) -> None:
     assert fast.exemplars == slow.exemplars
     for key, _, _ in fast.samples:
         assert fast.labels(key) == slow.labels(key)
-
-
-def test_common_bodies_take_the_fast_path() -> None:
-    """Well-formed bodies (text with blank lines, OpenMetrics with exemplars) stay fast."""
-    assert _fast(b"# HELP a x\n# TYPE a gauge\n\na 1\n# c\n", openmetrics=False) is not None
-    assert _fast((FIXTURES / "om_example.om").read_bytes(), openmetrics=True) is not None
-    assert _fast(b'a{b="c\\\\"} 1\n', openmetrics=False) is not None
 
 
 def test_partial_is_independent_of_later_lines() -> None:

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from benchmarks.data import node_exporter_body
 from collector.errors import ParseError
-from collector.model import textparse
 from collector.model.textparse import parse
+from collector.model.textparse.fast import NotFast, fast_om, fast_text
+from collector.model.textparse.slow import SlowParser
 from collector.model.value import NORMAL_NAN_BITS, float_bits
 
 SETTINGS = settings(
@@ -85,10 +86,10 @@ def _assert_paths_agree(body: bytes, *, openmetrics: bool) -> None:
     if not body:
         return
     try:
-        fast = textparse._fast_om(body) if openmetrics else textparse._fast_text(body)
-    except textparse._NotFast:
+        fast = fast_om(body) if openmetrics else fast_text(body)
+    except NotFast:
         return
-    slow = textparse._Slow(body, openmetrics=openmetrics).run()
+    slow = SlowParser(body, openmetrics=openmetrics).run()
     assert [(k, float_bits(v), t) for k, v, t in fast.samples] == [
         (k, float_bits(v), t) for k, v, t in slow.samples
     ]

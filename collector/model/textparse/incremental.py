@@ -1,0 +1,182 @@
+"""`IncrementalParser`: `parse` with a steady-state fast path, one per scrape target.
+
+Place in the pipeline: the scrape loop's default parser (``ScrapeLoop._parse``). Steady state
+is the same lines with new values, so after a body the regex fast path parsed, only the value
+tails of the next body are parsed when nothing else changed; anything else goes through
+`parse` (`fast`), and the result is always exactly what `parse` would return.
+
+Prometheus counterpart: none (Prometheus reparses every body; its ``scrapeCache`` saves the
+label work, which the scrape cache does here too).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable
+from operator import itemgetter
+
+from collector.model.textparse.exposition import Columns, Exposition, Shape
+from collector.model.textparse.fast import parse
+from collector.model.textparse.syntax import DECIMAL, FLOAT, GO_FLOAT, Malformed, om_ts
+from collector.model.value import NORMAL_NAN
+
+__all__ = ["IncrementalParser"]
+
+_isfinite = math.isfinite
+
+_TAIL_CHARS = b"0123456789.+-eEiInNfFtTyYaA \n"
+"""Every byte a `` value`` tail (and its separators) may contain on the steady-state path."""
+_TAIL_TEXT = re.compile(rb" (" + FLOAT + rb")(?: ([0-9]{1,18}))?")
+_TAIL_OM = re.compile(rb" (" + FLOAT + rb")(?: (" + DECIMAL + rb"))?")
+_is = operator.is_
+
+
+def _picker(idx: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
+    """A C-level ``lambda lines: tuple(lines[i] for i in idx)``."""
+    if len(idx) >= 2:
+        return itemgetter(*idx)
+    if idx:
+        only = idx[0]
+        return lambda lines: (lines[only],)
+    return lambda lines: ()
+
+
+class IncrementalParser:
+    """`parse` with a steady-state fast path: same lines as last time, new values.
+
+    One per scrape target. After a body that the regex fast path parsed (one row per line, no
+    exemplars), it remembers the body's structure: which line is a sample (and its key) and the
+    exact bytes of every other line (comments, metadata, blanks, ``# EOF``). The next body is
+    split into lines; when the line count is equal, every non-sample line is byte-identical
+    (one tuple comparison) and every sample line is its old key followed by a valid
+    `` value[ timestamp]`` tail, only the tails are parsed: C-level passes over the lists
+    (``removeprefix``, a byte-class check, ``map(float)``), plus a per-line regex only for
+    lines with timestamps. The result shares the previous exposition's structure (metadata,
+    TYPE segments, line numbers), and its keys are the very same bytes objects, so the scrape
+    cache's lookups hit on identity with cached hashes.
+
+    Exactly as strict as `parse`: unchanged lines were validated in the same positional context
+    (same neighbours, same TYPE in force, same ``# EOF``), a changed tail must be a Go float
+    (no ``_``, hex, signed NaN, overflow) with an optional timestamp of the fast-path shape, and
+    anything else (line count, any changed non-sample line, a different key, whitespace
+    variants, exemplars) makes the whole body go through `parse`.
+    """
+
+    __slots__ = ("_fixed", "_keys", "_nlines", "_om", "_pick_fixed", "_pick_samples", "_shape")
+
+    def __init__(self) -> None:
+        self._shape: Shape | None = None
+        self._om = False
+        self._nlines = 0
+        self._keys: list[bytes] = []
+        self._fixed: tuple[bytes, ...] = ()
+        self._pick_fixed = self._pick_samples = _picker([])
+
+    def parse(self, body: bytes, *, openmetrics: bool) -> Exposition:
+        """Like `parse` (same result, same errors); fast when only values changed."""
+        shape = self._shape
+        if shape is not None and openmetrics == self._om:
+            lines = body.split(b"\n")
+            if len(lines) == self._nlines and self._pick_fixed(lines) == self._fixed:
+                columns = self._columns(self._pick_samples(lines))
+                if columns is not None:
+                    return Exposition(openmetrics=openmetrics, columns=columns, shape=shape)
+        exp = parse(body, openmetrics=openmetrics)
+        self._remember(body, exp)
+        return exp
+
+    def reset(self) -> None:
+        """Forget the remembered structure (the next body takes the full path)."""
+        self._shape = None
+
+    def _remember(self, body: bytes, exp: Exposition) -> None:
+        """Record the structure of a body the regex fast path parsed."""
+        self._shape = None
+        shape = exp._shape
+        rows = shape.rows
+        keys = exp._keys
+        if rows is None or exp.exemplars or not keys:
+            return
+        lines = body.split(b"\n")
+        sample_idx: list[int] = []
+        fixed_idx: list[int] = []
+        for i, row in enumerate(rows):
+            (sample_idx if row[0] else fixed_idx).append(i)
+        fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
+        if len(lines) < len(rows) or len(sample_idx) != len(keys):
+            return  # cannot happen for a fast-path body; be safe
+        self._om = exp.openmetrics
+        self._nlines = len(lines)
+        self._keys = keys
+        self._pick_fixed = _picker(fixed_idx)
+        self._pick_samples = _picker(sample_idx)
+        self._fixed = self._pick_fixed(lines)
+        shape.compact(openmetrics=exp.openmetrics, sample_lines=sample_idx)
+        self._shape = shape
+
+    def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:
+        """Values (and timestamps) of the sample lines, or None when a full parse is needed."""
+        keys = self._keys
+        tails = list(map(bytes.removeprefix, slines, keys))
+        if any(map(_is, tails, slines)):
+            return None  # some line does not start with its old key
+        count = len(tails)
+        joined = b"\n".join(tails)
+        if joined.translate(None, _TAIL_CHARS) or (b"\n" + joined).count(b"\n ") != count:
+            return None  # a byte no value may contain, or a tail not starting with one space
+        if joined.count(b" ") == count:  # no timestamps: ' <value>' everywhere
+            try:
+                values = list(map(float, tails))
+            except ValueError:
+                return None
+            if not all(map(_isfinite, values)) and not _nonfinite(values, tails):
+                return None
+            return keys, values, None
+        return self._stamped(tails)
+
+    def _stamped(self, tails: list[bytes]) -> Columns | None:
+        """The per-line path for bodies with explicit timestamps."""
+        om = self._om
+        match = (_TAIL_OM if om else _TAIL_TEXT).fullmatch
+        values: list[float] = []
+        stamps: list[int | None] = []
+        try:
+            for tail in tails:
+                found = match(tail)
+                if found is None:
+                    return None
+                raw, ts = found.groups()
+                value = float(raw)
+                if not _isfinite(value):
+                    if value != value:
+                        value = NORMAL_NAN
+                    elif raw[-1:] not in b"fFyY":
+                        return None  # out of range: the full parse words the error
+                values.append(value)
+                if ts is None:
+                    stamps.append(None)
+                else:
+                    stamps.append(om_ts(ts, "timestamp") if om else int(ts))
+        except Malformed:
+            return None
+        return self._keys, values, stamps
+
+
+def _nonfinite(values: list[float], tails: list[bytes]) -> bool:
+    """Check and normalise the non-finite values of ``' <value>'`` tails (False: refuse).
+
+    ``float`` also takes signed NaN (Go does not) and turns overflowing decimals into inf
+    (Go: out of range); NaN becomes NORMAL_NAN.
+    """
+    for i, value in enumerate(values):
+        if not _isfinite(value):
+            token = tails[i][1:]
+            if GO_FLOAT.fullmatch(token) is None:
+                return False
+            if value != value:
+                values[i] = NORMAL_NAN
+            elif token[-1:] not in b"fFyY":
+                return False
+    return True
