@@ -308,16 +308,24 @@ class DeliveryQueue:
 
     async def sync_forever(self, before: Callable[[], None]) -> NoReturn:
         """Group commit every ``sync_interval`` (sooner under memory pressure); ``before()``
-        seals the open batches first, so every committed sample is in the log within it."""
+        seals the open batches first, so every committed sample is in the log within one
+        interval plus the write.
+
+        Commits start on a fixed schedule (interval after the previous *start*, not after its
+        end), so a slow write or a busy loop does not stretch the window a kill -9 can lose.
+        """
         loop = asyncio.get_running_loop()
+        due = loop.time() + self.sync_interval
         while True:
             self._pressure.clear()
-            try:
-                async with asyncio.timeout(self.sync_interval):
-                    await self._pressure.wait()
-            except TimeoutError:
-                pass
+            if due > loop.time():
+                try:
+                    async with asyncio.timeout_at(due):
+                        await self._pressure.wait()
+                except TimeoutError:
+                    pass
             started = loop.time()
+            due = started + self.sync_interval
             before()
             await self.sync()
             self._m.wal_sync_duration.observe(loop.time() - started)
