@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import Authorization, HTTPClientConfig, KubernetesSDConfig
 from collector.discovery.kubernetes import InformerPool, make_discoverer
-from collector.discovery.kubernetes.client import ConnectionSpec
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 
 FIXTURES = Path(__file__).parents[1] / "tests" / "fixtures" / "k8s"

@@ -43,6 +43,7 @@ from collector.config import (
 )
 from collector.config.http_client import redact_url
 from collector.discovery.discoverer import Discoverer
+from collector.discovery.kubernetes import InformerPool, make_discoverer
 from collector.discovery.manager import DiscoveryManager
 from collector.errors import CollectorError, ConfigError
 from collector.explain.core import explain_series, explain_target, target_json
@@ -99,6 +100,8 @@ class Agent:
         self._writer_external: tuple[tuple[str, str], ...] = ()
         self._flush_deadline = options.flush_deadline if flush_deadline is None else flush_deadline
         self.discovery = DiscoveryManager(registry=self.registry, updatert=discovery_updatert)
+        self.informers = InformerPool()
+        """Kubernetes informers shared by every Kubernetes SD config (run around discovery)."""
         self.discovery.register_mechanism(
             KubernetesSDConfig, self._kubernetes_provider, mechanism="kubernetes"
         )
@@ -156,15 +159,15 @@ class Agent:
     # ------------------------------------------------------------------ discovery plumbing
 
     def _kubernetes_provider(self, job: str, config: KubernetesSDConfig) -> Discoverer:
-        # Imported here so an agent without Kubernetes jobs never loads kubernetes_asyncio.
-        from collector.discovery.kubernetes import make_discoverer
-
         return make_discoverer(
-            config, registry=self.registry, kubeconfig=self.options.kubeconfig or None
+            config,
+            registry=self.registry,
+            kubeconfig=self.options.kubeconfig or None,
+            pool=self.informers,
         )
 
     def _kubelet_provider(self, job: str, config: KubeletSDConfig) -> Discoverer:
-        # Lazy like Kubernetes SD: it reuses the pod role converter of that package.
+        # Imported on first use: it reuses the pod role converter of Kubernetes SD.
         from collector.discovery.kubelet import KubeletDiscoverer
 
         return KubeletDiscoverer(
@@ -173,7 +176,7 @@ class Agent:
 
     def _apiserver_proxy(self) -> ProxyResolver:
         # Called by the scrape manager on the first scrape_via_apiserver_proxy job only.
-        from collector.discovery.kubernetes.proxy import ApiServerProxy
+        from collector.kubernetes.proxy import ApiServerProxy
 
         return ApiServerProxy(kubeconfig=self.options.kubeconfig or None)
 
@@ -452,13 +455,22 @@ class Agent:
                     scrape_tg.create_task(
                         self.scrape.run(self.discovery.sync_channel), name="scrape manager"
                     )
-                    async with asyncio.TaskGroup() as discovery_tg:
-                        discovery_tg.create_task(self.discovery.run(), name="discovery manager")
-                        if self.cluster is not None:
-                            discovery_tg.create_task(self.cluster.run(), name="cluster membership")
-                        if ready is not None:
-                            ready.set()
-                        await asyncio.Event().wait()  # until cancelled
+                    # The informer pool outlives the discoverers: they leave it (stopping the
+                    # informers and closing the connections they started) before it stops.
+                    async with asyncio.TaskGroup() as informers_tg:
+                        informers_tg.create_task(self.informers.run(), name="kubernetes informers")
+                        await self.informers.running.wait()
+                        async with asyncio.TaskGroup() as discovery_tg:
+                            discovery_tg.create_task(
+                                self.discovery.run(), name="discovery manager"
+                            )
+                            if self.cluster is not None:
+                                discovery_tg.create_task(
+                                    self.cluster.run(), name="cluster membership"
+                                )
+                            if ready is not None:
+                                ready.set()
+                            await asyncio.Event().wait()  # until cancelled
         finally:
             self._remote_tg = None
             await runner.cleanup()

@@ -30,7 +30,7 @@ from collector.model.targetgroup import TargetGroup
 
 if TYPE_CHECKING:
     from collector.discovery.kubernetes import InformerPool
-    from collector.discovery.kubernetes.client import ConnectionSpec
+    from collector.kubernetes.connection import ConnectionSpec
 
 __all__ = ["KubernetesPeers", "pod_member"]
 

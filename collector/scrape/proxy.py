@@ -1,12 +1,13 @@
 """Scraping through a proxying front door (the Kubernetes API server): the seam and its scraper.
 
 A job with ``scrape_via_apiserver_proxy: true`` does not GET ``target.url`` itself. A
-`ProxyResolver` (the agent passes the Kubernetes one; scrape never imports discovery) turns the
-target into a `ProxyRoute`: the URL to GET on the API server (``.../pods/<name>:<port>/proxy
-/metrics``), the API server's credentials and TLS settings. `ProxiedScraper` resolves the route
-before *every* scrape, so rotating tokens (in-cluster projected tokens, exec plugins) are picked
-up, and keeps one `HttpScraper` per distinct route, so everything else (Accept, gzip, body
-limit, timeout header) is exactly the direct path's.
+`ProxyResolver` (the agent passes `collector.kubernetes.proxy.ApiServerProxy`, from the
+Kubernetes floor below scrape; tests pass fakes) turns the target into an `ApiServerRoute`: the
+URL to GET on the API server (``.../pods/<name>:<port>/proxy/metrics``), the API server's
+credentials and TLS settings. `ProxiedScraper` resolves the route before *every* scrape, so
+rotating tokens (in-cluster projected tokens, exec plugins) are picked up, and keeps one
+`HttpScraper` per distinct route, so everything else (Accept, gzip, body limit, timeout header)
+is exactly the direct path's.
 
 What the job's ``http_client`` block means here: the target sits behind the API server, so the
 job's ``authorization``/``basic_auth``/``tls_config``/``proxy_url`` would be sent to the wrong
@@ -41,6 +42,7 @@ import aiohttp
 
 from collector.config import HTTPClientConfig, ScrapeConfig, TLSConfig
 from collector.errors import CollectorError, ScrapeError, ScrapeHTTPError, ScrapeTimeout
+from collector.kubernetes.proxy import ApiServerRoute
 from collector.scrape.scraper import HttpScraper, ScrapeResponse
 from collector.scrape.target import Target
 
@@ -49,7 +51,6 @@ __all__ = [
     "LazyProxyResolver",
     "ProxiedScraper",
     "ProxyResolver",
-    "ProxyRoute",
     "new_proxy_session",
     "proxied_config",
 ]
@@ -58,41 +59,12 @@ _STATUS_BODY_LIMIT = 64 * 1024
 """How much of a non-200 JSON answer is read to find the API server's ``Status`` message."""
 
 
-class ProxyRoute(Protocol):
-    """Where one proxied scrape goes and how to authenticate there (read-only)."""
-
-    @property
-    def url(self) -> str:
-        """The absolute URL to GET (the API server's proxy URL, query included)."""
-        ...
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Credential headers for the API server (``Authorization``, configured extras)."""
-        ...
-
-    @property
-    def ssl(self) -> ssl.SSLContext | bool:
-        """TLS for the API server: a context, or ``False`` for plain HTTP."""
-        ...
-
-    @property
-    def server_hostname(self) -> str | None:
-        """TLS server name override (kubeconfig ``tls-server-name``), or None."""
-        ...
-
-    @property
-    def proxy(self) -> str | None:
-        """An HTTP proxy in front of the API server (kubeconfig ``proxy-url``), or None."""
-        ...
-
-
 class ProxyResolver(Protocol):
-    """Turns a target into a `ProxyRoute`; raises `CollectorError` when it cannot."""
+    """Turns a target into an `ApiServerRoute`; raises `CollectorError` when it cannot."""
 
     async def resolve(
         self, *, url: str, discovered_labels: Mapping[str, str], cfg: ScrapeConfig
-    ) -> ProxyRoute:
+    ) -> ApiServerRoute:
         """The route for the target with final URL ``url`` discovered with these labels."""
         ...
 
@@ -104,8 +76,8 @@ class ProxyResolver(Protocol):
 class LazyProxyResolver:
     """A `ProxyResolver` built on first use.
 
-    The Kubernetes resolver imports kubernetes_asyncio; an agent whose jobs never ask for the
-    proxy should not pay for that import, so the manager holds this instead.
+    The agent's factory for the Kubernetes resolver runs only when a job asks for the proxy,
+    so an agent whose jobs never do builds none; the manager holds this instead.
     """
 
     __slots__ = ("_inner", "_make")
@@ -121,7 +93,7 @@ class LazyProxyResolver:
 
     async def resolve(
         self, *, url: str, discovered_labels: Mapping[str, str], cfg: ScrapeConfig
-    ) -> ProxyRoute:
+    ) -> ApiServerRoute:
         """Delegate to the real resolver, building it first if needed."""
         return await self._get().resolve(url=url, discovered_labels=discovered_labels, cfg=cfg)
 
@@ -176,7 +148,7 @@ def new_proxy_session() -> aiohttp.ClientSession:
     )
 
 
-def proxied_config(cfg: ScrapeConfig, route: ProxyRoute) -> ScrapeConfig:
+def proxied_config(cfg: ScrapeConfig, route: ApiServerRoute) -> ScrapeConfig:
     """``cfg`` with its HTTP client pointed at the API server (see the module docstring)."""
     http = cfg.http_client
     headers = tuple(
@@ -217,7 +189,7 @@ class ProxiedScraper:
         self.fetched_url = ""
         """The API server URL of the last resolved route (``""`` before the first)."""
 
-    async def _route(self) -> ProxyRoute:
+    async def _route(self) -> ApiServerRoute:
         target = self.target
         try:
             async with asyncio.timeout(target.timeout):

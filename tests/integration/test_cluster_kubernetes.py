@@ -28,7 +28,7 @@ from collector.cluster.membership import Membership
 from collector.cluster.settings import ClusterSettings
 from collector.config import AgentOptions
 from collector.discovery.kubernetes import InformerOptions, InformerPool
-from collector.discovery.kubernetes.client import ConnectionSpec
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.rendezvous import Ring
 from tests.integration.kube import KubeAPIServer, kube_apiserver
 from tests.integration.running import eventually

@@ -32,7 +32,7 @@ from collector.config import (
     TLSConfig,
 )
 from collector.discovery.kubernetes import InformerOptions, InformerPool, make_discoverer
-from collector.discovery.kubernetes.client import ConnectionSpec
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 from tests.integration.kube import KubeAPIServer, kube_apiserver
 from tests.integration.running import eventually, running_agent

@@ -20,8 +20,8 @@ import yaml
 from aiohttp import web
 
 from collector.config import KubernetesSDConfig, ScrapeConfig
-from collector.discovery.kubernetes.proxy import ApiServerProxy, ApiServerRoute, proxy_path
 from collector.errors import DiscoveryError, ScrapeError, ScrapeHTTPError
+from collector.kubernetes.proxy import ApiServerProxy, ApiServerRoute, proxy_path
 from collector.scrape.proxy import (
     ApiServerProxyError,
     ProxiedScraper,

@@ -5,14 +5,16 @@ The public surface:
 - `make_discoverer` builds the `Discoverer` for one ``kubernetes_sd_configs`` entry; the
   discovery manager registers it as the ``kubernetes`` mechanism.
 - `InformerPool` shares informers across discoverers by (API server, resource, namespace, label
-  selector, field selector); `default_pool` is the process-wide one.
+  selector, field selector). It is a component: the agent makes one, runs it in its TaskGroups
+  and passes it to `make_discoverer`; there is no process-wide pool.
 
-Modules: ``client`` (where and who), ``wire`` (paths, list/watch shapes, Status errors),
-``informer`` (list/watch into slim stores), ``pool`` (informers shared across discoverers),
-``objects`` (wire TypedDicts and slim values), ``roles`` (pure object -> TargetGroup: node, pod,
-service, ingress) and ``endpoints`` (the endpoints and endpointslice roles), ``discoverer`` (one
-SD config), ``metrics`` (self-metrics, API-server load included). Only this package imports
-kubernetes_asyncio.
+Modules: ``wire`` (paths, list/watch shapes, Status errors), ``informer`` (list/watch into slim
+stores), ``retry`` (relist, or back off and watch again), ``pool`` (informers shared across
+discoverers), ``objects`` (wire TypedDicts and slim values), ``roles`` (pure object ->
+TargetGroup: node, pod, service, ingress) and ``endpoints`` (the endpoints and endpointslice
+roles), ``discoverer`` (one SD config), ``metrics`` (self-metrics, API-server load included).
+Where the API server is and who we are to it is the floor below, `collector.kubernetes`
+(``connection``, ``auth``), which discovery shares with the API-server proxy of scrape.
 """
 
 from __future__ import annotations
@@ -21,35 +23,18 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import KubernetesSDConfig
 from collector.discovery.discoverer import Discoverer
-from collector.discovery.kubernetes.client import ConnectionSpec, read_own_namespace
 from collector.discovery.kubernetes.discoverer import KubernetesDiscoverer
 from collector.discovery.kubernetes.informer import InformerOptions
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
-from collector.discovery.kubernetes.pool import InformerPool, default_pool
+from collector.discovery.kubernetes.pool import InformerPool
+from collector.kubernetes.connection import ConnectionSpec, connection_spec, read_own_namespace
 
 __all__ = [
     "InformerOptions",
     "InformerPool",
     "KubernetesDiscoverer",
-    "connection_spec",
-    "default_pool",
     "make_discoverer",
 ]
-
-
-def connection_spec(config: KubernetesSDConfig, *, kubeconfig: str | None = None) -> ConnectionSpec:
-    """Which API server and credentials a config uses (spec §2.2).
-
-    ``api_server`` wins, then the config's ``kubeconfig_file``, then the ``--kubeconfig`` flag,
-    then in-cluster.
-    """
-    if config.api_server:
-        return ConnectionSpec(api_server=config.api_server, http_client=config.http_client)
-    if config.kubeconfig_file:
-        return ConnectionSpec(kubeconfig=config.kubeconfig_file)
-    if kubeconfig:
-        return ConnectionSpec(kubeconfig=kubeconfig)
-    return ConnectionSpec()
 
 
 def make_discoverer(
@@ -64,8 +49,9 @@ def make_discoverer(
 
     Raises `collector.errors.DiscoveryError` when it cannot work at all (in-cluster without the
     service env, a missing kubeconfig, an unreadable own namespace); the manager logs and counts
-    that and skips the config. ``pool`` defaults to `default_pool`; ``connection`` overrides
-    `connection_spec` (tests).
+    that and skips the config. ``pool`` is the agent's shared pool; without one the discoverer
+    gets a private pool and serves it itself. ``connection`` overrides `connection_spec`
+    (tests, the cluster membership).
     """
     spec = connection or connection_spec(config, kubeconfig=kubeconfig)
     spec.validate()
@@ -76,7 +62,7 @@ def make_discoverer(
     return KubernetesDiscoverer(
         config,
         connection=spec,
-        pool=pool if pool is not None else default_pool(),
+        pool=pool if pool is not None else InformerPool(),
         metrics=KubernetesMetrics.for_registry(registry),
         namespaces=names or ("",),
     )

@@ -20,6 +20,10 @@ the slices labelled with its name), a pod *phase* change -> the Endpoints that p
 node change -> the pods on it / endpoints on it (with ``attach_metadata.node``), a namespace
 change -> every object in it (``attach_metadata.namespace``).
 
+The informers come from the `InformerPool` the discoverer is given (the agent's, shared by
+every Kubernetes discoverer and run around them); a pool nobody runs is served by `run` itself
+for as long as it runs (`InformerPool.serving`).
+
 Nothing is sent until every informer has synced; then every primary object yields one group in a
 single send (``send([])`` when there are none, which marks the provider synced), and afterwards
 each batch of queued keys yields one send of the rebuilt groups (an absent object yields an
@@ -41,7 +45,6 @@ from typing import NoReturn
 from collector.config import KubernetesSDConfig
 from collector.discovery.discoverer import SendGroups
 from collector.discovery.kubernetes import endpoints, roles
-from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.discovery.kubernetes.informer import EventKind, Informer, InformerKey
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import (
@@ -56,6 +59,7 @@ from collector.discovery.kubernetes.objects import (
 )
 from collector.discovery.kubernetes.pool import InformerPool
 from collector.discovery.kubernetes.wire import RESOURCE_PATHS
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 
 __all__ = ["PRIMARY", "RESOURCE_ROLE", "KubernetesDiscoverer"]
@@ -139,7 +143,12 @@ class KubernetesDiscoverer:
         return keys
 
     async def run(self, send: SendGroups) -> NoReturn:
-        """Discover until cancelled."""
+        """Discover until cancelled (serving the pool meanwhile if nobody else does)."""
+        async with self.pool.serving():
+            await self._discover(send)
+        raise AssertionError("unreachable: only cancellation ends a discoverer")
+
+    async def _discover(self, send: SendGroups) -> NoReturn:
         async with contextlib.AsyncExitStack() as stack:
             for key in self.informer_keys():
                 informer = await stack.enter_async_context(

@@ -23,9 +23,12 @@ kubernetes_asyncio's ``Watch`` gets wrong):
    transport errors and truncated streams, a stream silent for longer than ``timeoutSeconds``
    plus a margin (stall), a line that is not JSON, 5xx and 429 (``Retry-After`` honoured).
    A 401 or 403 reloads credentials before the retry; a 403 is logged once with the missing
-   RBAC rule.
+   RBAC rule. An error of our own (a bug) is logged with its traceback and relists.
 
-Errors are logged once per change of state, never raised: only cancellation stops `run`.
+Errors are logged once per change of state, never raised: only cancellation stops `run`. That
+matters beyond this informer: it is a task of the pool's TaskGroup, and a failing child would
+cancel every informer of the agent.
+
 What it costs the API server is counted per resource: list requests (pages), open watches,
 body bytes and objects received, relists and watch restarts by reason (`KubernetesMetrics`).
 
@@ -47,9 +50,9 @@ from typing import Any, Literal, NoReturn
 import aiohttp
 import orjson
 
-from collector.discovery.kubernetes.client import Connection, ConnectionSpec
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import SLIM, SlimObject, object_key
+from collector.discovery.kubernetes.retry import Backoff, Gone, Restart
 from collector.discovery.kubernetes.wire import (
     GROUPS,
     RESOURCE_PATHS,
@@ -59,6 +62,7 @@ from collector.discovery.kubernetes.wire import (
     status_error,
 )
 from collector.errors import DiscoveryError
+from collector.kubernetes.connection import Connection, ConnectionSpec
 
 __all__ = [
     "EventKind",
@@ -103,41 +107,6 @@ class InformerOptions:
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     """Backoff waits (inject a fake to test on virtual time)."""
     rng: random.Random = field(default_factory=random.Random, compare=False)
-
-
-class _Gone(Exception):
-    """410: the RV or continue token expired; relist."""
-
-
-class _Restart(Exception):
-    """Rewatch after backoff; ``reason`` labels the restart counter."""
-
-    def __init__(self, reason: str, message: str, *, retry_after: float = 0.0) -> None:
-        self.reason = reason
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class _Backoff:
-    """Exponential backoff with full jitter: [d, 2d) capped at ``max``, reset after health."""
-
-    def __init__(self, options: InformerOptions) -> None:
-        self._o = options
-        self._n = 0
-        self._last = 0.0
-
-    def next(self) -> float:
-        now = time.monotonic()
-        if self._n and now - self._last > self._o.backoff_reset:
-            self._n = 0
-        self._last = now
-        base = min(self._o.backoff_max, self._o.backoff_initial * (1 << min(self._n, 30)))
-        self._n += 1
-        jitter: float = self._o.rng.random()
-        return min(self._o.backoff_max, base * (1.0 + jitter))
-
-    def reset(self) -> None:
-        self._n = 0
 
 
 class Informer:
@@ -193,7 +162,13 @@ class Informer:
     async def run(self) -> NoReturn:
         """List, then watch, forever; only cancellation stops it."""
         res = self.key.resource
-        backoff = _Backoff(self.options)
+        o = self.options
+        backoff = Backoff(
+            initial=o.backoff_initial,
+            maximum=o.backoff_max,
+            reset_after=o.backoff_reset,
+            rng=o.rng,
+        )
         need_list = True
         relist_reason = ""
         while True:
@@ -207,11 +182,11 @@ class Informer:
                     self._recovered()
                 await self._watch()
                 self.metrics.watch_restarts.labels(res, "closed").inc()
-            except _Gone:
+            except Gone:
                 self.metrics.watch_restarts.labels(res, "expired").inc()
                 log.debug("%s: resource version expired, relisting", self._where())
                 need_list, relist_reason, self._consistent_list = True, "expired", True
-            except _Restart as restart:
+            except Restart as restart:
                 self.metrics.failures.inc()
                 self.metrics.watch_restarts.labels(res, restart.reason).inc()
                 self._failed(restart.reason, str(restart))
@@ -224,6 +199,15 @@ class Informer:
             except DiscoveryError as exc:
                 self.metrics.failures.inc()
                 self._failed("config", str(exc))
+                await self.options.sleep(backoff.next())
+            except Exception:
+                # A bug (an object shape nobody expected, say): say so loudly, then start over
+                # from a fresh LIST rather than trust a store that saw half an event.
+                log.exception("kubernetes %s: unexpected error, relisting", self._where())
+                self.metrics.failures.inc()
+                self.metrics.watch_restarts.labels(res, "internal").inc()
+                self._state = "internal"
+                need_list, relist_reason = True, "internal"
                 await self.options.sleep(backoff.next())
 
     def _where(self) -> str:
@@ -273,23 +257,23 @@ class Informer:
                     self._raise_status(resp, body, verb=verb)
                 yield resp
         except (aiohttp.ClientError, OSError) as exc:
-            raise _Restart("disconnected", f"{verb} failed: {exc!r}") from exc
+            raise Restart("disconnected", f"{verb} failed: {exc!r}") from exc
 
     def _raise_status(self, resp: aiohttp.ClientResponse, body: bytes, *, verb: str) -> NoReturn:
         status = resp.status
         err = status_error(status, body)
         if status == 410:
-            raise _Gone(str(err))
+            raise Gone(str(err))
         if status == 401:
-            raise _Restart("unauthorized", f"{verb}: {err}")
+            raise Restart("unauthorized", f"{verb}: {err}")
         if status == 403:
             self._report_forbidden(verb, str(err))
-            raise _Restart("forbidden", f"{verb}: {err}")
+            raise Restart("forbidden", f"{verb}: {err}")
         retry_after = 0.0
         if status == 429 or status >= 500:
             with contextlib.suppress(ValueError):
                 retry_after = float(resp.headers.get("Retry-After", "0"))
-        raise _Restart(f"http_{status}", f"{verb}: {err}", retry_after=retry_after)
+        raise Restart(f"http_{status}", f"{verb}: {err}", retry_after=retry_after)
 
     def _report_forbidden(self, verb: str, message: str) -> None:
         k = self.key
@@ -315,53 +299,74 @@ class Informer:
             try:
                 raw = await resp.read()
             except aiohttp.ClientError as exc:
-                raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+                raise Restart("bad_list", f"list: unreadable response: {exc}") from exc
         self._received_bytes.inc(len(raw))
         return raw
+
+    async def _fetch_outcome(self, token: str, rv_param: str) -> bytes | Exception:
+        """`_fetch_page` with its error as a value: a prefetch task that never fails its group."""
+        try:
+            return await self._fetch_page(token, rv_param)
+        except Exception as exc:
+            return exc
 
     async def _list(self) -> None:
         """Paginated LIST into a new store.
 
         The next page is requested before this one is decoded (its ``continue`` token is read
         from the list metadata, which precedes ``items``), so the server encodes page n+1 while
-        we decode page n. Each page is decoded once, by orjson.
+        we decode page n. Each page is decoded once, by orjson. The request ahead is a task of
+        a TaskGroup scoped to this LIST; errors travel as values (`_fetch_outcome`,
+        `_list_pages`) so that group only ever sees cancellation, and are raised out here.
         """
+        async with asyncio.TaskGroup() as ahead:
+            outcome = await self._list_pages(ahead)
+        if isinstance(outcome, Exception):
+            raise outcome
+        items, list_rv = outcome
+        self._replace(items, list_rv)
+
+    async def _list_pages(
+        self, ahead: asyncio.TaskGroup
+    ) -> tuple[dict[str, SlimObject], str] | Exception:
         items: dict[str, SlimObject] = {}
         token = ""
         list_rv = ""
         rv_param = "" if self._consistent_list else "0"
-        pending: asyncio.Task[bytes] | None = None
+        pending: asyncio.Task[bytes | Exception] | None = None
         pending_token = ""
         try:
             while True:
-                try:
-                    if pending is not None and pending_token == token:
-                        task, pending = pending, None
-                        raw = await task
-                    else:
-                        raw = await self._fetch_page(token, rv_param)
-                except _Gone:
-                    if not token:
-                        raise
+                if pending is not None and pending_token == token:
+                    got = await pending
+                else:
+                    if pending is not None:
+                        pending.cancel()  # asked ahead for a page of a LIST given up
+                    got = await self._fetch_outcome(token, rv_param)
+                pending = None
+                if isinstance(got, Gone) and token:
                     # The snapshot behind the continue token was compacted: start over with a
                     # consistent read (never the "inconsistent" token the 410 offers).
                     self.metrics.relists.labels(self.key.resource, "expired_continue").inc()
                     items.clear()
                     token, rv_param = "", ""
                     continue
-                ahead = peek_continue(raw)
-                if ahead:
-                    pending_token = ahead
-                    pending = asyncio.get_running_loop().create_task(
-                        self._fetch_page(ahead, rv_param)
-                    )
+                if isinstance(got, Exception):
+                    return got
+                raw = got
+                next_token = peek_continue(raw)
+                if next_token:
+                    pending_token = next_token
+                    pending = ahead.create_task(self._fetch_outcome(next_token, rv_param))
                     # Let it send its request before the loop is busy decoding.
                     for _ in range(8):
                         await asyncio.sleep(0)
                 try:
                     body: RawList = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
-                    raise _Restart("bad_list", f"list: unreadable response: {exc}") from exc
+                    restart = Restart("bad_list", f"list: unreadable response: {exc}")
+                    restart.__cause__ = exc
+                    return restart
                 del raw
                 meta = body.get("metadata") or {}
                 if not token:
@@ -374,13 +379,11 @@ class Informer:
                 del body
                 token = str(meta.get("continue") or "")
                 if not token:
-                    break
+                    return items, list_rv
         finally:
+            # A page still in flight (an error above, or cancellation): the group awaits it.
             if pending is not None:
                 pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
-        self._replace(items, list_rv)
 
     def _replace(self, items: dict[str, SlimObject], rv: str) -> None:
         old = self.store
@@ -436,9 +439,9 @@ class Informer:
                 async with asyncio.timeout(deadline):
                     chunk = await resp.content.readany()
             except TimeoutError as exc:
-                raise _Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
+                raise Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
             except (aiohttp.ClientError, OSError) as exc:
-                raise _Restart("disconnected", f"watch: {exc!r}") from exc
+                raise Restart("disconnected", f"watch: {exc!r}") from exc
             if not chunk:
                 return
             self._received_bytes.inc(len(chunk))
@@ -460,16 +463,16 @@ class Informer:
         try:
             event: RawEvent = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise _Restart("bad_line", f"watch: not a JSON line: {line[:80]!r}") from exc
+            raise Restart("bad_line", f"watch: not a JSON line: {line[:80]!r}") from exc
         if not isinstance(event, dict):
-            raise _Restart("bad_line", f"watch: not an event: {line[:80]!r}")
+            raise Restart("bad_line", f"watch: not an event: {line[:80]!r}")
         kind = event.get("type")
         obj: Any = event.get("object") or {}
         if kind == "ERROR":
             code = obj.get("code") if isinstance(obj, dict) else None
             if code == 410:
-                raise _Gone(str(obj.get("message", "")))
-            raise _Restart(f"http_{code}", f"watch: error event: {obj.get('message', obj)!r}")
+                raise Gone(str(obj.get("message", "")))
+            raise Restart(f"http_{code}", f"watch: error event: {obj.get('message', obj)!r}")
         meta = obj.get("metadata") or {}
         rv = meta.get("resourceVersion")
         if kind == "BOOKMARK":
@@ -477,7 +480,7 @@ class Informer:
                 self.resource_version = str(rv)
             return
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
-            raise _Restart("bad_line", f"watch: unknown event type {kind!r}")
+            raise Restart("bad_line", f"watch: unknown event type {kind!r}")
         self._received_objects.inc()
         key = object_key(obj)
         if kind == "DELETED":

@@ -44,8 +44,9 @@ class KubernetesMetrics:
         # Reasons: ``expired`` (410 Gone: a relist follows), ``closed`` (the server ended the
         # watch at the timeoutSeconds we asked for), ``stalled`` (our read deadline passed with
         # no byte), and the errors: ``disconnected``, ``http_<code>``, ``bad_line``,
-        # ``unauthorized``, ``forbidden``. Finer than "410 / timeout / error" because each asks
-        # for a different fix; sum by reason for the coarse view.
+        # ``unauthorized``, ``forbidden``, ``internal`` (a bug of ours; it relists). Finer than
+        # "410 / timeout / error" because each asks for a different fix; sum by reason for the
+        # coarse view.
         self.watch_restarts = Counter(
             "collector_kubernetes_watch_restarts_total",
             "Watch requests restarted, by resource and reason (expired = 410, closed = the "

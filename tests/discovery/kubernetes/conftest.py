@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from collector.config import Authorization, HTTPClientConfig
-from collector.discovery.kubernetes.client import ConnectionSpec
+from collector.kubernetes.connection import ConnectionSpec
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "k8s"

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import AttachMetadata, KubernetesSDConfig, KubernetesSelector
 from collector.discovery.kubernetes import InformerOptions, InformerPool, make_discoverer
-from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.errors import DiscoveryError
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 from tests.discovery.kubernetes.conftest import sample, token_spec, until
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer

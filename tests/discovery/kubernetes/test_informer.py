@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from collector.config import Authorization, HTTPClientConfig
-from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.discovery.kubernetes.informer import Informer, InformerKey, InformerOptions
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import Pod, SlimObject
 from collector.discovery.kubernetes.pool import InformerPool
+from collector.kubernetes.connection import ConnectionSpec
 from tests.discovery.kubernetes.conftest import sample, token_spec, until
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer, Fault
 
@@ -72,7 +72,7 @@ async def running(
     )
     metrics = KubernetesMetrics.for_registry(registry or CollectorRegistry())
     k = InformerKey(connection=spec, resource=resource, **key)
-    async with pool.subscribe(k, rec, metrics=metrics) as informer:
+    async with pool.serving(), pool.subscribe(k, rec, metrics=metrics) as informer:
         yield informer
     assert len(pool) == 0
 
@@ -460,8 +460,9 @@ async def test_cancellation_stops_cleanly(api: FakeAPIServer, spec: ConnectionSp
     pool = InformerPool(options=InformerOptions(sleep=rec.sleep))
     metrics = KubernetesMetrics.for_registry(CollectorRegistry())
     key = InformerKey(connection=spec, resource="nodes")
-    async with pool.subscribe(key, rec, metrics=metrics) as inf:
-        await asyncio.wait_for(inf.synced.wait(), 5)
-        conn = inf.connection
-    assert conn.session is None
-    assert len(pool) == 0
+    async with pool.serving():
+        async with pool.subscribe(key, rec, metrics=metrics) as inf:
+            await asyncio.wait_for(inf.synced.wait(), 5)
+            conn = inf.connection
+        assert conn.session is None
+        assert len(pool) == 0

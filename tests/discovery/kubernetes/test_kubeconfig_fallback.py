@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import KubernetesSDConfig
 from collector.discovery.kubernetes import InformerOptions, InformerPool, make_discoverer
-from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.errors import DiscoveryError
+from collector.kubernetes.connection import ConnectionSpec
 from collector.model.targetgroup import TargetGroup
 from tests.discovery.kubernetes.conftest import sample, until
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer
@@ -108,7 +108,7 @@ def test_process_environment_is_the_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api: FakeAPIServer
 ) -> None:
     """Through `connection_spec` (what the agent uses): the real environment decides."""
-    from collector.discovery.kubernetes import connection_spec
+    from collector.kubernetes.connection import connection_spec
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)

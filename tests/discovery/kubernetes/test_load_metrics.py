@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from collector.discovery.kubernetes.client import ConnectionSpec
 from collector.discovery.kubernetes.informer import InformerKey, InformerOptions
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import SlimObject
 from collector.discovery.kubernetes.pool import InformerPool
+from collector.kubernetes.connection import ConnectionSpec
 from tests.discovery.kubernetes.conftest import until
 from tests.discovery.kubernetes.fake_apiserver import FakeAPIServer, Fault
 from tests.integration.running import eventually, running_agent
@@ -55,7 +55,7 @@ async def test_load_metrics_follow_lists_watches_and_relists(
     pool = InformerPool(options=options)
     key = InformerKey(connection=spec, resource="pods")
     metrics = KubernetesMetrics.for_registry(registry)
-    async with pool.subscribe(key, _ignore, metrics=metrics):
+    async with pool.serving(), pool.subscribe(key, _ignore, metrics=metrics):
         await until(lambda: api.count("pods", watch=True) == 2 and value("watches_open") == 1)
         # resourceVersion=0 is served whole from the watch cache (limit ignored, as the real
         # server does); the consistent relist after the 410 comes in two pages.

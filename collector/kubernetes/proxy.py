@@ -4,8 +4,10 @@ From a laptop (kind, a remote cluster) pod and node IPs are usually unreachable,
 server is not, and it proxies HTTP to pods, nodes and services for anyone allowed the
 ``pods/proxy`` (``nodes/proxy``, ``services/proxy``) subresource. A job with
 ``scrape_via_apiserver_proxy: true`` is scraped that way; this module turns one target into the
-route the scrape pool fetches (`collector.scrape.proxy.ProxyRoute`, matched structurally: the
-scrape package never imports this one, nor this one it).
+`ApiServerRoute` the scrape pool fetches (`collector.scrape.proxy.ProxiedScraper`).
+
+Place in the pipeline: on the Kubernetes floor, below scrape, which fetches the routes, and
+beside the discovery connections it shares `connection_spec` with; it imports neither.
 
 Which proxy URL (the target's final URL gives scheme, port, path and query; its discovered
 labels give the object):
@@ -50,9 +52,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from collector.config import KubernetesSDConfig, ScrapeConfig
-from collector.discovery.kubernetes import connection_spec
-from collector.discovery.kubernetes.client import Connection, ConnectionSpec
 from collector.errors import DiscoveryError
+from collector.kubernetes.connection import Connection, ConnectionSpec, connection_spec
 
 __all__ = ["ApiServerProxy", "ApiServerRoute", "proxy_path"]
 
@@ -68,7 +69,7 @@ _CREDENTIAL_HEADERS_DROPPED = frozenset({"accept", "user-agent"})
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiServerRoute:
-    """A proxied scrape's destination (satisfies `collector.scrape.proxy.ProxyRoute`)."""
+    """A proxied scrape's destination: what `collector.scrape.proxy.ProxiedScraper` GETs."""
 
     url: str
     """The API server proxy URL, query included."""
@@ -132,8 +133,8 @@ class ApiServerProxy:
     """The agent's `collector.scrape.proxy.ProxyResolver` for ``scrape_via_apiserver_proxy``.
 
     Holds one loaded `Connection` per `ConnectionSpec` for the agent's lifetime. Connections
-    are used for their credentials and TLS only: the session `Connection.load` opens is closed
-    right away, the scrape pool's session does the requests.
+    are used for their credentials and TLS only (`Connection.load` opens no session): the
+    scrape pool's session does the requests.
     """
 
     def __init__(self, *, kubeconfig: str | None = None) -> None:
@@ -167,7 +168,7 @@ class ApiServerProxy:
             if conn is None:
                 spec.validate()
                 conn = Connection(spec)
-                await _load(conn)
+                await conn.load()
                 self._connections[spec] = conn
         return conn
 
@@ -197,15 +198,4 @@ class ApiServerProxy:
         except DiscoveryError:
             return
         if conn is not None:
-            try:
-                await _load(conn)
-            except DiscoveryError:
-                pass  # keep the old credentials; the next 401 tries again
-
-
-async def _load(conn: Connection) -> None:
-    """Load credentials and TLS; close the API session `Connection.load` opens (unused here)."""
-    try:
-        await conn.load()
-    finally:
-        await conn.close()
+            await conn.reload_credentials()
