@@ -130,7 +130,7 @@ class Agent:
         """Sharding across replicas (``--cluster.*``); None: this agent scrapes every target."""
         if cluster is not None:
             self.cluster = build_membership(
-                cluster, apply=self.scrape.set_ring, registry=self.registry
+                cluster, apply=self.scrape.set_ring, registry=self.registry, pool=self.informers
             )
             self.scrape.set_ring(self.cluster.ring)  # empty: nothing sharded until it reports
         self.leave_delay = cluster.leave_delay if cluster is not None else 0.0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -28,6 +28,9 @@ from collector.cluster.peers import PeersFile, PeerSource, StaticPeers
 from collector.cluster.settings import ClusterSettings
 from collector.model.duration import format_duration
 from collector.model.rendezvous import Ring
+
+if TYPE_CHECKING:
+    from collector.discovery.kubernetes.pool import InformerPool
 
 __all__ = ["Membership", "build_membership"]
 
@@ -127,8 +130,10 @@ def build_membership(
     *,
     apply: Callable[[Ring], None],
     registry: CollectorRegistry,
+    pool: InformerPool | None = None,
 ) -> Membership:
-    """The membership for ``settings`` with its peer source."""
+    """The membership for ``settings`` with its peer source; ``pool`` is the agent's informer
+    pool, so the member list shares its connection and watches with Kubernetes SD."""
     source: PeerSource
     if settings.peers_from == "static":
         source = StaticPeers(settings.peers)
@@ -142,5 +147,6 @@ def build_membership(
             selector=settings.selector,
             kubeconfig=settings.kubeconfig,
             registry=registry,
+            pool=pool,
         )
     return Membership(settings, source=source, apply=apply, registry=registry)
