@@ -24,6 +24,7 @@ from collector.config.http_client import (
     HTTP_UNSUPPORTED,
     check_http_url,
     parse_http_client,
+    refuse_unhonoured,
 )
 from collector.config.schema import (
     AttachMetadata,
@@ -104,6 +105,21 @@ _K8S_KEYS = (
     | HTTP_KEYS
 )
 
+# HTTP client keys the discovery clients do not act on (issue 12: refused, not ignored). Only
+# the scraper applies ``no_proxy`` and sends ``proxy_connect_header``; the Kubernetes client
+# builds its own TLS context (no version bounds) and always follows redirects.
+_SD_UNHONOURED: Mapping[str, str] = {
+    "no_proxy": "service discovery requests do not apply it (only scrapes do)",
+    "proxy_connect_header": "service discovery requests do not send it (only scrapes do)",
+}
+_K8S_UNHONOURED: Mapping[str, str] = {
+    **_SD_UNHONOURED,
+    "follow_redirects": "the Kubernetes client always follows redirects",
+    "tls_config.min_version": "the Kubernetes client does not bound the TLS version",
+    "tls_config.max_version": "the Kubernetes client does not bound the TLS version",
+}
+_ATTACH_UNHONOURED = ("deployment", "job", "cronjob")
+
 
 def parse_sd_list(
     s: Section, key: str, parse: Callable[[Source, Tree, str], _T | None]
@@ -176,6 +192,7 @@ def parse_http_sd(src: Source, raw: Tree, path: str) -> HTTPSDConfig | None:
     else:
         _check_sd_url(s, url)
     http_client = parse_http_client(s, HTTPClientConfig())
+    refuse_unhonoured(s, http_client, HTTPClientConfig(), _SD_UNHONOURED)
     refresh = s.duration("refresh_interval")
     return HTTPSDConfig(
         url=url, refresh_interval=60.0 if refresh is None else refresh, http_client=http_client
@@ -210,6 +227,7 @@ def parse_kubelet_sd(src: Source, raw: Tree, path: str) -> KubeletSDConfig | Non
     elif url:
         _check_sd_url(s, url)
     http_client = parse_http_client(s, HTTPClientConfig())
+    refuse_unhonoured(s, http_client, HTTPClientConfig(), _SD_UNHONOURED)
     refresh = s.duration("refresh_interval")
     return KubeletSDConfig(
         url=url, refresh_interval=15.0 if refresh is None else refresh, http_client=http_client
@@ -248,6 +266,7 @@ def parse_kubernetes_sd(src: Source, raw: Tree, path: str) -> KubernetesSDConfig
     elif role not in _K8S_ROLES:
         s.fail(f'unknown Kubernetes SD role "{role}"', "role")
     http_client = parse_http_client(s, HTTPClientConfig())
+    refuse_unhonoured(s, http_client, HTTPClientConfig(), _K8S_UNHONOURED)
     custom_http = http_client != HTTPClientConfig()
     api_server = s.str_("api_server")
     kubeconfig = s.str_("kubeconfig_file")
@@ -274,8 +293,11 @@ def parse_kubernetes_sd(src: Source, raw: Tree, path: str) -> KubernetesSDConfig
     am = s.section(
         "attach_metadata",
         kind="attach_metadata",
-        known=frozenset({"node", "namespace", "deployment", "job", "cronjob"}),
+        known=frozenset({"node", "namespace", *_ATTACH_UNHONOURED}),
     )
+    for key in _ATTACH_UNHONOURED:
+        if am.bool_(key, False):
+            am.unsupported(key, f"discovery does not attach {key} metadata; only false is accepted")
     return KubernetesSDConfig(
         role=cast(
             "Literal['node', 'pod', 'service', 'endpoints', 'endpointslice', 'ingress']", role
@@ -288,9 +310,7 @@ def parse_kubernetes_sd(src: Source, raw: Tree, path: str) -> KubernetesSDConfig
         attach_metadata=AttachMetadata(
             node=am.bool_("node", False),
             namespace=am.bool_("namespace", False),
-            deployment=am.bool_("deployment", False),
-            job=am.bool_("job", False),
-            cronjob=am.bool_("cronjob", False),
+            # deployment, job and cronjob stay False: true is refused above.
         ),
         http_client=http_client,
     )

@@ -11,6 +11,7 @@ Prometheus counterpart: ``prometheus/common/config/http_config.go`` (``HTTPClien
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from collector.config.schema import Authorization, BasicAuth, HTTPClientConfig, TLSConfig
@@ -24,6 +25,7 @@ __all__ = [
     "check_http_url",
     "parse_http_client",
     "redact_url",
+    "refuse_unhonoured",
 ]
 
 HTTP_KEYS = names(
@@ -121,6 +123,23 @@ def parse_http_client(s: Section, default: HTTPClientConfig) -> HTTPClientConfig
         enable_http2=s.bool_("enable_http2", default.enable_http2),
         http_headers=headers,
     )
+
+
+def refuse_unhonoured(
+    s: Section, hc: HTTPClientConfig, default: HTTPClientConfig, unhonoured: Mapping[str, str]
+) -> None:
+    """Refuse the HTTP client keys this section's client does not act on (issue 12).
+
+    Every section parses the whole inline block, but each client (scrape, SD, remote write,
+    Kubernetes) honours only part of it. ``unhonoured`` maps a key (``tls_config.min_version``
+    for a nested one) to why it is refused; a value equal to ``default``'s is a no-op and
+    loads, so Prometheus files that spell out defaults still load.
+    """
+    for key, why in unhonoured.items():
+        block, _, name = key.rpartition(".")
+        value = getattr(hc.tls_config if block else hc, name)
+        if value != getattr(default.tls_config if block else default, name):
+            s.unsupported(key, why)
 
 
 def _parse_authorization(s: Section, *, bearer: bool) -> Authorization:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Literal, cast
 
 import yaml
 
@@ -29,6 +28,7 @@ from collector.config.http_client import (
     check_http_url,
     parse_http_client,
     redact_url,
+    refuse_unhonoured,
 )
 from collector.config.schema import HTTPClientConfig, MetadataConfig, QueueConfig, RemoteWriteConfig
 from collector.config.section import Section, Source, names
@@ -53,6 +53,21 @@ _QUEUE_KEYS = names(
     """
 )
 _PROTOBUF_MESSAGES = ("prometheus.WriteRequest", "io.prometheus.write.v2.Request")
+_HTTP_DEFAULT = HTTPClientConfig(enable_http2=False)
+# What the sender does not implement (issue 12): a value that loads must act, so these are
+# refused with the reason rather than ignored. The sender encodes remote write 1.0 float
+# samples only (`collector.remote.codec`) and posts through one aiohttp session.
+_NOT_IMPLEMENTED = {
+    "send_exemplars": "exemplars are parsed but not forwarded",
+    "send_native_histograms": "native histograms are not scraped or sent",
+    "round_robin_dns": "the sender does not spread requests over the host's addresses",
+}
+_HTTP_UNHONOURED = {
+    "enable_http2": "the sender speaks HTTP/1.1 only",
+    "proxy_from_environment": "the sender does not read proxy settings from the environment",
+    "no_proxy": "the sender does not apply it (only scrapes do)",
+    "proxy_connect_header": "the sender does not send it (only scrapes do)",
+}
 
 
 def parse_remote_writes(top: Section) -> tuple[RemoteWriteConfig, ...]:
@@ -127,7 +142,17 @@ def _parse_remote_write(src: Source, raw: Tree, path: str) -> RemoteWriteConfig 
             f"supported: {', '.join(_PROTOBUF_MESSAGES)}",
             "protobuf_message",
         )
-    http_client = parse_http_client(s, HTTPClientConfig(enable_http2=False))
+    elif message != "prometheus.WriteRequest":
+        # Loading it would send 1.0 bodies labelled 0.1.0 to a receiver configured for 2.0.
+        s.unsupported(
+            "protobuf_message",
+            f"{message}: only remote write 1.0 (prometheus.WriteRequest) is sent",
+        )
+    for key, why in _NOT_IMPLEMENTED.items():
+        if s.bool_(key, False):
+            s.unsupported(key, f"{why}; only false is accepted")
+    http_client = parse_http_client(s, _HTTP_DEFAULT)
+    refuse_unhonoured(s, http_client, _HTTP_DEFAULT, _HTTP_UNHONOURED)
     remote_timeout = s.duration("remote_timeout")
     digest = hashlib.md5(
         yaml.safe_dump(
@@ -141,12 +166,8 @@ def _parse_remote_write(src: Source, raw: Tree, path: str) -> RemoteWriteConfig 
         remote_timeout=30.0 if remote_timeout is None else remote_timeout,
         headers=tuple(headers),
         write_relabel_configs=write_relabel,
-        send_exemplars=s.bool_("send_exemplars", False),
-        send_native_histograms=s.bool_("send_native_histograms", False),
-        round_robin_dns=s.bool_("round_robin_dns", False),
-        protobuf_message=cast(
-            "Literal['prometheus.WriteRequest', 'io.prometheus.write.v2.Request']", message
-        ),
+        # send_exemplars, send_native_histograms and round_robin_dns keep their False
+        # defaults and protobuf_message its 1.0 one: any other value was refused above.
         queue_config=_parse_queue(s),
         metadata_config=_parse_metadata(s),
         http_client=http_client,

@@ -215,8 +215,8 @@ class ScrapeConfig:
     scrape_timeout: float = 10.0
     scrape_protocols: tuple[ScrapeProtocol, ...] = ()
     """As loaded, never empty: the job's list, else the global one, else Prometheus's default
-    (protobuf first when ``scrape_native_histograms``). Empty only in hand-built configs, where
-    it means that same dynamic default."""
+    text list (``PrometheusProto`` is refused, so never protobuf). Empty only in hand-built
+    configs, where it means the dynamic default of `collector.scrape.scraper`."""
     fallback_scrape_protocol: ScrapeProtocol | None = None
     metrics_path: str = "/metrics"
     scheme: str = "http"
@@ -437,4 +437,5 @@ DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS: tuple[ScrapeProtocol, ...] = (
     "PrometheusProto",
     *DEFAULT_SCRAPE_PROTOCOLS,
 )
-"""The same with protobuf first: the default when ``scrape_native_histograms`` is on."""
+"""The same with protobuf first: Prometheus's default when ``scrape_native_histograms`` is on.
+The loader never picks it: protobuf scraping and native histograms are refused (issue 12)."""

@@ -27,7 +27,6 @@ from collector.config.discovery import (
 )
 from collector.config.http_client import HTTP_KEYS, HTTP_UNSUPPORTED, parse_http_client
 from collector.config.schema import (
-    DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS,
     DEFAULT_SCRAPE_PROTOCOLS,
     SCRAPE_PROTOCOL_MEDIA_TYPES,
     GlobalConfig,
@@ -73,6 +72,19 @@ _SCRAPE_KEYS = (
 )
 _SCRAPE_UNSUPPORTED = SD_UNSUPPORTED | HTTP_UNSUPPORTED | {"scrape_failure_log_file"}
 _ESCAPING_SCHEMES = ("allow-utf-8", "underscores", "dots", "values")
+
+# Keys Prometheus knows whose non-default values collector does not implement (issue 12): a
+# value that loads must act, so these are refused, naming the key, rather than ignored. Each
+# maps to the reason the error gives. The text parsers read no native histograms, so
+# "always keep the classic ones" is what happens anyway and cannot be asked for.
+_NOT_IMPLEMENTED = {
+    "scrape_native_histograms": "native histograms are not scraped (no protobuf scraping)",
+    "convert_classic_histograms_to_nhcb": "classic histograms are not converted to native "
+    "histograms with custom buckets",
+    "always_scrape_classic_histograms": "it only acts when native histograms are scraped, "
+    "which collector does not do (classic histograms are always kept)",
+}
+_NO_PROTOBUF = "protobuf scraping is not implemented (only the text formats are parsed)"
 _DEFAULT_GLOBAL = GlobalConfig()
 
 
@@ -109,15 +121,18 @@ def parse_global(top: Section) -> GlobalConfig:
     if "scrape_protocols" in g.raw:
         protocols = _scrape_protocols(g, "scrape_protocols", "for global config")
 
+    derived = "underscores" if scheme == "legacy" else "allow-utf-8"
     escaping = g.str_("metric_name_escaping_scheme")
     if escaping == "":
-        escaping = "underscores" if scheme == "legacy" else "allow-utf-8"
+        escaping = derived
     elif escaping not in _ESCAPING_SCHEMES:
         g.fail(
             "unknown global name escaping method specified, must be one of "
             f'{_one_of(_ESCAPING_SCHEMES)}, got "{escaping}"',
             "metric_name_escaping_scheme",
         )
+    elif escaping != derived:
+        _refuse_escaping(g, escaping, derived, scheme or "utf8")
     return GlobalConfig(
         scrape_interval=interval,
         scrape_timeout=timeout,
@@ -132,12 +147,15 @@ def parse_global(top: Section) -> GlobalConfig:
         keep_dropped_targets=g.int_("keep_dropped_targets"),
         metric_name_validation_scheme=scheme or "utf8",
         metric_name_escaping_scheme=escaping,
-        scrape_native_histograms=g.bool_("scrape_native_histograms", False),
+        scrape_native_histograms=_refused_true(g, "scrape_native_histograms") or False,
         extra_scrape_metrics=g.bool_("extra_scrape_metrics", False),
         evaluation_interval=g.duration("evaluation_interval")
         or _DEFAULT_GLOBAL.evaluation_interval,
-        convert_classic_histograms_to_nhcb=g.bool_("convert_classic_histograms_to_nhcb", False),
-        always_scrape_classic_histograms=g.bool_("always_scrape_classic_histograms", False),
+        convert_classic_histograms_to_nhcb=(
+            _refused_true(g, "convert_classic_histograms_to_nhcb") or False
+        ),
+        always_scrape_classic_histograms=_refused_true(g, "always_scrape_classic_histograms")
+        or False,
     )
 
 
@@ -195,20 +213,22 @@ def parse_scrape_config(
     if timeout == 0 or timeout > interval:
         timeout = min(glob_cfg.scrape_timeout, interval)
 
-    native = s.opt_bool("scrape_native_histograms")
+    native = _refused_true(s, "scrape_native_histograms")
     native_histograms = glob_cfg.scrape_native_histograms if native is None else native
     job_for = f'for scrape config with job name "{job}"'
+    # Prometheus puts PrometheusProto first when native histograms are on; that is refused
+    # above, so the default list never asks a target for protobuf.
     if "scrape_protocols" in s.raw:
         protocols = _scrape_protocols(s, "scrape_protocols", job_for)
     elif glob_cfg.scrape_protocols:
         protocols = glob_cfg.scrape_protocols
-    elif native_histograms:
-        protocols = DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS
     else:
         protocols = DEFAULT_SCRAPE_PROTOCOLS
     fallback: ScrapeProtocol | None = None
     fallback_text = s.str_("fallback_scrape_protocol")
-    if fallback_text in SCRAPE_PROTOCOL_MEDIA_TYPES:
+    if fallback_text == "PrometheusProto":
+        s.unsupported("fallback_scrape_protocol", f"PrometheusProto: {_NO_PROTOBUF}")
+    elif fallback_text in SCRAPE_PROTOCOL_MEDIA_TYPES:
         fallback = cast("ScrapeProtocol", fallback_text)
     elif fallback_text:
         s.fail(
@@ -262,8 +282,10 @@ def parse_scrape_config(
         always_scrape_classic_histograms=_fallback_bool(
             s, "always_scrape_classic_histograms", glob_cfg
         ),
-        native_histogram_bucket_limit=s.int_("native_histogram_bucket_limit"),
-        native_histogram_min_bucket_factor=s.float_("native_histogram_min_bucket_factor"),
+        native_histogram_bucket_limit=_refused_nonzero(s, "native_histogram_bucket_limit"),
+        native_histogram_min_bucket_factor=_refused_nonzero(
+            s, "native_histogram_min_bucket_factor"
+        ),
         sample_limit_mode=sample_limit_mode,
         series_limit=series_limit,
         series_limit_window=series_window,
@@ -308,14 +330,44 @@ def _limit_extensions(
 
 def _fallback_bool(s: Section, key: str, glob_cfg: GlobalConfig) -> bool:
     """A job's boolean, or the global one of the same name when the job does not set it."""
-    value = s.opt_bool(key)
+    value = _refused_true(s, key) if key in _NOT_IMPLEMENTED else s.opt_bool(key)
     return cast("bool", getattr(glob_cfg, key)) if value is None else value
+
+
+def _refused_true(s: Section, key: str) -> bool | None:
+    """A `_NOT_IMPLEMENTED` boolean: None when absent, False when false; true is refused
+    (and reads as False, so jobs do not inherit a refused global value)."""
+    value = s.opt_bool(key)
+    if value:
+        s.unsupported(key, f"{_NOT_IMPLEMENTED[key]}; only false is accepted")
+        return False
+    return value
+
+
+def _refused_nonzero(s: Section, key: str) -> int:
+    """``native_histogram_*`` limits: they bound native histograms, which are not scraped, so
+    only 0 (Prometheus's default, "no limit") is accepted."""
+    value = s.float_(key)
+    if value:
+        s.unsupported(key, "native histograms are not scraped; only 0 is accepted")
+    return 0
+
+
+def _refuse_escaping(s: Section, escaping: str, derived: str, scheme: str) -> None:
+    """A ``metric_name_escaping_scheme`` the scraper would not send: it always asks for the
+    escaping that follows from the validation scheme (``collector.scrape.scraper``)."""
+    s.unsupported(
+        "metric_name_escaping_scheme",
+        f"the Accept header always asks for escaping={derived} under {scheme} validation, "
+        f'so "{escaping}" is not honoured; leave it unset or set it to "{derived}"',
+    )
 
 
 def _schemes(s: Section, glob_cfg: GlobalConfig) -> tuple[Literal["utf8", "legacy"], str]:
     """A job's metric name validation and escaping schemes, global ones as fallback."""
     local_scheme = _validation_scheme(s, "scrape config")
     scheme = local_scheme or glob_cfg.metric_name_validation_scheme
+    derived = "underscores" if scheme == "legacy" else "allow-utf-8"
     escaping = s.str_("metric_name_escaping_scheme")
     if escaping == "":
         if not local_scheme:
@@ -337,6 +389,9 @@ def _schemes(s: Section, glob_cfg: GlobalConfig) -> tuple[Literal["utf8", "legac
             "utf8 metric names requested but validation scheme is not set to UTF8",
             "metric_name_escaping_scheme" if "metric_name_escaping_scheme" in s.raw else None,
         )
+    elif escaping != derived and "metric_name_escaping_scheme" in s.raw:
+        # An inherited global value was already refused there; refuse the job's own only.
+        _refuse_escaping(s, escaping, derived, scheme)
     return scheme, escaping
 
 
@@ -382,6 +437,10 @@ def _scrape_protocols(s: Section, key: str, suffix: str) -> tuple[ScrapeProtocol
             s.src.report(
                 f"scrape_protocols: {_unknown_protocol(protocol)} {suffix}", idx(s.at(key), i)
             )
+        elif protocol == "PrometheusProto":
+            # Asking for protobuf would have targets answer in a format no parser here reads:
+            # every scrape would fail (issue 12). Refused until protobuf scraping exists.
+            s.unsupported(key, f"PrometheusProto: {_NO_PROTOBUF}", path=idx(s.at(key), i))
         else:
             valid.append(cast("ScrapeProtocol", protocol))
         seen.add(protocol.lower())

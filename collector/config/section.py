@@ -176,6 +176,19 @@ class Section:
         self.failed.add(key)
         self.report(message, key)
 
+    def unsupported(self, key: str, why: str, *, path: str | None = None) -> None:
+        """Refuse a value of ``key`` that collector accepts the key of but would not honour.
+
+        Silent acceptance is worse than refusal (issue 12): a setting that loads must act, so a
+        value nothing downstream implements is a located ``field X is not supported by
+        collector`` error saying why; ``path`` places it below ``key`` (a list item).
+        """
+        self.failed.add(key)
+        self.src.report(
+            f"field {key.rpartition('.')[2]} is not supported by collector: {why}",
+            path or self.at(key),
+        )
+
     def get(self, key: str) -> Tree:
         """The raw value, None when absent."""
         return self.raw.get(key)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 
 from collector.config import (
-    DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS,
     DEFAULT_SCRAPE_PROTOCOLS,
     AgentOptions,
     Authorization,
@@ -121,10 +120,10 @@ VALID: list[tuple[str, str, Callable[[Config], object], object]] = [
         DEFAULT_SCRAPE_PROTOCOLS,
     ),
     (
-        "protocols-native-histograms",
-        "scrape_configs: [{job_name: a, scrape_native_histograms: true}]",
+        "protocols-native-histograms-off",
+        "scrape_configs: [{job_name: a, scrape_native_histograms: false}]",
         lambda c: c.scrape_configs[0].scrape_protocols,
-        DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS,
+        DEFAULT_SCRAPE_PROTOCOLS,
     ),
     (
         "protocols-from-global",
@@ -375,18 +374,18 @@ VALID: list[tuple[str, str, Callable[[Config], object], object]] = [
     (
         "remote-write-named",
         "remote_write: [{url: 'http://rw.invalid/w', name: vm,"
-        " headers: {X-Scope-OrgID: t1}, protobuf_message: io.prometheus.write.v2.Request}]",
+        " headers: {X-Scope-OrgID: t1}, protobuf_message: prometheus.WriteRequest}]",
         lambda c: (
             c.remote_write[0].name,
             c.remote_write[0].headers,
             c.remote_write[0].protobuf_message,
         ),
-        ("vm", (("X-Scope-OrgID", "t1"),), "io.prometheus.write.v2.Request"),
+        ("vm", (("X-Scope-OrgID", "t1"),), "prometheus.WriteRequest"),
     ),
     (
         "remote-write-same-url-different-blocks",
         "remote_write: [{url: 'http://rw.invalid/w'},"
-        " {url: 'http://rw.invalid/w', send_exemplars: true}]",
+        " {url: 'http://rw.invalid/w', send_exemplars: false}]",
         lambda c: len({rw.name for rw in c.remote_write}),
         2,
     ),

@@ -175,10 +175,10 @@ CASES: list[tuple[str, str, str, str]] = [
     ),
     (
         "global-protocols-dup",
-        "global:\n  scrape_protocols: [PrometheusProto, prometheusproto]\n",
+        "global:\n  scrape_protocols: [PrometheusText0.0.4, prometheustext0.0.4]\n",
         "global.scrape_protocols[1]",
-        "duplicated protocol in scrape_protocols, got [PrometheusProto prometheusproto] for global "
-        "config",
+        "duplicated protocol in scrape_protocols, got [PrometheusText0.0.4 prometheustext0.0.4] "
+        "for global config",
     ),
     (
         "global-validation-scheme",

@@ -1,0 +1,104 @@
+"""What collector does not implement is refused at load, never silently accepted (issue 12).
+
+The field-by-field inventory is `tests/config/test_field_coverage.py`; here are the cases the
+issue reported, end to end: ``collector check config`` fails on them, the values that are
+Prometheus's defaults still load, and the loaded default never asks targets for protobuf.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from collector import cli
+from collector.config import load_config_text
+from collector.errors import ConfigError
+from collector.scrape.scraper import accept_header, scrape_protocols
+
+RW_V2 = (
+    "remote_write:\n"
+    "  - url: http://rw.invalid/api/v1/write\n"
+    "    protobuf_message: io.prometheus.write.v2.Request\n"
+)
+
+
+def test_check_config_refuses_remote_write_2(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check config`` on a remote write 2.0 destination exits 1 naming the field and line."""
+    path = tmp_path / "rw2.yml"
+    path.write_text(RW_V2)
+    assert cli.main(["check", "config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "SUCCESS" not in out
+    assert err.splitlines() == [
+        f"  FAILED: {path}:3:5: remote_write[0].protobuf_message: field protobuf_message is not "
+        "supported by collector: io.prometheus.write.v2.Request: only remote write 1.0 "
+        "(prometheus.WriteRequest) is sent"
+    ]
+
+
+def test_every_refusal_of_a_file_is_reported() -> None:
+    """The issue's config, protobuf first and remote write 2.0, gives one problem per key."""
+    text = (
+        "global: {scrape_native_histograms: true}\n"
+        "scrape_configs:\n"
+        "  - job_name: a\n"
+        "    scrape_protocols: [PrometheusProto, PrometheusText0.0.4]\n"
+        "    static_configs: [{targets: ['127.0.0.1:9100']}]\n"
+        "remote_write:\n"
+        "  - url: http://rw.invalid/w\n"
+        "    protobuf_message: io.prometheus.write.v2.Request\n"
+        "    send_exemplars: true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, base_dir="/cfg", env={}, file="c.yml")
+    assert [(p.line, p.path) for p in info.value.problems] == [
+        (1, "global.scrape_native_histograms"),
+        (4, "scrape_configs[0].scrape_protocols[0]"),
+        (8, "remote_write[0].protobuf_message"),
+        (9, "remote_write[0].send_exemplars"),
+    ]
+    assert all("is not supported by collector: " in p.message for p in info.value.problems)
+
+
+def test_prometheus_defaults_spelled_out_still_load() -> None:
+    """Default (no-op) values of the refused keys load, so Prometheus files keep working."""
+    config = load_config_text(
+        "global:\n"
+        "  scrape_native_histograms: false\n"
+        "  always_scrape_classic_histograms: false\n"
+        "  convert_classic_histograms_to_nhcb: false\n"
+        "  metric_name_escaping_scheme: allow-utf-8\n"
+        "  evaluation_interval: 15s\n"
+        "scrape_configs:\n"
+        "  - job_name: a\n"
+        "    native_histogram_bucket_limit: 0\n"
+        "    native_histogram_min_bucket_factor: 0\n"
+        "    metric_name_validation_scheme: legacy\n"
+        "    metric_name_escaping_scheme: underscores\n"
+        "remote_write:\n"
+        "  - url: http://rw.invalid/w\n"
+        "    protobuf_message: prometheus.WriteRequest\n"
+        "    send_exemplars: false\n"
+        "    send_native_histograms: false\n"
+        "    round_robin_dns: false\n"
+        "    enable_http2: false\n",
+        base_dir="/cfg",
+        env={},
+    )
+    assert config.remote_write[0].protobuf_message == "prometheus.WriteRequest"
+    assert config.scrape_configs[0].metric_name_escaping_scheme == "underscores"
+
+
+def test_a_loaded_job_never_asks_for_protobuf() -> None:
+    """Whatever loads, the Accept header built from it has no protobuf media type."""
+    config = load_config_text(
+        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_native_histograms: false\n",
+        base_dir="/cfg",
+        env={},
+    )
+    for job in config.scrape_configs:
+        assert "protobuf" not in accept_header(scrape_protocols(job))
+        assert "PrometheusProto" not in job.scrape_protocols
