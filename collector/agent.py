@@ -461,9 +461,7 @@ class Agent:
                         informers_tg.create_task(self.informers.run(), name="kubernetes informers")
                         await self.informers.running.wait()
                         async with asyncio.TaskGroup() as discovery_tg:
-                            discovery_tg.create_task(
-                                self.discovery.run(), name="discovery manager"
-                            )
+                            discovery_tg.create_task(self.discovery.run(), name="discovery manager")
                             if self.cluster is not None:
                                 discovery_tg.create_task(
                                     self.cluster.run(), name="cluster membership"
