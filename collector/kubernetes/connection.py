@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -277,6 +278,28 @@ class Connection:
             await self.load()
         except DiscoveryError:
             pass  # keep the old credentials; the next 401 tries again
+
+    @contextlib.asynccontextmanager
+    async def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``GET base_url + path`` on the session, as who we are (after `ensure_loaded`)."""
+        if self.session is None:
+            raise RuntimeError("Connection.get: the session is not open (ensure_loaded first)")
+        async with self.session.get(
+            self.base_url + path,
+            params=params,
+            headers=await self.headers(),
+            ssl=self.ssl,
+            server_hostname=self.server_hostname,
+            proxy=self.proxy,
+            timeout=client_timeout,
+        ) as resp:
+            yield resp
 
     async def headers(self) -> dict[str, str]:
         """Request headers, with the current credentials (in-cluster tokens refresh here)."""

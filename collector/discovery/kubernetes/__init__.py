@@ -9,8 +9,9 @@ The public surface:
   and passes it to `make_discoverer`; there is no process-wide pool.
 
 Modules: ``wire`` (paths, list/watch shapes, Status errors), ``informer`` (list/watch into slim
-stores), ``retry`` (relist, or back off and watch again), ``pool`` (informers shared across
-discoverers), ``objects`` (wire TypedDicts and slim values), ``roles`` (pure object ->
+stores), ``retry`` (relist, or back off and watch again), ``faults`` (each failure logged once,
+in words that name its cause), ``pool`` (informers shared across discoverers), ``objects``
+(wire TypedDicts and slim values), ``roles`` (pure object ->
 TargetGroup: node, pod, service, ingress) and ``endpoints`` (the endpoints and endpointslice
 roles), ``discoverer`` (one SD config), ``metrics`` (self-metrics, API-server load included).
 Where the API server is and who we are to it is the floor below, `collector.kubernetes`

@@ -17,17 +17,18 @@ kubernetes_asyncio's ``Watch`` gets wrong):
    and decoded with orjson. Every event and bookmark advances the stored RV. ``ADDED`` for a key
    already held is an update (replays after reconnects do that).
 3. The server ends the watch at its timeout -> watch again from the last RV, at once.
-4. 410 Gone, as an ``ERROR`` event or as the HTTP status -> quiet relist.
+4. 410 Gone, as an ``ERROR`` event or as the HTTP status -> relist (one info line).
 5. Anything else -> ``prometheus_sd_kubernetes_failures_total``, jittered exponential backoff
    (0.8 s doubling to 30 s, reset after 2 minutes of health), then watch again from the last RV:
    transport errors and truncated streams, a stream silent for longer than ``timeoutSeconds``
    plus a margin (stall), a line that is not JSON, 5xx and 429 (``Retry-After`` honoured).
    A 401 or 403 reloads credentials before the retry; a 403 is logged once with the missing
-   RBAC rule. An error of our own (a bug) is logged with its traceback and relists.
+   RBAC rule, unless /readyz says the API server is still starting (`faults`). An error of our
+   own (a bug) is logged with its traceback and relists.
 
-Errors are logged once per change of state, never raised: only cancellation stops `run`. That
-matters beyond this informer: it is a task of the pool's TaskGroup, and a failing child would
-cancel every informer of the agent.
+Errors are logged once per change of cause, in words that name it (`faults.Diagnosis`), never
+raised: only cancellation stops `run`. That matters beyond this informer: it is a task of the
+pool's TaskGroup, and a failing child would cancel every informer of the agent.
 
 What it costs the API server is counted per resource: list requests (pages), open watches,
 body bytes and objects received, relists and watch restarts by reason (`KubernetesMetrics`).
@@ -50,17 +51,18 @@ from typing import Any, Literal, NoReturn
 import aiohttp
 import orjson
 
+from collector.discovery.kubernetes.faults import (
+    Diagnosis,
+    answer_error,
+    connection_lost,
+    error_event,
+    readyz,
+    stalled,
+)
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import SLIM, SlimObject, object_key
 from collector.discovery.kubernetes.retry import Backoff, Gone, Restart
-from collector.discovery.kubernetes.wire import (
-    GROUPS,
-    RESOURCE_PATHS,
-    RawEvent,
-    RawList,
-    peek_continue,
-    status_error,
-)
+from collector.discovery.kubernetes.wire import RESOURCE_PATHS, RawEvent, RawList, peek_continue
 from collector.errors import DiscoveryError
 from collector.kubernetes.connection import Connection, ConnectionSpec
 
@@ -104,6 +106,8 @@ class InformerOptions:
     backoff_initial: float = 0.8
     backoff_max: float = 30.0
     backoff_reset: float = 120.0
+    forbidden_grace: float = 30.0
+    """How long (backoff waited) a 403 may be blamed on a starting API server (`faults`)."""
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     """Backoff waits (inject a fake to test on virtual time)."""
     rng: random.Random = field(default_factory=random.Random, compare=False)
@@ -132,8 +136,14 @@ class Informer:
         self._handlers: list[Handler] = []
         self._slim = SLIM[key.resource]
         self._consistent_list = False
-        self._state = ""
-        self._reported_forbidden: set[str] = set()
+        self._diagnosis = Diagnosis(
+            logger=log,
+            where=self._where,
+            resource=key.resource,
+            namespace=key.namespace,
+            probe=lambda: readyz(connection),
+            grace=self.options.forbidden_grace,
+        )
         # Children bound once: the watch path counts every chunk and event.
         res = key.resource
         self._list_requests = metrics.list_requests.labels(res)
@@ -179,18 +189,19 @@ class Informer:
                     if relist_reason:
                         self.metrics.relists.labels(res, relist_reason).inc()
                     need_list, relist_reason = False, ""
-                    self._recovered()
+                    self._diagnosis.recovered()
                 await self._watch()
                 self.metrics.watch_restarts.labels(res, "closed").inc()
-            except Gone:
+            except Gone as gone:
                 self.metrics.watch_restarts.labels(res, "expired").inc()
-                log.debug("%s: resource version expired, relisting", self._where())
+                self._diagnosis.expired(gone)
                 need_list, relist_reason, self._consistent_list = True, "expired", True
             except Restart as restart:
+                wait = max(backoff.next(), restart.retry_after)
+                reason = await self._diagnosis.failed(restart, wait=wait)
                 self.metrics.failures.inc()
-                self.metrics.watch_restarts.labels(res, restart.reason).inc()
-                self._failed(restart.reason, str(restart))
-                await self.options.sleep(max(backoff.next(), restart.retry_after))
+                self.metrics.watch_restarts.labels(res, reason).inc()
+                await self.options.sleep(wait)
                 if restart.reason in ("unauthorized", "forbidden"):
                     # After the wait, so a token rotated meanwhile is picked up. A 403 too:
                     # the token file may have held another identity's token (Prometheus
@@ -198,7 +209,7 @@ class Informer:
                     await self.connection.reload_credentials()
             except DiscoveryError as exc:
                 self.metrics.failures.inc()
-                self._failed("config", str(exc))
+                self._diagnosis.report("config", str(exc))
                 await self.options.sleep(backoff.next())
             except Exception:
                 # A bug (an object shape nobody expected, say): say so loudly, then start over
@@ -206,7 +217,7 @@ class Informer:
                 log.exception("kubernetes %s: unexpected error, relisting", self._where())
                 self.metrics.failures.inc()
                 self.metrics.watch_restarts.labels(res, "internal").inc()
-                self._state = "internal"
+                self._diagnosis.state = "internal"
                 need_list, relist_reason = True, "internal"
                 await self.options.sleep(backoff.next())
 
@@ -215,16 +226,6 @@ class Informer:
         sel = ",".join(s for s in (k.label_selector, k.field_selector) if s)
         where = f" in namespace {k.namespace!r}" if k.namespace else ""
         return f"{k.resource}{where}{f' ({sel})' if sel else ''} at {self.connection.base_url}"
-
-    def _failed(self, state: str, message: str) -> None:
-        if state != self._state:
-            log.warning("kubernetes %s: %s", self._where(), message)
-            self._state = state
-
-    def _recovered(self) -> None:
-        if self._state:
-            log.info("kubernetes %s: recovered", self._where())
-            self._state = ""
 
     # ----------------------------------------------------------------- HTTP
 
@@ -240,51 +241,19 @@ class Informer:
     async def _request(
         self, params: dict[str, str], *, verb: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        conn = self.connection
-        assert conn.session is not None
         try:
-            async with conn.session.get(
-                conn.base_url + self._path,
+            async with self.connection.get(
+                self._path,
                 params=params,
-                headers=await conn.headers(),
-                ssl=conn.ssl,
-                server_hostname=conn.server_hostname,
-                proxy=conn.proxy,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+                client_timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
             ) as resp:
                 if resp.status != 200:
                     body = await resp.read()
-                    self._raise_status(resp, body, verb=verb)
+                    retry_after = resp.headers.get("Retry-After")
+                    raise answer_error(resp.status, body, retry_after=retry_after, verb=verb)
                 yield resp
         except (aiohttp.ClientError, OSError) as exc:
-            raise Restart("disconnected", f"{verb} failed: {exc!r}") from exc
-
-    def _raise_status(self, resp: aiohttp.ClientResponse, body: bytes, *, verb: str) -> NoReturn:
-        status = resp.status
-        err = status_error(status, body)
-        if status == 410:
-            raise Gone(str(err))
-        if status == 401:
-            raise Restart("unauthorized", f"{verb}: {err}")
-        if status == 403:
-            self._report_forbidden(verb, str(err))
-            raise Restart("forbidden", f"{verb}: {err}")
-        retry_after = 0.0
-        if status == 429 or status >= 500:
-            with contextlib.suppress(ValueError):
-                retry_after = float(resp.headers.get("Retry-After", "0"))
-        raise Restart(f"http_{status}", f"{verb}: {err}", retry_after=retry_after)
-
-    def _report_forbidden(self, verb: str, message: str) -> None:
-        k = self.key
-        group = GROUPS.get(k.resource, "")
-        scope = f'the namespace "{k.namespace}"' if k.namespace else "the cluster scope"
-        rule = f"{verb} {k.resource}{f'.{group}' if group else ''} in {scope}"
-        if rule not in self._reported_forbidden:
-            self._reported_forbidden.add(rule)
-            log.error(
-                "kubernetes SD is missing an RBAC permission: %s (server said: %s)", rule, message
-            )
+            raise connection_lost(verb, exc) from exc
 
     # ----------------------------------------------------------------- list
 
@@ -439,9 +408,9 @@ class Informer:
                 async with asyncio.timeout(deadline):
                     chunk = await resp.content.readany()
             except TimeoutError as exc:
-                raise Restart("stalled", f"watch: no data for {deadline:.0f}s") from exc
+                raise stalled(deadline) from exc
             except (aiohttp.ClientError, OSError) as exc:
-                raise Restart("disconnected", f"watch: {exc!r}") from exc
+                raise connection_lost("watch", exc, pending=len(buf)) from exc
             if not chunk:
                 return
             self._received_bytes.inc(len(chunk))
@@ -463,16 +432,17 @@ class Informer:
         try:
             event: RawEvent = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise Restart("bad_line", f"watch: not a JSON line: {line[:80]!r}") from exc
+            raise Restart(
+                "bad_line", f"watch: not a JSON line (a proxy in the way?): {line[:80]!r}"
+            ) from exc
         if not isinstance(event, dict):
             raise Restart("bad_line", f"watch: not an event: {line[:80]!r}")
         kind = event.get("type")
         obj: Any = event.get("object") or {}
         if kind == "ERROR":
-            code = obj.get("code") if isinstance(obj, dict) else None
-            if code == 410:
-                raise Gone(str(obj.get("message", "")))
-            raise Restart(f"http_{code}", f"watch: error event: {obj.get('message', obj)!r}")
+            if not isinstance(obj, dict):
+                raise Restart("bad_line", f"watch: error event without a Status: {line[:80]!r}")
+            raise error_event(obj.get("code"), obj.get("reason"), obj.get("message"))
         meta = obj.get("metadata") or {}
         rv = meta.get("resourceVersion")
         if kind == "BOOKMARK":
@@ -495,4 +465,4 @@ class Informer:
         if rv:
             self.resource_version = str(rv)
         self.metrics.objects.labels(self.key.resource).set(len(self.store))
-        self._recovered()
+        self._diagnosis.recovered()

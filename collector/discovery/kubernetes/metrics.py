@@ -44,7 +44,8 @@ class KubernetesMetrics:
         # Reasons: ``expired`` (410 Gone: a relist follows), ``closed`` (the server ended the
         # watch at the timeoutSeconds we asked for), ``stalled`` (our read deadline passed with
         # no byte), and the errors: ``disconnected``, ``http_<code>``, ``bad_line``,
-        # ``unauthorized``, ``forbidden``, ``internal`` (a bug of ours; it relists). Finer than
+        # ``unauthorized``, ``forbidden``, ``not_ready`` (a 403 while /readyz says the API
+        # server is starting: faults.py), ``internal`` (a bug of ours; it relists). Finer than
         # "410 / timeout / error" because each asks for a different fix; sum by reason for the
         # coarse view.
         self.watch_restarts = Counter(

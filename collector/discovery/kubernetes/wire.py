@@ -77,8 +77,11 @@ def peek_continue(raw: bytes) -> str:
 
 
 def status_error(status: int, body: bytes) -> KubernetesAPIError:
-    """The error a non-200 answer stands for, with the ``reason`` of its Status body."""
-    reason, message = "", body[:200].decode("utf-8", "replace")
+    """The error a non-200 answer stands for, with the ``reason`` of its Status body.
+
+    A body that is no Status (a proxy's HTML page) is quoted, its first 200 bytes on one line.
+    """
+    reason, message = "", " ".join(body[:200].decode("utf-8", "replace").split())
     try:
         data = orjson.loads(body)
         if isinstance(data, dict):
