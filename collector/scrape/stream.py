@@ -240,7 +240,8 @@ class StreamedScrape:
     result: AppendResult
     """Counts over the whole body (as one `ScrapeCache.append` of it would give)."""
     parse_error: ParseError | None
-    """The body failed to parse there (the samples before it were appended)."""
+    """The body failed to parse there (the samples before it were appended). Not met, so
+    ``None``, when a series error in ``result`` stopped the parsing earlier in the body."""
     size: int
     """Uncompressed body bytes."""
     metadata: Mapping[str, object]
