@@ -1,12 +1,23 @@
-"""Suite-wide pytest setup: event-loop hygiene for a warnings-as-errors suite."""
+"""Suite-wide pytest setup: event-loop hygiene for a warnings-as-errors suite, and a
+reproducible Hypothesis."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# The property tests draw the same examples on every machine and every run, so a green run
+# here is a green run in CI. Exploring new examples is opt-in (``HYPOTHESIS_PROFILE=explore``)
+# and so is the long fuzzing in ``python -m benchmarks.fuzz``; what either finds becomes an
+# ``@example`` or a fixture.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # pytest-asyncio's ``_temporary_event_loop`` calls ``asyncio.get_event_loop()``, which creates
 # (and never closes) a loop when none was ever set in the main thread; the garbage collector then
