@@ -1,0 +1,397 @@
+r"""Remote-write 2.0 wire codec: 1.0 batches from the write-ahead log -> 2.0 ``Request`` bodies.
+
+Pipeline position: between the delivery queue and the HTTP client of a destination configured
+with ``protobuf_message: io.prometheus.write.v2.Request`` (`collector.remote.sender`). The
+encoder (`collector.remote.encoder`) and the write-ahead log keep one format, remote write 1.0,
+so the restart guarantees are those of 1.0; a 2.0 body is built from the same record when it is
+sent (`V2Transcoder.transcode`), and a 415 fallback sends the record itself, unchanged.
+
+::
+
+    record body (snappy(WriteRequest 1.0)) ─decompress─▶ TimeSeries fields
+        │ per TimeSeries: label bytes -> V2Series (cached per destination: the symbol fields of
+        │ its label names and values, its metadata) ; the Sample field is copied as it is
+        ▼
+    snappy(Request 2.0) = symbols (field 4, element 0 "") + TimeSeries (field 5) per sample
+
+Wire facts used (spec 2.0-rc.4, reference §1.1): a 2.0 ``Sample`` has the 1.0 field numbers
+(``value`` 1 double, ``timestamp`` 2 int64) and sits in ``TimeSeries`` field 2 in both versions,
+so its bytes are reused verbatim; ``labels_refs`` (field 1) is a packed ``uint32`` list of
+symbol indexes, name then value, in label order; ``Metadata`` (field 5) is ``type`` (1),
+``help_ref`` (3), ``unit_ref`` (4).
+
+Per sample the work is: find where the ``Sample`` field starts (a fixed offset for the encoder's
+fast layout, else a parse), one dict lookup of the label bytes, one ``dict.setdefault`` per label
+name and value into the request's symbol table (keyed by the *encoded* symbol field, so the table
+is written by joining its keys) and a table lookup for each ref's varint. No object per sample.
+
+Prometheus counterpart: ``storage/remote/queue_manager.go`` (``populateV2TimeSeries``,
+``buildV2WriteRequest``), ``storage/remote/codec.go``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from collector.model.labels import Labels
+from collector.remote import prompb2
+from collector.remote.codec import (
+    METRIC_TYPES,
+    DecodedSeries,
+    DecodeError,
+    compress,
+    decompress,
+    varint,
+)
+
+__all__ = [
+    "CONTENT_TYPE_V1",
+    "CONTENT_TYPE_V2",
+    "V2",
+    "DecodedV2",
+    "V2Series",
+    "V2Transcoder",
+    "decode_v2",
+    "family_of",
+]
+
+V2 = "io.prometheus.write.v2.Request"
+"""The ``protobuf_message`` value that selects remote write 2.0."""
+
+CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+CONTENT_TYPE_V1 = "application/x-protobuf"
+
+_VARINTS: tuple[bytes, ...] = tuple(varint(i) for i in range(1 << 14))
+"""Varints of 0..16383: a symbol ref is one tuple index, not an encoding loop."""
+
+_MAX_FAST_SYMBOLS = len(_VARINTS)
+
+_EMPTY_SYMBOL = b"\x22\x00"
+"""``symbols`` element 0, the empty string (spec: MUST be first)."""
+
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("_count", "_sum", "_created"),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "info": ("_info",),
+}
+"""Series-name suffixes each metric type adds to its family name (OpenMetrics)."""
+
+Meta = tuple[int, bytes, bytes]
+"""``(MetricType number, help symbol field, unit symbol field)`` of one family."""
+
+MetadataLookup = Callable[[], Iterable[tuple[str, str, str, str]]]
+"""``(family, type, help, unit)`` entries, as `collector.remote.metadata.MetadataSource`."""
+
+DecodedV2 = tuple[list[DecodedSeries], int, int, list[tuple[str, int, str, str]]]
+"""A decoded 2.0 request: its series (float samples), histogram and exemplar counts (which the
+receiver cannot forward) and the metadata ``(family, type, help, unit)`` it carried."""
+
+
+def _symbol(text: str) -> bytes:
+    """The ``symbols`` field (4) of one string."""
+    raw = text.encode("utf-8")
+    return b"\x22" + varint(len(raw)) + raw
+
+
+class V2Series:
+    """One series as 2.0 sends it: symbol fields of its label names and values, and metadata."""
+
+    __slots__ = ("fields", "meta", "meta_version", "name")
+
+    def __init__(self, fields: tuple[bytes, ...], name: str) -> None:
+        self.fields = fields
+        """Encoded ``symbols`` fields: name, value, name, value... in label order."""
+        self.name = name
+        """``__name__`` (family lookup)."""
+        self.meta: Meta | None = None
+        self.meta_version = -1
+
+
+def family_of(name: str, families: dict[str, tuple[str, str, str]]) -> tuple[str, str, str] | None:
+    """``(type, help, unit)`` of the family series ``name`` belongs to, or None.
+
+    The family is ``name`` itself, or ``name`` less a suffix its type adds (``_total`` of a
+    counter, ``_bucket``/``_count``/``_sum`` of a histogram, ...), as Prometheus checks it.
+    """
+    found = families.get(name)
+    if found is not None:
+        return found
+    for suffix in ("_total", "_bucket", "_count", "_sum", "_created", "_gcount", "_gsum", "_info"):
+        if name.endswith(suffix):
+            found = families.get(name[: -len(suffix)])
+            if found is not None and suffix in _SUFFIXES.get(found[0], ()):
+                return found
+    return None
+
+
+class V2Transcoder:
+    """Builds 2.0 bodies from 1.0 record bodies for one destination (synchronous, no I/O).
+
+    ``metadata`` (None: no metadata is sent) is read again when ``metadata_every`` seconds of
+    ``clock`` have passed since the last read, so families seen by later scrapes get theirs.
+    The series cache is bounded by time: a series not sent for between ``forget_after`` and
+    twice that is dropped (rebuilt from its label bytes if it comes back).
+    """
+
+    def __init__(
+        self,
+        *,
+        metadata: MetadataLookup | None = None,
+        metadata_every: float = 60.0,
+        forget_after: float = 600.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._cache: dict[bytes, V2Series] = {}
+        self._old: dict[bytes, V2Series] = {}
+        """The previous generation: series not sent for ``forget_after`` seconds are dropped."""
+        self._forget_after = forget_after
+        self._rotated_at: float | None = None
+        self._metas: dict[str, Meta] = {}
+        self._metadata = metadata
+        self._metadata_every = metadata_every
+        self._clock = clock
+        self._families: dict[str, tuple[str, str, str]] = {}
+        self._version = 0
+        self._read_at: float | None = None
+
+    @property
+    def cached_series(self) -> int:
+        """Series whose 2.0 encoding is cached."""
+        return len(self._cache)
+
+    def _tick(self) -> None:
+        """Rotate the series cache and re-read the metadata when they are due."""
+        now = self._clock() if self._clock is not None else 0.0
+        if self._rotated_at is None:
+            self._rotated_at = now
+        elif now - self._rotated_at >= self._forget_after:
+            self._rotated_at = now
+            self._old = self._cache
+            self._cache = {}
+        source = self._metadata
+        if source is None:
+            return
+        if self._read_at is not None and now - self._read_at < self._metadata_every:
+            return
+        self._read_at = now
+        families: dict[str, tuple[str, str, str]] = {}
+        for family, kind, help_text, unit in source():
+            families.setdefault(family, (kind, help_text, unit))
+        if families != self._families:
+            self._families = families
+            self._metas = {}
+            self._version += 1
+
+    def _meta(self, series: V2Series) -> Meta | None:
+        series.meta_version = self._version
+        found = family_of(series.name, self._families)
+        if found is None:
+            return None
+        kind, help_text, unit = found
+        number = METRIC_TYPES.get(kind, 0)
+        if not (number or help_text or unit):
+            return None
+        key = f"{kind}\0{help_text}\0{unit}"
+        meta = self._metas.get(key)
+        if meta is None:
+            # One tuple per family per metadata read: a request keys its encoded fields by id.
+            meta = self._metas[key] = (number, _symbol(help_text), _symbol(unit))
+        return meta
+
+    def transcode(self, body: bytes) -> tuple[bytes, int]:
+        """snappy(1.0 ``WriteRequest``) -> (snappy(2.0 ``Request``), samples in it)."""
+        raw, count = self.encode(decompress(body))
+        return compress(raw), count
+
+    def encode(self, raw: bytes) -> tuple[bytes, int]:
+        """An uncompressed 1.0 body -> (uncompressed 2.0 body, samples).
+
+        1.0 ``metadata`` fields (3) are skipped: 2.0 carries metadata per series.
+        """
+        self._tick()
+        version = self._version
+        cache = self._cache
+        symbols: dict[bytes, int] = {_EMPTY_SYMBOL: 0}
+        intern = symbols.setdefault
+        v = _VARINTS
+        meta_fields: dict[int, bytes] = {}
+        out: list[bytes] = []
+        append = out.append
+        count = 0
+        pos = 0
+        n = len(raw)
+        while pos < n:
+            tag = raw[pos]
+            pos += 1
+            length, pos = _read_varint(raw, pos)
+            end = pos + length
+            if end > n:
+                raise DecodeError("WriteRequest field runs past the end of the body")
+            if tag != 0x0A:
+                if tag & 7 != 2:
+                    raise DecodeError(f"unexpected WriteRequest field tag {tag:#x}")
+                pos = end
+                continue
+            split = _fast_split(raw, pos, end)
+            series = cache.get(raw[pos:split]) if split else None
+            if series is None:
+                if not split or _labels_end(raw, pos, split) != split:
+                    split = _labels_end(raw, pos, end)
+                    _check_samples(raw, split, end)
+                    series = cache.get(raw[pos:split])
+                if series is None:
+                    key = raw[pos:split]
+                    series = self._old.pop(key, None) or _parse_series(key)
+                    cache[key] = series
+            if series.meta_version != version:
+                series.meta = self._meta(series)
+            if len(symbols) + len(series.fields) + 2 < _MAX_FAST_SYMBOLS:
+                refs = b"".join([v[intern(f, len(symbols))] for f in series.fields])
+            else:
+                refs = b"".join([varint(intern(f, len(symbols))) for f in series.fields])
+            meta = series.meta
+            if meta is None:
+                meta_field = b""
+            else:
+                meta_field = meta_fields.get(id(meta), b"")
+                if not meta_field:
+                    kind, help_field, unit_field = meta
+                    help_ref = intern(help_field, len(symbols)) if len(help_field) > 2 else 0
+                    unit_ref = intern(unit_field, len(symbols)) if len(unit_field) > 2 else 0
+                    payload = (
+                        (b"\x08" + varint(kind) if kind else b"")
+                        + (b"\x18" + varint(help_ref) if help_ref else b"")
+                        + (b"\x20" + varint(unit_ref) if unit_ref else b"")
+                    )
+                    meta_field = b"\x2a" + varint(len(payload)) + payload
+                    meta_fields[id(meta)] = meta_field
+            body = b"\x0a" + varint(len(refs)) + refs + raw[split:end] + meta_field
+            append(b"\x2a" + varint(len(body)) + body)
+            count += 1
+            pos = end
+        return b"".join(symbols) + b"".join(out), count
+
+
+def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
+    byte = raw[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    result = byte & 0x7F
+    shift = 7
+    while True:
+        pos += 1
+        if pos >= len(raw) or shift > 63:
+            raise DecodeError("truncated or overlong varint in WriteRequest")
+        byte = raw[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+        shift += 7
+
+
+def _fast_split(raw: bytes, start: int, end: int) -> int:
+    """Where the ``Sample`` field of the ``TimeSeries`` ``raw[start:end]`` starts if it has the
+    encoder's fast layout (an 18-byte value or 9-byte zero ``Sample`` field last), else 0.
+
+    A guess is kept only if the bytes before it are a cached series (a byte string that once
+    parsed as a whole sequence of ``Label`` fields) or parse so now: proto fields are read from
+    the start, so such a split is the only one.
+    """
+    if end - start > 18 and raw[end - 18] == 0x12 and raw[end - 17] == 16:
+        return end - 18
+    if end - start > 9 and raw[end - 9] == 0x12 and raw[end - 8] == 7:
+        return end - 9
+    return 0
+
+
+def _check_samples(raw: bytes, pos: int, end: int) -> None:
+    """The fields after the labels must all be ``Sample`` fields (2): they are copied as they
+    are, and 1.0's field 3 (exemplars) is 2.0's histograms."""
+    while pos < end:
+        if raw[pos] != 0x12:
+            raise DecodeError(f"unexpected TimeSeries field tag {raw[pos]:#x} after the labels")
+        length, pos = _read_varint(raw, pos + 1)
+        pos += length
+    if pos != end:
+        raise DecodeError("Sample field runs past its TimeSeries")
+
+
+def _labels_end(raw: bytes, pos: int, end: int) -> int:
+    """The offset of the first field that is not a ``Label`` (field 1) in ``raw[pos:end]``."""
+    while pos < end and raw[pos] == 0x0A:
+        length, after = _read_varint(raw, pos + 1)
+        if after + length > end:
+            return pos
+        pos = after + length
+    return pos
+
+
+def _parse_series(label_bytes: bytes) -> V2Series:
+    """The symbol fields of the ``Label`` fields ``label_bytes`` (a cache miss: rare)."""
+    fields: list[bytes] = []
+    name = ""
+    pos = 0
+    n = len(label_bytes)
+    while pos < n:
+        if label_bytes[pos] != 0x0A:
+            raise DecodeError(f"unexpected TimeSeries field tag {label_bytes[pos]:#x}")
+        length, pos = _read_varint(label_bytes, pos + 1)
+        end = pos + length
+        label_name = label_value = b""
+        while pos < end:
+            tag = label_bytes[pos]
+            size, pos = _read_varint(label_bytes, pos + 1)
+            if tag == 0x0A:
+                label_name = label_bytes[pos : pos + size]
+            elif tag == 0x12:
+                label_value = label_bytes[pos : pos + size]
+            else:
+                raise DecodeError(f"unexpected Label field tag {tag:#x}")
+            pos += size
+        if pos != end:
+            raise DecodeError("Label field runs past its length")
+        if label_name == b"__name__":
+            name = label_value.decode("utf-8", "replace")
+        fields.extend(b"\x22" + varint(len(part)) + part for part in (label_name, label_value))
+    return V2Series(tuple(fields), name)
+
+
+def decode_v2(raw: bytes) -> DecodedV2:
+    """Parse an uncompressed 2.0 ``Request`` with the protobuf classes (receiver, tests).
+
+    Raises `DecodeError` for a body that is not a ``Request`` or whose refs do not resolve.
+    """
+    from google.protobuf.message import DecodeError as ProtobufDecodeError
+
+    message: Any = prompb2.Request()
+    try:
+        message.ParseFromString(raw)
+    except ProtobufDecodeError as exc:
+        raise DecodeError(f"invalid io.prometheus.write.v2.Request protobuf: {exc}") from exc
+    symbols = list(message.symbols)
+    if symbols and symbols[0] != "":
+        raise DecodeError("symbols[0] must be the empty string")
+    out: list[DecodedSeries] = []
+    histograms = exemplars = 0
+    metadata: dict[tuple[str, int, str, str], None] = {}
+    try:
+        for i, series in enumerate(message.timeseries):
+            refs = series.labels_refs
+            if len(refs) % 2:
+                raise DecodeError(f"timeseries[{i}]: odd number of labels_refs")
+            labels: Labels = tuple(
+                (symbols[refs[j]], symbols[refs[j + 1]]) for j in range(0, len(refs), 2)
+            )
+            out.append((labels, [(s.value, s.timestamp) for s in series.samples]))
+            histograms += len(series.histograms)
+            exemplars += len(series.exemplars)
+            if series.HasField("metadata"):
+                meta = series.metadata
+                family = dict(labels).get("__name__", "")
+                metadata[family, meta.type, symbols[meta.help_ref], symbols[meta.unit_ref]] = None
+    except IndexError as exc:
+        raise DecodeError(f"a symbol ref is out of range ({len(symbols)} symbols)") from exc
+    return out, histograms, exemplars, list(metadata)
