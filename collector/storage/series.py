@@ -5,7 +5,14 @@ never reused, so a writer that still holds bytes for a released ref can never co
 new series. Released refs are collected in `drain_released` so writers can forget their
 encodings (the agent WAL's series garbage collection, done in memory).
 
-Prometheus counterpart: the series records of ``tsdb/agent/db.go`` and the WAL watcher.
+Memory: the label sets are the registry's largest part. Their ``(name, value)`` pairs repeat
+across series (``job``, ``instance``, ``__name__``, ``mode="idle"``) and across targets serving
+the same metrics, so the registry keeps one tuple per distinct pair and each label set is a
+tuple of those shared pairs (about 56 bytes saved per repeated pair). Pairs are counted by the
+live label sets that hold them and dropped with the last one, so churn leaves nothing behind.
+
+Prometheus counterpart: the series records of ``tsdb/agent/db.go`` and the WAL watcher (and the
+string interning of ``labels.Labels`` in its stringlabels build).
 """
 
 from __future__ import annotations
@@ -14,11 +21,21 @@ from collector.model.labels import Labels
 
 __all__ = ["SeriesRegistry"]
 
+Pair = tuple[str, str]
+
 
 class SeriesRegistry:
     """Interns label sets to refs. Single-threaded: used from the event loop only."""
 
-    __slots__ = ("_by_labels", "_labels", "_next", "_refcount", "_released")
+    __slots__ = (
+        "_by_labels",
+        "_labels",
+        "_next",
+        "_pair_holders",
+        "_pairs",
+        "_refcount",
+        "_released",
+    )
 
     def __init__(self) -> None:
         self._by_labels: dict[Labels, int] = {}
@@ -26,6 +43,10 @@ class SeriesRegistry:
         self._refcount: dict[int, int] = {}
         """Holders of a ref held more than once (nearly every ref has exactly one: its target's
         scrape cache), so a live ref absent here has one holder."""
+        self._pairs: dict[Pair, Pair] = {}
+        """Every pair of a live label set -> its one shared tuple."""
+        self._pair_holders: dict[Pair, int] = {}
+        """Live label sets holding each pair of ``_pairs``."""
         self._released: list[int] = []
         self._next = 1
 
@@ -35,11 +56,27 @@ class SeriesRegistry:
         if ref is None:
             ref = self._next
             self._next += 1
+            labels = self._share_pairs(labels)
             self._by_labels[labels] = ref
             self._labels[ref] = labels
         else:
             self._refcount[ref] = self._refcount.get(ref, 1) + 1
         return ref
+
+    def _share_pairs(self, labels: Labels) -> Labels:
+        """``labels`` rebuilt from the shared pair tuples (a new label set: a cache miss)."""
+        pairs = self._pairs
+        holders = self._pair_holders
+        shared: list[Pair] = []
+        for pair in labels:
+            canonical = pairs.get(pair)
+            if canonical is None:
+                pairs[pair] = canonical = pair
+                holders[pair] = 1
+            else:
+                holders[canonical] += 1
+            shared.append(canonical)
+        return tuple(shared)
 
     def release(self, ref: int) -> None:
         """Drop one holder of ``ref``; the last one frees it."""
@@ -54,6 +91,13 @@ class SeriesRegistry:
         if labels is None:
             return
         del self._by_labels[labels]
+        holders = self._pair_holders
+        for pair in labels:
+            left = holders[pair] - 1
+            if left:
+                holders[pair] = left
+            else:
+                del holders[pair], self._pairs[pair]
         self._released.append(ref)
 
     def labels(self, ref: int) -> Labels | None:
@@ -64,6 +108,11 @@ class SeriesRegistry:
         """Refs released since the last call (for writers to forget their encodings)."""
         released, self._released = self._released, []
         return released
+
+    @property
+    def pairs(self) -> int:
+        """Distinct ``(name, value)`` pairs held by the live label sets."""
+        return len(self._pairs)
 
     def __len__(self) -> int:
         return len(self._labels)

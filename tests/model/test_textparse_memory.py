@@ -67,3 +67,16 @@ def test_metadata_source_holds_only_the_structure() -> None:
     source = exp.metadata_source()
     assert not hasattr(source, "_values")
     assert source.metadata == parse(HIST, openmetrics=False).metadata
+
+
+def test_parsers_share_their_line_index_objects() -> None:
+    """The pickers of every target's parser hold the same int objects (not 32 B per line each)."""
+    body = node_exporter_body()
+    first, second = IncrementalParser(), IncrementalParser()
+    first.parse(body, openmetrics=False)
+    second.parse(body + b"# one more comment\n", openmetrics=False)
+    for attr in ("_pick_samples", "_pick_fixed"):
+        a = getattr(first, attr).__reduce__()[1]
+        b = getattr(second, attr).__reduce__()[1]
+        assert a[-1] > 256
+        assert a[-1] is b[b.index(a[-1])]  # equal ints, one object

@@ -1,4 +1,4 @@
-"""SeriesRegistry: refs, sharing and release (refcounts are stored only for shared refs)."""
+"""SeriesRegistry: refs, sharing, release (refcounts only for shared refs), shared label pairs."""
 
 from __future__ import annotations
 
@@ -49,3 +49,48 @@ def test_refs_are_never_reused() -> None:
     assert reg.labels(second) == A
     reg.release(second)
     assert reg.labels(second) is None
+
+
+def _fresh(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """An equal label set made of new tuple and str objects (as a parse would build it)."""
+    return tuple(("".join(list(n)), "".join(list(v))) for n, v in labels)
+
+
+def test_label_sets_share_their_pair_tuples() -> None:
+    reg = SeriesRegistry()
+    a = reg.labels(reg.acquire(_fresh(A)))
+    b = reg.labels(reg.acquire(_fresh(B)))
+    c = reg.labels(reg.acquire(_fresh((("__name__", "a"), ("job", "k")))))
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert a[1] is b[1]  # ("job", "j"): one tuple, one value str
+    assert a[0] is c[0]  # ("__name__", "a")
+    assert a[1] is not c[1]
+    assert reg.pairs == 4  # name a, name b, job j, job k
+
+
+def test_pairs_leave_with_the_last_label_set_holding_them() -> None:
+    reg = SeriesRegistry()
+    ra, rb = reg.acquire(A), reg.acquire(B)
+    assert reg.acquire(_fresh(A)) == ra  # a second holder of A: no second count of its pairs
+    reg.release(ra)
+    assert reg.pairs == 3
+    reg.release(ra)
+    assert reg.pairs == 2  # ("__name__", "a") went; ("job", "j") is still held by B
+    assert reg.labels(rb) == B
+    reg.release(rb)
+    assert reg.pairs == 0
+
+
+def test_churn_leaves_no_pairs_behind() -> None:
+    reg = SeriesRegistry()
+    keep = reg.acquire(A)
+    for round_ in range(5):
+        refs = [reg.acquire((("__name__", "m"), ("id", f"{round_}-{i}"))) for i in range(100)]
+        assert reg.pairs == 2 + 1 + 100
+        for ref in refs:
+            reg.release(ref)
+    assert reg.pairs == 2
+    assert reg.labels(keep) == A
+    assert len(reg) == 1

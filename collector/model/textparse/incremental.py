@@ -33,8 +33,19 @@ _TAIL_OM = re.compile(rb" (" + FLOAT + rb")(?: (" + DECIMAL + rb"))?")
 _is = operator.is_
 
 
+_INDEX: list[int] = []
+"""``_INDEX[i] == i``: one int object per line index, shared by every parser's pickers.
+
+Without it each target's pickers hold their own objects for every index above 256 (32 bytes
+per line of every target); this list costs 40 bytes per line of the longest body remembered.
+"""
+
+
 def _picker(idx: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
-    """A C-level ``lambda lines: tuple(lines[i] for i in idx)``."""
+    """A C-level ``lambda lines: tuple(lines[i] for i in idx)`` (``idx`` ascending)."""
+    if idx and idx[-1] >= len(_INDEX):
+        _INDEX.extend(range(len(_INDEX), idx[-1] + 1))
+    idx = list(map(_INDEX.__getitem__, idx))
     if len(idx) >= 2:
         return itemgetter(*idx)
     if idx:
