@@ -75,16 +75,16 @@ _ESCAPING_SCHEMES = ("allow-utf-8", "underscores", "dots", "values")
 
 # Keys Prometheus knows whose non-default values collector does not implement (issue 12): a
 # value that loads must act, so these are refused, naming the key, rather than ignored. Each
-# maps to the reason the error gives. The text parsers read no native histograms, so
+# maps to the reason the error gives. No parser ingests native histograms, so
 # "always keep the classic ones" is what happens anyway and cannot be asked for.
 _NOT_IMPLEMENTED = {
-    "scrape_native_histograms": "native histograms are not scraped (no protobuf scraping)",
+    "scrape_native_histograms": "native histograms are not ingested (protobuf histograms are "
+    "scraped as classic ones)",
     "convert_classic_histograms_to_nhcb": "classic histograms are not converted to native "
     "histograms with custom buckets",
     "always_scrape_classic_histograms": "it only acts when native histograms are scraped, "
     "which collector does not do (classic histograms are always kept)",
 }
-_NO_PROTOBUF = "protobuf scraping is not implemented (only the text formats are parsed)"
 _DEFAULT_GLOBAL = GlobalConfig()
 
 
@@ -217,7 +217,7 @@ def parse_scrape_config(
     native_histograms = glob_cfg.scrape_native_histograms if native is None else native
     job_for = f'for scrape config with job name "{job}"'
     # Prometheus puts PrometheusProto first when native histograms are on; that is refused
-    # above, so the default list never asks a target for protobuf.
+    # above, so the default list only asks for protobuf when it is configured.
     if "scrape_protocols" in s.raw:
         protocols = _scrape_protocols(s, "scrape_protocols", job_for)
     elif glob_cfg.scrape_protocols:
@@ -226,9 +226,7 @@ def parse_scrape_config(
         protocols = DEFAULT_SCRAPE_PROTOCOLS
     fallback: ScrapeProtocol | None = None
     fallback_text = s.str_("fallback_scrape_protocol")
-    if fallback_text == "PrometheusProto":
-        s.unsupported("fallback_scrape_protocol", f"PrometheusProto: {_NO_PROTOBUF}")
-    elif fallback_text in SCRAPE_PROTOCOL_MEDIA_TYPES:
+    if fallback_text in SCRAPE_PROTOCOL_MEDIA_TYPES:
         fallback = cast("ScrapeProtocol", fallback_text)
     elif fallback_text:
         s.fail(
@@ -437,10 +435,6 @@ def _scrape_protocols(s: Section, key: str, suffix: str) -> tuple[ScrapeProtocol
             s.src.report(
                 f"scrape_protocols: {_unknown_protocol(protocol)} {suffix}", idx(s.at(key), i)
             )
-        elif protocol == "PrometheusProto":
-            # Asking for protobuf would have targets answer in a format no parser here reads:
-            # every scrape would fail (issue 12). Refused until protobuf scraping exists.
-            s.unsupported(key, f"PrometheusProto: {_NO_PROTOBUF}", path=idx(s.at(key), i))
         else:
             valid.append(cast("ScrapeProtocol", protocol))
         seen.add(protocol.lower())

@@ -31,6 +31,7 @@ from collector.errors import ParseError, ScrapeBodyTooLarge, ScrapeError
 from collector.model import textparse
 from collector.model.duration import format_duration
 from collector.model.labels import METRIC_NAME, Labels
+from collector.model.textparse import protobuf
 from collector.model.value import STALE_NAN
 from collector.scrape.cache import AppendOptions, AppendResult, Exposition, ScrapeCache
 from collector.scrape.cardinality import Churn
@@ -38,7 +39,7 @@ from collector.scrape.limits import TargetLimits
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.schedule import Ticker, TimestampAligner, first_delay
 from collector.scrape.scraper import Scraper, ScrapeResponse, parser_for
-from collector.scrape.stream import append_stream
+from collector.scrape.stream import append_stream, read_all
 from collector.scrape.target import RelabelProcessor, Target
 from collector.storage.appender import Appendable, Sample
 from collector.storage.series import SeriesRegistry
@@ -294,7 +295,10 @@ class ScrapeLoop:
         fmt = parser_for(content_type, self.settings.fallback_protocol)
         parse_error: ParseError | None = None
         try:
-            exp = self._parse(body, openmetrics=fmt == "openmetrics")
+            if fmt == "protobuf":
+                exp: Exposition = protobuf.parse(body)
+            else:
+                exp = self._parse(body, openmetrics=fmt == "openmetrics")
         except ParseError as exc:
             partial: Exposition | None = getattr(exc, "partial", None)
             if partial is None:
@@ -314,6 +318,11 @@ class ScrapeLoop:
         assert stream is not None
         try:
             fmt = parser_for(response.content_type, self.settings.fallback_protocol)
+            if fmt == "protobuf":
+                # No streaming decoder: the whole body, read within body_size_limit.
+                body = await read_all(stream)
+                result, error = self._append(body, response.content_type, ts_ms, batch)
+                return result, error, len(body)
             done = await append_stream(
                 stream,
                 openmetrics=fmt == "openmetrics",

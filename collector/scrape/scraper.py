@@ -87,8 +87,8 @@ _ESCAPED_PROTOCOLS = frozenset({"PrometheusText1.0.0", "OpenMetricsText1.0.0"})
 # RFC 2045 token characters (what Go's mime.ParseMediaType accepts in type and parameter names).
 _TSPECIALS = frozenset('()<>@,;:\\"/[]?= ')
 
-Format = Literal["text", "openmetrics"]
-"""Which parser a body goes to."""
+Format = Literal["text", "openmetrics", "protobuf"]
+"""Which parser a body goes to (``protobuf``: `collector.model.textparse.protobuf`)."""
 
 _NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
 """aiohttp's own timers off: the scrape's one ``asyncio.timeout`` covers connect, headers, body
@@ -169,7 +169,9 @@ def _format_of(media: str) -> Format | None:
         return "openmetrics"
     if media == "text/plain":
         return "text"
-    # application/vnd.google.protobuf is valid for Prometheus, but we have no protobuf parser.
+    if media == "application/vnd.google.protobuf":
+        # Like Prometheus, the media type alone decides: proto=/encoding= are not checked.
+        return "protobuf"
     return None
 
 
@@ -202,8 +204,7 @@ def parser_for(content_type: str, fallback: ScrapeProtocol | None) -> Format:
         )
     assert fallback is not None
     chosen = _format_of(PROTOCOL_MEDIA_TYPES[fallback].split(";", 1)[0])
-    if chosen is None:
-        raise ScrapeContentTypeError(f"fallback_scrape_protocol {fallback} is not supported")
+    assert chosen is not None  # every protocol's media type has a parser
     return chosen
 
 

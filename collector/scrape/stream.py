@@ -52,6 +52,7 @@ __all__ = [
     "BodyStream",
     "StreamedScrape",
     "append_stream",
+    "read_all",
     "read_head",
 ]
 
@@ -293,6 +294,16 @@ async def append_stream(
     return StreamedScrape(
         result=total, parse_error=parse_error, size=stream.size, metadata=parser.metadata
     )
+
+
+async def read_all(stream: BodyReader) -> bytes:
+    """The rest of ``stream`` as one body (formats without a streaming parser: protobuf).
+
+    ``body_size_limit`` still applies as the chunks arrive (`BodyReader.read` raises)."""
+    chunks: list[bytes] = []
+    while chunk := await stream.read():
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _merge(total: AppendResult, part: AppendResult, *, over: int) -> None:

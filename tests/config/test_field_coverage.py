@@ -71,9 +71,12 @@ COVERED: Mapping[str, tuple[str, ...]] = {
     "ScrapeConfig.scrape_protocols": (
         "tests/scrape/test_headers.py::test_default_accept_header_exact",
         "tests/scrape/test_headers.py::test_configured_protocols_and_legacy_escaping",
+        "tests/scrape/test_protobuf_scrape.py::test_accept_header_as_prometheus_builds_it",
+        "tests/scrape/test_protobuf_scrape.py::test_protobuf_target_is_scraped",
     ),
     "ScrapeConfig.fallback_scrape_protocol": (
         "tests/scrape/test_headers.py::test_fallback_protocol_is_used",
+        "tests/scrape/test_protobuf_scrape.py::test_fallback_protocol_protobuf",
     ),
     "ScrapeConfig.metrics_path": (
         "tests/scrape/test_target.py::test_defaults_and_instance_without_port",
@@ -269,9 +272,6 @@ _PROXY = "proxy_url: 'http://p.invalid:3128', "
 
 REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
     # field -> (YAML, path of the refused key); each YAML must fail naming the key there.
-    "GlobalConfig.scrape_protocols": (
-        ("global: {scrape_protocols: [PrometheusProto]}", "global.scrape_protocols[0]"),
-    ),
     "GlobalConfig.metric_name_escaping_scheme": (
         ("global: {metric_name_escaping_scheme: dots}", "global.metric_name_escaping_scheme"),
     ),
@@ -288,18 +288,6 @@ REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
         (
             "global: {always_scrape_classic_histograms: true}",
             "global.always_scrape_classic_histograms",
-        ),
-    ),
-    "ScrapeConfig.scrape_protocols": (
-        (
-            _job("scrape_protocols: [OpenMetricsText1.0.0, PrometheusProto]"),
-            "scrape_configs[0].scrape_protocols[1]",
-        ),
-    ),
-    "ScrapeConfig.fallback_scrape_protocol": (
-        (
-            _job("fallback_scrape_protocol: PrometheusProto"),
-            "scrape_configs[0].fallback_scrape_protocol",
         ),
     ),
     "ScrapeConfig.metric_name_escaping_scheme": (

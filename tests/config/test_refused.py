@@ -40,7 +40,8 @@ def test_check_config_refuses_remote_write_2(
 
 
 def test_every_refusal_of_a_file_is_reported() -> None:
-    """The issue's config, protobuf first and remote write 2.0, gives one problem per key."""
+    """The issue's config, protobuf first and remote write 2.0, gives one problem per refused
+    key (protobuf scraping itself loads)."""
     text = (
         "global: {scrape_native_histograms: true}\n"
         "scrape_configs:\n"
@@ -56,7 +57,6 @@ def test_every_refusal_of_a_file_is_reported() -> None:
         load_config_text(text, base_dir="/cfg", env={}, file="c.yml")
     assert [(p.line, p.path) for p in info.value.problems] == [
         (1, "global.scrape_native_histograms"),
-        (4, "scrape_configs[0].scrape_protocols[0]"),
         (8, "remote_write[0].protobuf_message"),
         (9, "remote_write[0].send_exemplars"),
     ]
@@ -92,13 +92,19 @@ def test_prometheus_defaults_spelled_out_still_load() -> None:
     assert config.scrape_configs[0].metric_name_escaping_scheme == "underscores"
 
 
-def test_a_loaded_job_never_asks_for_protobuf() -> None:
-    """Whatever loads, the Accept header built from it has no protobuf media type."""
+def test_a_loaded_job_asks_for_protobuf_only_when_configured() -> None:
+    """By default the Accept header has no protobuf media type (native histograms, which
+    would put it first, are refused); a job that lists PrometheusProto asks for it."""
     config = load_config_text(
-        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_native_histograms: false\n",
+        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_native_histograms: false\n"
+        "  - job_name: c\n    scrape_protocols: [PrometheusProto]\n"
+        "    fallback_scrape_protocol: PrometheusProto\n",
         base_dir="/cfg",
         env={},
     )
-    for job in config.scrape_configs:
+    a, b, c = config.scrape_configs
+    for job in (a, b):
         assert "protobuf" not in accept_header(scrape_protocols(job))
         assert "PrometheusProto" not in job.scrape_protocols
+    assert c.scrape_protocols == ("PrometheusProto",)
+    assert c.fallback_scrape_protocol == "PrometheusProto"
