@@ -1,9 +1,11 @@
 """The remote-write HTTP client: one POST per attempt, outcome mapped to the error tree.
 
-`WriteClient.send` POSTs a compressed body with the exact headers of spec §6.1, configured
-headers and auth, and turns the answer into nothing (2xx), `RecoverableWriteError` (5xx, 429
-when ``retry_on_http_429``, transport errors and timeouts; with the parsed ``Retry-After``) or
-`NonRecoverableWriteError` (any other status). Retrying is the caller's job.
+`WriteClient.send` POSTs a compressed body with the exact headers of spec §6.1 (remote write
+1.0) or of the 2.0 spec (``v2=True``), configured headers and auth, and turns the answer into
+`Written` (2xx: the ``X-Prometheus-Remote-Write-*-Written`` counts a 2.0 receiver reports),
+`RecoverableWriteError` (5xx, 429 when ``retry_on_http_429``, transport errors and timeouts;
+with the parsed ``Retry-After``) or `RefusedWrite` (any other status, with the written counts).
+Retrying, and falling back from 2.0 to 1.0, is the caller's job (`collector.remote.sender`).
 
 Credential files (``password_file``, ``credentials_file``) are re-read on every request, so a
 rotated token is picked up without a reload, as Prometheus does.
@@ -18,7 +20,8 @@ import base64
 import email.utils
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
@@ -27,8 +30,18 @@ from collector import __version__
 from collector.config import HTTPClientConfig, RemoteWriteConfig
 from collector.errors import NonRecoverableWriteError, RecoverableWriteError
 from collector.httpclient import build_ssl_context, read_secret
+from collector.remote.codec2 import CONTENT_TYPE_V1, CONTENT_TYPE_V2
 
-__all__ = ["USER_AGENT", "WriteClient", "build_ssl_context", "parse_retry_after"]
+__all__ = [
+    "USER_AGENT",
+    "WRITTEN_HEADERS",
+    "RefusedWrite",
+    "WriteClient",
+    "Written",
+    "build_ssl_context",
+    "parse_retry_after",
+    "parse_written",
+]
 
 USER_AGENT = f"collector/{__version__}"
 
@@ -55,6 +68,49 @@ def parse_retry_after(value: str | None, *, now: float) -> float:
     return max(when.timestamp() - now, 0.0)
 
 
+WRITTEN_HEADERS = (
+    "X-Prometheus-Remote-Write-Samples-Written",
+    "X-Prometheus-Remote-Write-Histograms-Written",
+    "X-Prometheus-Remote-Write-Exemplars-Written",
+)
+"""The 2.0 response headers a receiver MUST send (spec §Required Written Response Headers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a receiver says it wrote of one request (2.0 response headers)."""
+
+    samples: int = 0
+    histograms: int = 0
+    exemplars: int = 0
+    confirmed: bool = False
+    """At least one of the headers was there: only then can the counts be trusted (a 1.0
+    receiver sends none, and a missing header otherwise means 0), as Prometheus reads them."""
+
+
+def parse_written(headers: Mapping[str, str]) -> Written:
+    """The written counts of a response; an empty or unparsable value counts as 0."""
+    counts = [0, 0, 0]
+    confirmed = False
+    for i, name in enumerate(WRITTEN_HEADERS):
+        value = headers.get(name, "").strip()
+        if value:
+            confirmed = True
+            try:
+                counts[i] = max(int(value), 0)
+            except ValueError:
+                counts[i] = 0
+    return Written(counts[0], counts[1], counts[2], confirmed)
+
+
+class RefusedWrite(NonRecoverableWriteError):
+    """A status that must not be retried (4xx but 429), with what the receiver says it wrote."""
+
+    def __init__(self, message: str, *, status: int, written: Written) -> None:
+        super().__init__(message, status=status)
+        self.written = written
+
+
 class WriteClient:
     """Sends compressed ``WriteRequest`` bodies to one ``remote_write`` URL."""
 
@@ -65,6 +121,7 @@ class WriteClient:
         "_session",
         "_ssl",
         "_static_headers",
+        "_static_headers_v2",
         "_timeout",
         "_url",
         "_wall",
@@ -97,15 +154,20 @@ class WriteClient:
         headers.update(
             {
                 "Content-Encoding": "snappy",
-                "Content-Type": "application/x-protobuf",
+                "Content-Type": CONTENT_TYPE_V1,
                 "X-Prometheus-Remote-Write-Version": "0.1.0",
                 "User-Agent": USER_AGENT,
             }
         )
         self._static_headers = headers
+        self._static_headers_v2 = {
+            **headers,
+            "Content-Type": CONTENT_TYPE_V2,
+            "X-Prometheus-Remote-Write-Version": "2.0.0",
+        }
 
-    def _headers(self, attempt: int) -> dict[str, str]:
-        headers = dict(self._static_headers)
+    def _headers(self, attempt: int, v2: bool) -> dict[str, str]:
+        headers = dict(self._static_headers_v2 if v2 else self._static_headers)
         if attempt > 0:
             headers["Retry-Attempt"] = str(attempt)
         basic = self._http.basic_auth
@@ -120,13 +182,14 @@ class WriteClient:
             headers["Authorization"] = f"{auth.type or 'Bearer'} {credentials}"
         return headers
 
-    async def send(self, body: bytes, *, attempt: int = 0) -> None:
-        """POST ``body`` once; ``attempt`` > 0 adds ``Retry-Attempt`` (Prometheus 3.x).
+    async def send(self, body: bytes, *, attempt: int = 0, v2: bool = False) -> Written:
+        """POST ``body`` once; ``attempt`` > 0 adds ``Retry-Attempt`` (Prometheus 3.x); ``v2``
+        labels it a 2.0 ``Request`` (``Content-Type``, ``X-Prometheus-Remote-Write-Version``).
 
-        Raises `RecoverableWriteError` or `NonRecoverableWriteError`; returns on 2xx.
+        Raises `RecoverableWriteError` or `RefusedWrite`; returns the written counts on 2xx.
         """
         try:
-            headers = self._headers(attempt)
+            headers = self._headers(attempt, v2)
         except OSError as exc:
             raise RecoverableWriteError(f"cannot read credentials: {exc}") from exc
         try:
@@ -143,7 +206,7 @@ class WriteClient:
                 status = response.status
                 if 200 <= status < 300:
                     await response.read()
-                    return
+                    return parse_written(response.headers)
                 text = (await response.content.read(_ERROR_BODY_LIMIT)).decode("utf-8", "replace")
                 message = f"server returned HTTP status {status} {response.reason or ''}".rstrip()
                 if text:
@@ -153,7 +216,7 @@ class WriteClient:
                         response.headers.get("Retry-After"), now=self._wall()
                     )
                     raise RecoverableWriteError(message, retry_after=retry_after)
-                raise NonRecoverableWriteError(message, status=status)
+                raise RefusedWrite(message, status=status, written=parse_written(response.headers))
         except aiohttp.ClientConnectorError as exc:
             # aiohttp's own text says "ssl:default" even for http:// URLs; say what happened.
             raise RecoverableWriteError(

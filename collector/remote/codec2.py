@@ -87,7 +87,8 @@ MetadataLookup = Callable[[], Iterable[tuple[str, str, str, str]]]
 
 DecodedV2 = tuple[list[DecodedSeries], int, int, list[tuple[str, int, str, str]]]
 """A decoded 2.0 request: its series (float samples), histogram and exemplar counts (which the
-receiver cannot forward) and the metadata ``(family, type, help, unit)`` it carried."""
+receiver cannot forward) and the distinct metadata ``(metric name, type, help, unit)`` it
+carried (2.0 metadata belongs to a series, so it is keyed by the series' ``__name__``)."""
 
 
 def _symbol(text: str) -> bytes:

@@ -4,7 +4,9 @@ Pipeline position: a task of `collector.remote.writer.RemoteWriter` when
 ``metadata_config.send`` is on and the agent passes a source (the scrape manager's caches).
 Every ``send_interval`` the deduplicated ``(type, family, help, unit)`` entries go out in chunks
 of at most ``metadata_config.max_samples_per_send`` as metadata-only requests (field 3 only),
-with the samples' retry rules. Metadata is state, re-sent every interval: it is never logged to
+with the samples' retry rules. A destination sending remote write 2.0 gets its metadata inside
+each series instead (`collector.remote.codec2`), so this loop skips it until a fallback to 1.0.
+Metadata is state, re-sent every interval: it is never logged to
 disk, and a refused chunk is only counted.
 
 Prometheus counterpart: ``storage/remote/metadata_watcher.go``,
@@ -24,6 +26,7 @@ from collector.remote.client import WriteClient
 from collector.remote.codec import METRIC_TYPES, MetadataEntry, compress, encode_metadata_request
 from collector.remote.metrics import QueueMetrics
 from collector.remote.retry import FailureLog, next_backoff, retry_wait
+from collector.remote.sender import ProtocolState
 
 __all__ = ["MetadataSource", "metadata_entries", "send_metadata_forever"]
 
@@ -41,11 +44,15 @@ async def send_metadata_forever(
     metrics: QueueMetrics,
     failures: FailureLog,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    protocol: ProtocolState | None = None,
 ) -> NoReturn:
-    """Every ``send_interval`` (the first one interval after start): collect and send."""
+    """Every ``send_interval`` (the first one interval after start): collect and send, while
+    ``protocol`` (if given) sends 1.0."""
     mc = config.metadata_config
     while True:
         await asyncio.sleep(mc.send_interval)
+        if protocol is not None and protocol.v2:
+            continue
         try:
             entries = metadata_entries(source())
         except Exception:  # a bug in the source must not kill the writer's TaskGroup

@@ -79,6 +79,8 @@ class _Families:
     disk_segments: Gauge
     disk_corruptions: Counter
     lost: Counter
+    partial_writes: Counter
+    v1_fallback: Gauge
     wal_sync: Histogram
     highest_seen: list[float]
     """The global highest timestamp as a float (the gauge has no public getter)."""
@@ -193,8 +195,22 @@ def _families(registry: CollectorRegistry) -> _Families:
             "collector_remote_write_dropped_samples_total",
             "Samples that will never reach the receiver, by reason: http_<status> (refused), "
             "too_old (sample_age_limit), disk_full (write-ahead log cap), corrupt (unreadable "
-            "in the log), unknown_series.",
+            "in the log), unknown_series, partial_write (a 2.0 receiver wrote fewer than sent).",
             ("remote_name", "reason"),
+            registry=registry,
+        ),
+        partial_writes=Counter(
+            "collector_remote_write_partial_writes_total",
+            "Remote write 2.0 requests whose X-Prometheus-Remote-Write-Samples-Written header "
+            "counts fewer samples than were sent.",
+            ("remote_name",),
+            registry=registry,
+        ),
+        v1_fallback=Gauge(
+            "collector_remote_write_v1_fallback",
+            "1 when a destination configured for remote write 2.0 sends 1.0 because its receiver "
+            "refused 2.0 (HTTP 415, or 2xx without the written-count headers).",
+            ("remote_name",),
             registry=registry,
         ),
         wal_sync=Histogram(
@@ -245,6 +261,7 @@ class QueueMetrics:
         "metadata_bytes",
         "metadata_failed",
         "metadata_retried",
+        "partial_writes",
         "pending",
         "queue_highest",
         "queue_highest_sent",
@@ -257,6 +274,7 @@ class QueueMetrics:
         "shards_desired",
         "shards_max",
         "shards_min",
+        "v1_fallback",
         "wal_sync_duration",
     )
 
@@ -289,6 +307,8 @@ class QueueMetrics:
         self.disk_segments = f.disk_segments.labels(remote_name)
         self.disk_corruptions = f.disk_corruptions.labels(remote_name)
         self.wal_sync_duration = f.wal_sync.labels(remote_name)
+        self.partial_writes = f.partial_writes.labels(remote_name)
+        self.v1_fallback = f.v1_fallback.labels(remote_name)
         self.remote_name = remote_name
         self._lost = f.lost
         self.samples_in = f.samples_in

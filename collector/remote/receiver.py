@@ -1,4 +1,4 @@
-"""A remote-write 1.0 receiver: ``POST`` snappy(protobuf ``WriteRequest``) -> decoded series.
+"""A remote-write 1.0 and 2.0 receiver: ``POST`` snappy(protobuf) -> decoded series.
 
 The demo and the tests use it as the built-in destination; the agent mounts
 `make_receiver_handler` at ``POST /api/v1/write`` for ``--web.enable-remote-write-receiver``
@@ -13,10 +13,19 @@ snappy bomb is refused from its header; the series and their labels are checked 
 reaches ``on_write``. aiohttp's own 1 MiB ``client_max_size`` is not used: it only applies to
 ``request.read()``, and real senders (Prometheus, vmagent) send bigger batches.
 
+The message is chosen by ``Content-Type`` as the 2.0 spec says: ``application/x-protobuf`` or
+``...;proto=prometheus.WriteRequest`` is 1.0, ``...;proto=io.prometheus.write.v2.Request`` is
+2.0 (decoded with `collector.remote.prompb2`, symbols resolved; the same caps), any other
+``proto`` 415. A 2.0 answer carries ``X-Prometheus-Remote-Write-Samples-Written`` (and the
+histogram and exemplar ones, 0: they are not forwarded), so a 2.0 sender can tell it from a 1.0
+receiver; a 2.0 request with native histograms or exemplars gets its float samples written and
+a 400 that says what was not (a partial write, spec 2.0 §Partial Write). 2.0 metadata is read
+and not forwarded (``on_write`` takes series), like 1.0 metadata-only requests.
+
 Answers: 204 on success; 413 for a body or decompressed size over its cap; 400 with a one-line
-reason for a body that is not snappy, not a ``WriteRequest``, or breaks a series/label cap;
-415 for a ``Content-Encoding`` other than snappy or a remote-write 2.0 ``Content-Type``; 500 if
-``on_write`` raises. Every refusal is counted in
+reason for a body that is not snappy, not a ``WriteRequest``/``Request``, or breaks a
+series/label cap; 415 for a ``Content-Encoding`` other than snappy or an unknown ``proto``; 500
+if ``on_write`` raises. Every refusal is counted in
 ``collector_remote_write_receiver_rejected_requests_total{reason}``. A 4xx makes senders drop
 the batch, so the default caps are sized well above what real senders send.
 
@@ -35,7 +44,9 @@ from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from prometheus_client import CollectorRegistry, Counter
 
 from collector.remote import prompb
+from collector.remote.client import WRITTEN_HEADERS
 from collector.remote.codec import DecodedSeries, DecodeError, decompress
+from collector.remote.codec2 import V2, decode_v2
 
 __all__ = [
     "REJECT_REASONS",
@@ -123,20 +134,30 @@ def make_receiver_handler(
         rejected.labels(reason=reason)  # every reason exported from the start, at 0
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        v2 = False
+        not_written = ""
         try:
-            _check_headers(request)
+            v2 = _check_headers(request)
             body = await _read_body(request, caps)
-            series = _decode(body, caps)
+            if v2:
+                series, not_written = _decode_v2(body, caps)
+            else:
+                series = _decode(body, caps)
         except _Rejected as exc:
             rejected.labels(reason=exc.reason).inc()
             log.debug("remote write request refused (%s): %s", exc.reason, exc.message)
-            return web.Response(status=exc.status, text=f"{exc.message}\n")
+            return web.Response(status=exc.status, text=f"{exc.message}\n", headers=_written(v2, 0))
         try:
             on_write(series)
         except Exception as exc:  # the callback's failure is the sender's recoverable 500
             log.exception("remote write receiver callback failed")
-            return web.Response(status=500, text=f"{type(exc).__name__}: {exc}\n")
-        return web.Response(status=204)
+            return web.Response(
+                status=500, text=f"{type(exc).__name__}: {exc}\n", headers=_written(v2, 0)
+            )
+        written = _written(v2, sum(len(samples) for _, samples in series))
+        if not_written:
+            return web.Response(status=400, text=f"{not_written}\n", headers=written)
+        return web.Response(status=204, headers=written)
 
     return handle
 
@@ -154,13 +175,36 @@ def make_receiver_app(
     return app
 
 
-def _check_headers(request: web.Request) -> None:
+def _written(v2: bool, samples: int) -> dict[str, str] | None:
+    """The 2.0 written-count headers (None for a 1.0 request, which has none)."""
+    if not v2:
+        return None
+    return dict(zip(WRITTEN_HEADERS, (str(samples), "0", "0"), strict=True))
+
+
+def _check_headers(request: web.Request) -> bool:
+    """Whether the request is remote write 2.0; `_Rejected` (415) for what is neither."""
     encoding = request.headers.get("Content-Encoding", "snappy").lower()
     if encoding != "snappy":
         raise _Rejected(415, "unsupported_encoding", f"unsupported Content-Encoding {encoding!r}")
     content_type = request.headers.get("Content-Type", "application/x-protobuf")
-    if "io.prometheus.write.v2" in content_type:
-        raise _Rejected(415, "unsupported_protocol", "remote write 2.0 is not supported")
+    # Only ``proto`` decides: senders that label 1.0 bodies with another media type (or none)
+    # were accepted before 2.0 existed and still are.
+    _, _, params = content_type.partition(";")
+    proto = "prometheus.WriteRequest"
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "proto":
+            proto = value.strip().strip('"')
+    if proto == V2:
+        return True
+    if proto != "prometheus.WriteRequest":
+        raise _Rejected(
+            415,
+            "unsupported_protocol",
+            f"unsupported proto {proto[:100]!r}: prometheus.WriteRequest or {V2} is accepted",
+        )
+    return False
 
 
 async def _read_body(request: web.Request, caps: ReceiverLimits) -> bytes:
@@ -253,6 +297,36 @@ def _decode(body: bytes, caps: ReceiverLimits) -> list[DecodedSeries]:
         _check_labels(labels, caps)
         out.append((labels, [(s.value, s.timestamp) for s in series.samples]))
     return out
+
+
+def _decode_v2(body: bytes, caps: ReceiverLimits) -> tuple[list[DecodedSeries], str]:
+    """A 2.0 body's series under the same caps, and what of it cannot be written ("" if all)."""
+    try:
+        raw = decompress(body)
+    except DecodeError as exc:
+        raise _Rejected(400, "invalid_snappy", str(exc)) from exc
+    try:
+        series, histograms, exemplars, _metadata = decode_v2(raw)
+    except DecodeError as exc:
+        raise _Rejected(400, "invalid_protobuf", str(exc)) from exc
+    del raw
+    count = len(series)
+    if caps.max_series_per_request and count > caps.max_series_per_request:
+        raise _Rejected(
+            400,
+            "too_many_series",
+            f"request has {count} series, more than {caps.max_series_per_request} "
+            "(--web.remote-write-receiver.max-series-per-request)",
+        )
+    for labels, _ in series:
+        _check_labels(labels, caps)
+    not_written = ""
+    if histograms or exemplars:
+        not_written = (
+            f"{histograms} native histogram samples and {exemplars} exemplars were not written: "
+            "this receiver forwards float samples only"
+        )
+    return series, not_written
 
 
 def _check_labels(labels: tuple[tuple[str, str], ...], caps: ReceiverLimits) -> None:

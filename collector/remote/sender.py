@@ -11,21 +11,70 @@ count it by reason (``collector_remote_write_dropped_samples_total{reason="http_
 as in Prometheus's ``samples_failed_total``. Failures are logged through one `FailureLog` per
 destination.
 
-Prometheus counterpart: ``storage/remote/queue_manager.go`` (``sendSamplesWithBackoff``).
+Remote write 2.0 (``protobuf_message: io.prometheus.write.v2.Request``): the batch, a 1.0 body
+from the write-ahead log, is turned into a 2.0 body once per send (`collector.remote.codec2`).
+The receiver's ``X-Prometheus-Remote-Write-*-Written`` headers are read: fewer samples written
+than sent is a partial write (``collector_remote_write_partial_writes_total``; the rest counted
+failed, ``reason="partial_write"``). A 415, or a 2xx carrying none of those headers (a 1.0
+receiver that decoded the 2.0 body as an empty 1.0 message, as Prometheus 2.x does; the spec
+says to treat it as a 415), switches the destination to 1.0 for the rest of the process
+(`ProtocolState`, logged once): the same batch is sent again at once as the 1.0 body it was, so
+nothing is lost. Prometheus 3.x does not fall back (it drops such a batch as failed); the 2.0
+spec allows it (§2.x vs 1.x Compatibility). A 400 is not a reason to fall back.
+
+Prometheus counterpart: ``storage/remote/queue_manager.go`` (``sendSamplesWithBackoff``,
+``sendV2SamplesWithBackoff``), ``storage/remote/stats.go``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
 from collector.errors import NonRecoverableWriteError, RecoverableWriteError
-from collector.remote.client import WriteClient
+from collector.remote.client import RefusedWrite, WriteClient, Written
+from collector.remote.codec import DecodeError
+from collector.remote.codec2 import V2Transcoder
 from collector.remote.metrics import QueueMetrics
 from collector.remote.retry import FailureLog, next_backoff, retry_wait
 
-__all__ = ["BatchSender", "SendStats"]
+__all__ = ["BatchSender", "ProtocolState", "SendStats"]
+
+log = logging.getLogger(__name__)
+
+
+class ProtocolState:
+    """Which message one destination sends: 2.0 as configured until a receiver refuses it."""
+
+    __slots__ = ("configured_v2", "fallback_reason", "v2")
+
+    def __init__(self, configured_v2: bool) -> None:
+        self.configured_v2 = configured_v2
+        self.v2 = configured_v2
+        """Send 2.0 now (False after a fallback)."""
+        self.fallback_reason = ""
+        """Why it sends 1.0 although 2.0 is configured (empty while it does not)."""
+
+    @property
+    def version(self) -> str:
+        """``"2.0"`` or ``"1.0"``: what is sent now."""
+        return "2.0" if self.v2 else "1.0"
+
+    def fall_back(self, reason: str, remote_name: str, metrics: QueueMetrics) -> None:
+        """Send 1.0 from now on; logged and shown once (shards may meet the refusal together)."""
+        if not self.v2:
+            return
+        self.v2 = False
+        self.fallback_reason = reason
+        metrics.v1_fallback.set(1)
+        log.warning(
+            "remote_write %s: the receiver does not take remote write 2.0 (%s); sending remote "
+            "write 1.0 to it from now on (until the next restart)",
+            remote_name,
+            reason,
+        )
 
 
 class SendStats:
@@ -62,8 +111,14 @@ class BatchSender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: float = 0.2,
         rand: Callable[[], float] = random.random,
+        protocol: ProtocolState | None = None,
+        transcoder: V2Transcoder | None = None,
     ) -> None:
+        """``protocol`` and ``transcoder`` (both or neither) send 2.0 while ``protocol.v2``."""
         self._client = client
+        self._protocol = protocol if protocol is not None else ProtocolState(False)
+        self._transcoder = transcoder
+        self._partial_logged_at = float("-inf")
         self._m = metrics
         self._failures = failures
         self._min_backoff = min_backoff
@@ -83,17 +138,32 @@ class BatchSender:
         backoff = self._min_backoff
         attempt = 0
         began = loop.time()
+        protocol = self._protocol
+        wire, v2 = body, False
         while True:
             if self._age_limit_ms and max_ts < int(self._wall() * 1000) - self._age_limit_ms:
                 m.dropped_too_old.inc(count)
                 m.lost("too_old", count)
                 self._done(count, began, loop.time())
                 return "too_old"
+            if protocol.v2 != v2:
+                # First attempt, or another shard fell back while this one was retrying.
+                if protocol.v2:
+                    encoded = self._encode_v2(body, count)
+                    if encoded is None:
+                        self._done(count, began, loop.time())
+                        return "corrupt"
+                    wire, v2 = encoded, True
+                else:
+                    wire, v2 = body, False
             started = loop.time()
             try:
-                await self._client.send(body, attempt=attempt)
+                written = await self._client.send(wire, attempt=attempt, v2=v2)
             except Exception as exc:  # the error tree, or a bug: retry_wait decides (rule 3)
                 m.duration.observe(loop.time() - started)
+                if v2 and isinstance(exc, NonRecoverableWriteError) and exc.status == 415:
+                    protocol.fall_back(f"HTTP 415: {exc}", m.remote_name, m)
+                    continue
                 wait = retry_wait(
                     exc,
                     backoff=backoff,
@@ -103,9 +173,15 @@ class BatchSender:
                 )
                 if wait is None:
                     reason = _reason(exc)
-                    m.failed.inc(count)
-                    m.lost(reason, count)
-                    self._failures.failed(exc, dropped=count)
+                    refused = count
+                    if v2 and isinstance(exc, RefusedWrite) and exc.written.confirmed:
+                        # A 4xx partial write: what the receiver wrote is not lost.
+                        refused = max(count - exc.written.samples, 0)
+                        m.samples.inc(count - refused)
+                        m.partial_writes.inc()
+                    m.failed.inc(refused)
+                    m.lost(reason, refused)
+                    self._failures.failed(exc, dropped=refused)
                     self._done(count, began, loop.time())
                     return reason
                 m.retried.inc(count)
@@ -119,14 +195,62 @@ class BatchSender:
                 continue
             now = loop.time()
             m.duration.observe(now - started)
-            m.samples.inc(count)
-            m.bytes.inc(len(body))
+            if v2 and count and not written.confirmed:
+                protocol.fall_back(
+                    "it answered a 2.0 request with 2xx but no X-Prometheus-Remote-Write-*-Written "
+                    "header, as a 1.0 receiver that read an empty request does",
+                    m.remote_name,
+                    m,
+                )
+                continue
             self._failures.succeeded()
             self._done(count, began, now)
+            m.bytes.inc(len(wire))
+            if v2 and written.samples < count:
+                self._partial(written, count, now)
+            else:
+                m.samples.inc(count)
             if max_ts / 1000.0 > self.stats.highest_sent_s:
                 self.stats.highest_sent_s = max_ts / 1000.0
                 m.queue_highest_sent.set(self.stats.highest_sent_s)
             return ""
+
+    def _encode_v2(self, body: bytes, count: int) -> bytes | None:
+        """The 2.0 body of a batch; None (counted, logged) if its 1.0 body cannot be read."""
+        assert self._transcoder is not None, "a 2.0 destination has a transcoder"
+        try:
+            wire, _ = self._transcoder.transcode(body)
+        except DecodeError as exc:
+            m = self._m
+            m.failed.inc(count)
+            m.lost("corrupt", count)
+            log.error(
+                "remote_write %s: a batch of %d samples cannot be encoded as remote write 2.0: %s",
+                m.remote_name,
+                count,
+                exc,
+            )
+            return None
+        return wire
+
+    def _partial(self, written: Written, count: int, now: float) -> None:
+        """A 2xx whose headers count fewer samples than were sent: the rest are lost (logged
+        at most once a minute: the counters tell the rest)."""
+        m = self._m
+        missing = count - written.samples
+        m.partial_writes.inc()
+        m.samples.inc(written.samples)
+        m.failed.inc(missing)
+        m.lost("partial_write", missing)
+        if now - self._partial_logged_at < 60.0:
+            return
+        self._partial_logged_at = now
+        log.warning(
+            "remote_write %s: partial write: the receiver wrote %d of %d samples",
+            m.remote_name,
+            written.samples,
+            count,
+        )
 
     def _done(self, count: int, began: float, now: float) -> None:
         stats = self.stats

@@ -41,13 +41,14 @@ from prometheus_client import CollectorRegistry
 from collector.config import RemoteWriteConfig
 from collector.config.http_client import redact_url
 from collector.remote.client import WriteClient
+from collector.remote.codec2 import V2, V2Transcoder
 from collector.remote.delivery import DeliveryQueue
 from collector.remote.encoder import BatchEncoder, Relabel
 from collector.remote.metadata import MetadataSource, send_metadata_forever
 from collector.remote.metrics import QueueMetrics
 from collector.remote.reshard import SHARD_UPDATE_INTERVAL, Resharder
 from collector.remote.retry import FailureLog
-from collector.remote.sender import BatchSender
+from collector.remote.sender import BatchSender, ProtocolState
 from collector.remote.wal import WriteAheadLog
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
@@ -145,6 +146,16 @@ class RemoteWriter:
             clock=_loop_time,
         )
         self.failures = FailureLog(self.remote_name, clock=_loop_time, logger=log)
+        self.protocol = ProtocolState(config.protobuf_message == V2)
+        """Remote write 2.0 or 1.0 now (2.0 only when configured, until a receiver refuses it)."""
+        self._transcoder: V2Transcoder | None = None
+        if self.protocol.configured_v2:
+            mc = config.metadata_config
+            self._transcoder = V2Transcoder(
+                metadata=metadata_source if mc.send else None,
+                metadata_every=mc.send_interval,
+                clock=_loop_time,
+            )
         self._resharder: Resharder | None = None
         m = self.metrics
         m.shards.set(n)
@@ -225,6 +236,8 @@ class RemoteWriter:
                     sleep=self._sleep,
                     jitter=self._jitter,
                     rand=random.random,
+                    protocol=self.protocol,
+                    transcoder=self._transcoder,
                 )
                 try:
                     await self.delivery.open()
@@ -265,6 +278,7 @@ class RemoteWriter:
                         metrics=self.metrics,
                         failures=self.failures,
                         sleep=self._sleep,
+                        protocol=self.protocol,
                     ),
                     name=f"{name} metadata",
                 )

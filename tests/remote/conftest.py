@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.config import QueueConfig, RemoteWriteConfig
 from collector.model.labels import Labels
-from collector.remote.codec import DecodedSeries
+from collector.remote.codec import DecodedSeries, decode_request, decompress
 from collector.remote.receiver import make_receiver_handler
 from collector.remote.writer import RemoteWriter
 from collector.storage.series import SeriesRegistry
@@ -35,7 +35,8 @@ class Received:
 
 @dataclass
 class Receiver:
-    """A scripted remote-write endpoint: answers from `script`, then 204 and decodes."""
+    """A scripted remote-write endpoint: answers from `script` (a 2xx with headers is answered
+    as scripted), then 204 and decodes (1.0 or 2.0, `make_receiver_handler`)."""
 
     url: str = ""
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
@@ -43,6 +44,11 @@ class Receiver:
     """While True every request gets 503 (an outage)."""
     delay: float = 0.0
     """Seconds each request takes before it is answered (a slow receiver)."""
+    v1_only: bool = False
+    """Decode every body as 1.0 and answer 204 without written-count headers, whatever the
+    Content-Type, as a 1.0 receiver does (Prometheus 2.x): a 2.0 body reads as empty."""
+    v2_status: int = 0
+    """When set, the status every 2.0 request gets (415: a receiver that refuses 2.0)."""
     requests: list[Received] = field(default_factory=list)
     series: list[DecodedSeries] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,14 +73,19 @@ class Receiver:
         status, headers = 204, dict[str, str]()
         if self.script:
             status, headers = self.script.popleft()
+        elif self.v2_status and "write.v2" in request.headers.get("Content-Type", ""):
+            status = self.v2_status
         elif self.down:
             status = 503
         self.requests.append(
             Received(asyncio.get_running_loop().time(), dict(request.headers), body, status)
         )
         try:
-            if status >= 300:
+            if status >= 300 or headers:
                 return web.Response(status=status, headers=headers, text="scripted\n")
+            if self.v1_only:
+                self.series.extend(decode_request(decompress(body)))
+                return web.Response(status=204)
             return await make_receiver_handler(self._on_write)(request)
         finally:
             self.changed.set()
