@@ -56,7 +56,8 @@ _PROTOBUF_MESSAGES = ("prometheus.WriteRequest", "io.prometheus.write.v2.Request
 _HTTP_DEFAULT = HTTPClientConfig(enable_http2=False)
 # What the sender does not implement (issue 12): a value that loads must act, so these are
 # refused with the reason rather than ignored. The sender encodes remote write 1.0 float
-# samples only (`collector.remote.codec`) and posts through one aiohttp session.
+# samples only (`collector.remote.codec`, and `collector.remote.codec2` for
+# ``protobuf_message: io.prometheus.write.v2.Request``) and posts through one aiohttp session.
 _NOT_IMPLEMENTED = {
     "send_exemplars": "exemplars are parsed but not forwarded",
     "send_native_histograms": "native histograms are not scraped or sent",
@@ -142,12 +143,6 @@ def _parse_remote_write(src: Source, raw: Tree, path: str) -> RemoteWriteConfig 
             f"supported: {', '.join(_PROTOBUF_MESSAGES)}",
             "protobuf_message",
         )
-    elif message != "prometheus.WriteRequest":
-        # Loading it would send 1.0 bodies labelled 0.1.0 to a receiver configured for 2.0.
-        s.unsupported(
-            "protobuf_message",
-            f"{message}: only remote write 1.0 (prometheus.WriteRequest) is sent",
-        )
     for key, why in _NOT_IMPLEMENTED.items():
         if s.bool_(key, False):
             s.unsupported(key, f"{why}; only false is accepted")
@@ -167,7 +162,12 @@ def _parse_remote_write(src: Source, raw: Tree, path: str) -> RemoteWriteConfig 
         headers=tuple(headers),
         write_relabel_configs=write_relabel,
         # send_exemplars, send_native_histograms and round_robin_dns keep their False
-        # defaults and protobuf_message its 1.0 one: any other value was refused above.
+        # defaults: any other value was refused above.
+        protobuf_message=(
+            "io.prometheus.write.v2.Request"
+            if message == "io.prometheus.write.v2.Request"
+            else "prometheus.WriteRequest"
+        ),
         queue_config=_parse_queue(s),
         metadata_config=_parse_metadata(s),
         http_client=http_client,

@@ -146,7 +146,11 @@ COVERED: Mapping[str, tuple[str, ...]] = {
     "RemoteWriteConfig.write_relabel_configs": (
         "tests/remote/test_writer.py::test_external_labels_and_write_relabel",
     ),
-    "RemoteWriteConfig.protobuf_message": ("tests/remote/test_writer.py::test_headers_and_body",),
+    "RemoteWriteConfig.protobuf_message": (
+        "tests/remote/test_writer.py::test_headers_and_body",
+        "tests/remote/test_rw2_send.py::test_headers_and_body",
+        "tests/config/test_refused.py::test_check_config_accepts_remote_write_2",
+    ),
     "QueueConfig.capacity": (
         "tests/remote/test_writer.py::test_spill_to_disk_and_replay_in_order",
     ),
@@ -321,12 +325,6 @@ REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
         (
             _job("native_histogram_min_bucket_factor: 1.1"),
             "scrape_configs[0].native_histogram_min_bucket_factor",
-        ),
-    ),
-    "RemoteWriteConfig.protobuf_message": (
-        (
-            _rw("protobuf_message: io.prometheus.write.v2.Request"),
-            "remote_write[0].protobuf_message",
         ),
     ),
     "RemoteWriteConfig.send_exemplars": (

@@ -23,25 +23,28 @@ RW_V2 = (
 )
 
 
-def test_check_config_refuses_remote_write_2(
+def test_check_config_accepts_remote_write_2(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``check config`` on a remote write 2.0 destination exits 1 naming the field and line."""
+    """Remote write 2.0 is sent (`collector.remote.codec2`): ``check config`` passes and the
+    loaded destination carries the message; an unknown message is still an error."""
     path = tmp_path / "rw2.yml"
     path.write_text(RW_V2)
-    assert cli.main(["check", "config", str(path)]) == 1
-    out, err = capsys.readouterr()
-    assert "SUCCESS" not in out
-    assert err.splitlines() == [
-        f"  FAILED: {path}:3:5: remote_write[0].protobuf_message: field protobuf_message is not "
-        "supported by collector: io.prometheus.write.v2.Request: only remote write 1.0 "
-        "(prometheus.WriteRequest) is sent"
-    ]
+    assert cli.main(["check", "config", str(path)]) == 0
+    out, _ = capsys.readouterr()
+    assert "SUCCESS" in out
+    config = load_config_text(RW_V2, base_dir="/cfg", env={})
+    assert config.remote_write[0].protobuf_message == "io.prometheus.write.v2.Request"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(
+            RW_V2.replace("write.v2.Request", "write.v3.Request"), base_dir="/", env={}
+        )
+    assert [p.path for p in info.value.problems] == ["remote_write[0].protobuf_message"]
 
 
 def test_every_refusal_of_a_file_is_reported() -> None:
     """The issue's config, protobuf first and remote write 2.0, gives one problem per refused
-    key (protobuf scraping itself loads)."""
+    key (protobuf scraping and remote write 2.0 load)."""
     text = (
         "global: {scrape_native_histograms: true}\n"
         "scrape_configs:\n"
@@ -57,7 +60,6 @@ def test_every_refusal_of_a_file_is_reported() -> None:
         load_config_text(text, base_dir="/cfg", env={}, file="c.yml")
     assert [(p.line, p.path) for p in info.value.problems] == [
         (1, "global.scrape_native_histograms"),
-        (8, "remote_write[0].protobuf_message"),
         (9, "remote_write[0].send_exemplars"),
     ]
     assert all("is not supported by collector: " in p.message for p in info.value.problems)
