@@ -365,6 +365,10 @@ class Agent:
                     "samplesPending": writer.pending_samples,
                     "shards": writer.num_shards,
                     "diskQueueBytes": writer.wal.disk_bytes,
+                    # Remote write "2.0" or "1.0" now; why 1.0 when 2.0 is configured.
+                    "protocol": writer.protocol.version,
+                    "protocolConfigured": "2.0" if writer.protocol.configured_v2 else "1.0",
+                    "fallbackReason": writer.protocol.fallback_reason,
                 }
             )
         return out

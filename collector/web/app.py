@@ -85,7 +85,8 @@ class AgentView(Protocol):
 
     def remote_write_status(self) -> Sequence[JSON]:
         """One entry per remote-write queue: name, url, samplesSent, samplesFailed,
-        samplesPending, shards, diskQueueBytes (collector extension for the UI)."""
+        samplesPending, shards, diskQueueBytes, protocol (``2.0``/``1.0`` now),
+        protocolConfigured, fallbackReason (collector extension for the UI)."""
         ...
 
 

@@ -195,8 +195,10 @@ async def _remote_write_page(page: Page, base: str) -> None:
         "pending",
         "shards",
         "write-ahead queue",
+        "remote write",
     }
     assert stats["failed"] == "0"
+    assert stats["remote write"] == "1.0"
     assert await page.js(f"document.querySelectorAll('{queue} svg.chart polyline').length") == 3
     await page.screenshot("remote-write")
 
@@ -342,6 +344,9 @@ class ScriptedAgent:
                 "samplesPending": 7,
                 "shards": 3,
                 "diskQueueBytes": 3 * 1024 * 1024,
+                "protocol": "1.0",
+                "protocolConfigured": "2.0",
+                "fallbackReason": "HTTP 415: server returned HTTP status 415",
                 "samplesPerSecond": 89.0,
                 "history": {"interval": 10.0, "span": 900.0, "points": points},
             }
@@ -450,4 +455,9 @@ async def test_pages_draw_what_the_agent_reports(tmp_path: Path) -> None:
             await page.js(f"document.querySelector('{queue} [data-stat=failed]').className")
             == "tile bad"
         )
+        assert await page.texts(f"{queue} [data-stat='remote write'] .value") == ["1.0"]
+        assert await page.texts(f"{queue} .notice.warn") == [
+            "Configured for remote write 2.0; sending 1.0 since the receiver refused it: "
+            "HTTP 415: server returned HTTP status 415"
+        ]
         await page.screenshot("scripted-remote-write")

@@ -85,7 +85,10 @@ function card(queue) {
       stat("retried", number(queue.samplesRetried), last.retried ? "warn" : ""),
       stat("pending", number(queue.samplesPending)),
       stat("shards", number(queue.shards)),
-      stat("write-ahead queue", bytes(queue.diskQueueBytes))),
+      stat("write-ahead queue", bytes(queue.diskQueueBytes)),
+      stat("remote write", queue.protocol || "1.0", queue.fallbackReason ? "warn" : "")),
+    queue.fallbackReason ? notice("warn", `Configured for remote write ${queue.protocolConfigured}; `
+      + `sending ${queue.protocol} since the receiver refused it: ${queue.fallbackReason}`) : null,
     el("div", {class: "legend"}, SERIES.map((s) => el("span", {class: `key ${s.cls}`}, s.label))),
     chart(queue.history || {}));
 }
