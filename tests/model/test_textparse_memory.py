@@ -80,3 +80,48 @@ def test_parsers_share_their_line_index_objects() -> None:
         b = getattr(second, attr).__reduce__()[1]
         assert a[-1] > 256
         assert a[-1] is b[b.index(a[-1])]  # equal ints, one object
+
+
+OM_BODY = (
+    b'# TYPE r counter\n# UNIT r_s s\n# HELP r_s a \\"quoted\\" help\n'
+    b"r_s_total 1\n# TYPE h histogram\n"
+    b'h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_count 2\nh_sum 1\n# EOF\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "openmetrics"),
+    [(HIST, False), (HIST.rstrip(b"\n"), False), (OM_BODY, True), (b"only 1\n", False)],
+)
+def test_compacted_shape_keeps_no_metadata_rows_or_segments(body: bytes, openmetrics: bool) -> None:
+    """Metadata rows and TYPE segments are rebuilt from the kept lines, never stored."""
+    parser = IncrementalParser()
+    exp = parser.parse(body, openmetrics=openmetrics)
+    reference = parse(body, openmetrics=openmetrics)
+    for key in reference.columns()[0]:
+        assert exp.labels(key) == reference.labels(key)
+    assert exp.metadata == reference.metadata
+    shape = exp._shape
+    assert shape.rows is None
+    assert shape.meta_rows is None
+    assert shape.segments is None
+    steady = parser.parse(body.replace(b"} 1\n", b"} 9\n"), openmetrics=openmetrics)
+    assert steady._shape is shape
+    assert steady.metadata == reference.metadata
+
+
+def test_older_exposition_keeps_its_structure_after_the_parser_moves_on() -> None:
+    parser = IncrementalParser()
+    old = parser.parse(HIST, openmetrics=False)
+    other = b'# HELP z other\n# TYPE z summary\nz{quantile="1"} 1\n'
+    assert parser.parse(other, openmetrics=False).metadata["z"].type == "summary"
+    assert old.metadata == parse(HIST, openmetrics=False).metadata
+    assert old.labels(b'h_bucket{le="1"}') == [("__name__", "h_bucket"), ("le", "1.0")]
+
+
+def test_metadata_strings_are_shared_across_targets() -> None:
+    first = IncrementalParser().parse(HIST, openmetrics=False).metadata
+    second = IncrementalParser().parse(HIST, openmetrics=False).metadata
+    assert first["h"].help == "a histogram"
+    assert first["h"].help is second["h"].help
+    assert next(iter(first)) is next(iter(second))

@@ -19,7 +19,7 @@ import re
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import itemgetter
@@ -114,6 +114,7 @@ class Shape:
         "lines",
         "meta",
         "meta_rows",
+        "restore",
         "rows",
         "segments",
         "type_in_force",
@@ -138,21 +139,41 @@ class Shape:
         """Lines before this body when it is a segment of a longer one (`Exposition._place`)."""
         self.type_in_force: bytes | None = None
         """Type of the last TYPE line before such a segment: the first of its `segments`."""
+        self.restore: Callable[[], list[Row]] | None = None
+        """Rebuilds the dropped `rows` when a compacted shape needs them (see `compact`)."""
 
-    def compact(self, *, openmetrics: bool, sample_lines: Sequence[int]) -> None:
-        """Derive everything the rows are kept for, then drop them.
+    def compact(
+        self,
+        *,
+        openmetrics: bool,
+        sample_lines: Sequence[int],
+        restore: Callable[[], list[Row]] | None = None,
+    ) -> None:
+        """Drop the rows, keeping what they are needed for.
 
         The rows hold a tuple and the value bytes of every line: the bulk of what a long-lived
         shape (the one `IncrementalParser` keeps per target) would otherwise hold per series.
-        ``sample_lines`` are the 0-based body lines of the samples.
+        ``sample_lines`` are the 0-based body lines of the samples. Without ``restore`` the
+        TYPE segments and metadata rows are derived now and kept; with it (a callable that
+        rebuilds rows equivalent for those two: sample rows with a true first item, the others
+        as the row regex matched them) nothing is kept and they are rebuilt when asked for,
+        which is on a cache miss of a ``le``/``quantile`` series or a metadata read.
         """
         if self.rows is None:
             return
-        probe = Exposition(openmetrics=openmetrics, samples=[], shape=self)
-        probe._type_segments()
-        probe._metadata_rows()
+        if restore is None:
+            probe = Exposition(openmetrics=openmetrics, samples=[], shape=self)
+            probe._type_segments()
+            probe._metadata_rows()
+        self.restore = restore
         self.lines = array("I", [i + 1 for i in sample_lines])
         self.rows = None
+
+    def current_rows(self) -> list[Row]:
+        """The rows, rebuilt if `compact` dropped them and can restore them (else none)."""
+        if self.rows is not None:
+            return self.rows
+        return [] if self.restore is None else self.restore()
 
 
 Columns = tuple[list[bytes], list[float], list[int | None] | None]
@@ -170,6 +191,7 @@ class Exposition:
         "_first",
         "_keys",
         "_samples",
+        "_segments",
         "_shape",
         "_stamps",
         "_values",
@@ -200,6 +222,7 @@ class Exposition:
         self._values: list[float] = []
         self._stamps: list[int | None] | None = None
         self._first: dict[bytes, int] | None = None
+        self._segments: list[tuple[int, bytes]] | None = None
         if columns is not None:
             self._keys, self._values, self._stamps = columns
         elif samples is None:
@@ -319,20 +342,30 @@ class Exposition:
         return first.get(key, 0)
 
     def _type_segments(self) -> list[tuple[int, bytes]]:
-        """``(first sample index, type)`` for every TYPE line, computed once on demand."""
+        """``(first sample index, type)`` for every TYPE line, computed once on demand.
+
+        Kept by the shape, or by this exposition alone when the shape is restorable (the
+        misses of one scrape share them; a long-lived shape does not hold them).
+        """
         shape = self._shape
-        if shape.segments is None:
+        if shape.segments is not None:
+            return shape.segments
+        if self._segments is None:
             base = shape.type_in_force
             segments: list[tuple[int, bytes]] = [] if base is None else [(0, base)]
             count = 0
             tname = 6 if self.openmetrics else 5
-            for row in shape.rows or ():
+            for row in shape.current_rows():
                 if row[0]:
                     count += 1
                 elif row[tname]:
                     segments.append((count, row[tname + 1]))
+            if shape.restore is not None:
+                self._segments = segments
+                return segments
             shape.segments = segments
-        return shape.segments
+            return segments
+        return self._segments
 
     def _place(self, *, line_base: int, type_in_force: bytes | None) -> None:
         """Make this the result of one segment of a longer body (`stream`), not a whole body.
@@ -354,11 +387,12 @@ class Exposition:
     def _metadata_rows(self) -> list[MetaRow]:
         """HELP/TYPE/UNIT rows in body order (derived from the fast-path rows on demand)."""
         shape = self._shape
-        if shape.meta_rows is None:
+        meta_rows = shape.meta_rows
+        if meta_rows is None:
             rows: list[MetaRow] = []
             h = 4 if self.openmetrics else 3  # HELP name; TYPE name at h + 2, UNIT at h + 4
             unit = self.openmetrics
-            for row in filterfalse(_get0, shape.rows or ()):  # only non-sample lines
+            for row in filterfalse(_get0, shape.current_rows()):  # only non-sample lines
                 # A row matched one alternative: at most one of HELP/TYPE/UNIT is set.
                 if row[h]:
                     rows.append((b"HELP", row[h], row[h + 1]))
@@ -366,8 +400,10 @@ class Exposition:
                     rows.append((b"TYPE", row[h + 2], row[h + 3]))
                 elif unit and row[h + 4]:
                     rows.append((b"UNIT", row[h + 4], row[h + 5]))
-            shape.meta_rows = rows
-        return shape.meta_rows
+            if shape.restore is None:  # a restorable shape keeps no copy
+                shape.meta_rows = rows
+            return rows
+        return meta_rows
 
     def _line_of(self, index: int) -> int:
         """1-based body line of sample ``index``."""
@@ -442,4 +478,8 @@ def build_metadata(rows: list[MetaRow], *, openmetrics: bool) -> dict[str, Metad
             slot[1] = unescape(text.decode(), help_escapes)
         else:
             slot[2] = text.decode()
-    return {name.decode(): Metadata(type=t, help=h, unit=u) for name, (t, h, u) in acc.items()}
+    # Interned: targets of one job repeat the same families; each keeps its own dict only.
+    return {
+        _intern(name.decode()): Metadata(type=_intern(t), help=_intern(h), unit=u)
+        for name, (t, h, u) in acc.items()
+    }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from operator import itemgetter
 
 from collector.model.textparse.exposition import Exemplar, Exposition, Row
@@ -35,7 +36,7 @@ from collector.model.textparse.syntax import (
 )
 from collector.model.value import NORMAL_NAN
 
-__all__ = ["NotFast", "fast_om", "fast_text", "parse"]
+__all__ = ["NotFast", "fast_om", "fast_text", "parse", "rows_of_lines"]
 
 
 def parse(body: bytes, *, openmetrics: bool) -> Exposition:
@@ -98,6 +99,25 @@ _get3 = itemgetter(3)
 _get8 = itemgetter(8)
 _get_unit = itemgetter(0, 8, 9)
 _isfinite = math.isfinite
+
+
+def rows_of_lines(lines: Sequence[bytes], *, openmetrics: bool) -> list[Row]:
+    """The rows the fast path matched for these lines of a body it parsed, in order.
+
+    For the non-sample lines of a remembered body (`IncrementalParser`): each row alternative
+    matches one whole line, so a line gives the same row alone as within its body.
+    """
+    if not lines:
+        return []
+    text = b"\n".join(lines) + b"\n"
+    if openmetrics:
+        pattern = _OM_ROW_ESCAPED if b"\\" in text else _OM_ROW_PLAIN
+    else:
+        pattern = _TEXT_ROW_ESCAPED if b"\\" in text else _TEXT_ROW_PLAIN
+    rows: list[Row] = pattern.findall(text)
+    if len(rows) != len(lines):
+        raise ValueError("lines the fast path did not match")  # a caller's bug
+    return rows
 
 
 class NotFast(Exception):

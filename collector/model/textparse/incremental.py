@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from operator import itemgetter
 
-from collector.model.textparse.exposition import Columns, Exposition, Shape
-from collector.model.textparse.fast import parse
+from collector.model.textparse.exposition import Columns, Exposition, Row, Shape
+from collector.model.textparse.fast import parse, rows_of_lines
 from collector.model.textparse.syntax import DECIMAL, FLOAT, GO_FLOAT, Malformed, om_ts
 from collector.model.value import NORMAL_NAN
 
@@ -124,7 +124,12 @@ class IncrementalParser:
         self._pick_fixed = _picker(fixed_idx)
         self._pick_samples = _picker(sample_idx)
         self._fixed = self._pick_fixed(lines)
-        shape.compact(openmetrics=exp.openmetrics, sample_lines=sample_idx)
+        restore = _RowsFromLines(
+            self._fixed,  # its first lines: the non-sample rows; then the trailing positions
+            bytes(1 if row[0] else 0 for row in rows),
+            openmetrics=exp.openmetrics,
+        )
+        shape.compact(openmetrics=exp.openmetrics, sample_lines=sample_idx, restore=restore)
         self._shape = shape
 
     def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:
@@ -173,6 +178,33 @@ class IncrementalParser:
         except Malformed:
             return None
         return self._keys, values, stamps
+
+
+_SAMPLE_ROW: Row = (b"sample",)
+"""Stands for every sample row of restored rows (only its truth is read)."""
+
+
+class _RowsFromLines:
+    """`Shape.restore` of a remembered body: its rows rebuilt from its non-sample lines.
+
+    Holds the non-sample lines (the parser's ``_fixed`` tuple, so no copy while the parser
+    keeps this structure; past the rows it holds the trailing ``""``/``# EOF`` positions) and
+    one byte per row (1: a sample), never the parser itself, whose state moves on with the next
+    structure while older expositions may still ask.
+    """
+
+    __slots__ = ("_fixed", "_mask", "_om")
+
+    def __init__(self, fixed: tuple[bytes, ...], mask: bytes, *, openmetrics: bool) -> None:
+        self._fixed = fixed
+        self._mask = mask
+        self._om = openmetrics
+
+    def __call__(self) -> list[Row]:
+        mask = self._mask
+        fixed = self._fixed[: len(mask) - mask.count(1)]
+        rows = iter(rows_of_lines(fixed, openmetrics=self._om))
+        return [_SAMPLE_ROW if is_sample else next(rows) for is_sample in mask]
 
 
 def _nonfinite(values: list[float], tails: list[bytes]) -> bool:
