@@ -1,0 +1,209 @@
+"""Remote write 2.0 end to end against real peers.
+
+* Relay: collector scrapes a target and sends it twice, as 1.0 straight to VictoriaMetrics and
+  as 2.0 to a second collector's receiver (``--web.enable-remote-write-receiver``), which
+  forwards it as 1.0 to another VictoriaMetrics. Both stores must hold the same raw samples.
+* Real 1.0 receivers: Prometheus 2.42 and VictoriaMetrics answer a 2.0 body with 204 and none of
+  the written-count headers (they read it as an empty 1.0 request, nothing stored). collector
+  treats that as the 2.0 spec says (as a 415) and sends the batch again as 1.0: both end up with
+  exactly what a 1.0 destination got, the first batch included.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from collector.agent import Agent
+from tests.integration.running import Target, eventually, running_agent, serve_target
+from tests.integration.servers import Server, prometheus_receiver, victoria_metrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+BODY = b"""# HELP http_requests_total Requests served.
+# TYPE http_requests_total counter
+http_requests_total{code="200",method="GET"} 1027
+http_requests_total{code="500",method="POST"} 3
+# HELP temperature_celsius Temperature.
+# TYPE temperature_celsius gauge
+# UNIT temperature_celsius celsius
+temperature_celsius{room="a"} 21.5
+temperature_celsius{room="b"} -0.0
+# HELP latency_seconds Latency.
+# TYPE latency_seconds histogram
+latency_seconds_bucket{le="0.1"} 4
+latency_seconds_bucket{le="+Inf"} 9
+latency_seconds_sum 3.25
+latency_seconds_count 9
+"""
+
+V2 = "io.prometheus.write.v2.Request"
+
+
+def _dir(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def _destination(name: str, url: str, message: str = "prometheus.WriteRequest") -> str:
+    return (
+        f"  - url: {url}\n"
+        f"    name: {name}\n"
+        f"    protobuf_message: {message}\n"
+        "    queue_config: {batch_send_deadline: 200ms, min_backoff: 50ms, max_backoff: 500ms}\n"
+    )
+
+
+def _scrape(target: Target) -> str:
+    return (
+        "global: {scrape_interval: 500ms, scrape_timeout: 400ms}\n"
+        "scrape_configs:\n"
+        f"  - job_name: t\n    static_configs: [{{targets: ['{target.address}']}}]\n"
+        "remote_write:\n"
+    )
+
+
+def _raw(server: Server) -> dict[frozenset[tuple[str, str]], list[tuple[int, str]]]:
+    """Every raw sample of job t in a VictoriaMetrics, per series: (timestamp, value text)."""
+    out: dict[frozenset[tuple[str, str]], list[tuple[int, str]]] = {}
+    for line in server.export('{job="t"}'):
+        metric = line["metric"]
+        values = line["values"]
+        timestamps = line["timestamps"]
+        assert isinstance(metric, dict)
+        assert isinstance(values, list)
+        assert isinstance(timestamps, list)
+        key = frozenset(metric.items())
+        out.setdefault(key, []).extend(
+            sorted(zip(timestamps, (repr(float(v)) for v in values), strict=True))
+        )
+    return out
+
+
+async def _status(agent: Agent) -> dict[str, dict[str, object]]:
+    """The agent's /api/v1/status/remote_write entries by name."""
+    url = f"http://{agent.options.listen_address}/api/v1/status/remote_write"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        data = await response.json()
+    return {entry["name"]: entry for entry in data["data"]}
+
+
+def _metric(agent: Agent, name: str, **labels: str) -> float:
+    return agent.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_rw2_relay_through_collectors_receiver_equals_direct_rw1(tmp_path: Path) -> None:
+    """collector -> (2.0) collector's receiver -> (1.0) VictoriaMetrics holds exactly what
+    collector -> (1.0) VictoriaMetrics holds; the 2.0 leg stayed on 2.0 with nothing partial."""
+    target = Target(body=BODY)
+    with (
+        victoria_metrics(_dir(tmp_path, "direct")) as direct,
+        victoria_metrics(_dir(tmp_path, "relayed")) as relayed,
+    ):
+        async with serve_target(target):
+            relay_config = "global: {}\nremote_write:\n" + _destination(
+                "vm", f"{relayed.url}/api/v1/write"
+            )
+            async with running_agent(
+                relay_config, _dir(tmp_path, "relay"), remote_write_receiver=True
+            ) as relay:
+                relay_url = f"http://{relay.options.listen_address}/api/v1/write"
+                config = (
+                    _scrape(target)
+                    + _destination("direct", f"{direct.url}/api/v1/write")
+                    + _destination("relay", relay_url, V2)
+                )
+                async with running_agent(config, _dir(tmp_path, "scraper")) as scraper:
+                    await eventually(lambda: target.scrapes >= 6, timeout=30)
+                    status = await _status(scraper)
+                    assert status["relay"]["protocol"] == "2.0"
+                    assert status["direct"]["protocol"] == "1.0"
+                assert (
+                    _metric(scraper, "collector_remote_write_v1_fallback", remote_name="relay") == 0
+                )
+                assert (
+                    _metric(
+                        scraper, "collector_remote_write_partial_writes_total", remote_name="relay"
+                    )
+                    == 0
+                )
+                sent = {
+                    name: _metric(
+                        scraper,
+                        "prometheus_remote_storage_samples_total",
+                        remote_name=name,
+                        url=url,
+                    )
+                    for name, url in (
+                        ("direct", f"{direct.url}/api/v1/write"),
+                        ("relay", relay_url),
+                    )
+                }
+                assert sent["direct"] == sent["relay"] > 0
+
+                def same() -> bool:
+                    return bool(_raw(direct)) and _raw(direct) == _raw(relayed)
+
+                await eventually(same, timeout=30)
+        got = _raw(direct)
+    names = {dict(key)["__name__"] for key in got}
+    assert {"http_requests_total", "temperature_celsius", "latency_seconds_bucket", "up"} <= names
+    # Every sample sent is stored but the stale marker each series got at shutdown, which
+    # VictoriaMetrics' export leaves out.
+    assert sum(len(v) for v in got.values()) == sent["direct"] - len(got)
+
+
+async def test_real_1_0_receivers_get_1_0_after_their_2xx_without_headers(
+    tmp_path: Path,
+) -> None:
+    """Prometheus 2.42 and VictoriaMetrics, configured as 2.0 destinations, end up with every
+    sample a 1.0 destination got, the first batch included: the fallback loses nothing, and
+    the status API says why 1.0 is sent."""
+    target = Target(body=BODY)
+    with (
+        victoria_metrics(_dir(tmp_path, "ref")) as reference,
+        victoria_metrics(_dir(tmp_path, "vm2")) as vm2,
+        prometheus_receiver(tmp_path) as prom,
+    ):
+        async with serve_target(target):
+            config = (
+                _scrape(target)
+                + _destination("ref", f"{reference.url}/api/v1/write")
+                + _destination("vm2", f"{vm2.url}/api/v1/write", V2)
+                + _destination("prom2", f"{prom.url}/api/v1/write", V2)
+            )
+            async with running_agent(config, _dir(tmp_path, "agent")) as agent:
+                await eventually(lambda: target.scrapes >= 6, timeout=30)
+                status = await _status(agent)
+        for name in ("vm2", "prom2"):
+            assert status[name]["protocol"] == "1.0"
+            assert status[name]["protocolConfigured"] == "2.0"
+            assert "no X-Prometheus-Remote-Write-*-Written header" in str(
+                status[name]["fallbackReason"]
+            )
+            assert _metric(agent, "collector_remote_write_v1_fallback", remote_name=name) == 1
+        assert status["ref"]["protocol"] == "1.0"
+        assert status["ref"]["fallbackReason"] == ""
+
+        def same() -> bool:
+            return bool(_raw(reference)) and _raw(reference) == _raw(vm2)
+
+        await eventually(same, timeout=30)
+        expected = _raw(reference)
+        # Prometheus: per series, the number of non-stale samples and the first timestamp.
+        for key, samples in expected.items():
+            labels = dict(key)
+            selector = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+            real = [(ts, v) for ts, v in samples if not math.isnan(float(v))]
+            (result,) = prom.query(f"count_over_time({selector}[1h])", time=str(real[-1][0] / 1000))
+            value = result["value"]
+            assert isinstance(value, list)
+            assert int(float(value[1])) == len(real), labels
+            (first,) = prom.query(f"timestamp({selector})", time=str(real[0][0] / 1000))
+            first_value = first["value"]
+            assert isinstance(first_value, list)
+            assert round(float(first_value[1]) * 1000) == real[0][0], labels
