@@ -38,6 +38,7 @@ __all__ = [
     "Tree",
     "compose",
     "describe",
+    "excessive_aliasing",
     "expand_env",
     "idx",
     "is_empty",
@@ -91,14 +92,25 @@ class Composed:
 
 def compose(text: str, *, file: str) -> Composed:
     """Parse YAML text into a `Tree`, recording node locations and collecting problems."""
-    loader = yaml.SafeLoader(text)
     out = Composed()
+    loader: _Loader | None = None
     try:
+        # Inside the try: the reader refuses non-printable characters already here (fuzzing).
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is not None:
-            out.tree = _Converter(loader, file=file, into=out).convert(node, "")
+            converter = _Converter(loader, file=file, into=out)
+            culprit = excessive_aliasing(node)
+            if culprit is not None:
+                converter.fail("document contains excessive aliasing", culprit)
+            out.tree = converter.convert(node, "")
     except _Stop as stop:
         out.problems.append(stop.error)
+        out.tree, out.complete = None, False
+    except RecursionError:
+        # PyYAML's composer and our converter recurse per level: ~300 levels of nesting are
+        # enough to overflow the stack (fuzzing: "a: [[[[...").
+        out.problems.append(ConfigError("yaml: document is nested too deeply", file=file))
         out.tree, out.complete = None, False
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -114,8 +126,99 @@ def compose(text: str, *, file: str) -> Composed:
         out.problems.append(ConfigError(f"yaml: {exc}", file=file))
         out.tree, out.complete = None, False
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return out
+
+
+_MAX_FLOW_DEPTH = 64
+_TOO_DEEP = f"exceeded maximum nesting depth ({_MAX_FLOW_DEPTH})"
+
+
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` refusing collections nested deeper than ``_MAX_FLOW_DEPTH``.
+
+    PyYAML's scanner rechecks every open flow level on every token, so ``[[[[...`` costs
+    quadratic time (fuzzing: 4 KB took 1.2 s), and its composer recurses per level of any
+    kind, so ~300 block levels overflow the stack (fuzzing). libyaml refuses depth past 1,000
+    with this message; no config comes near 64 (the deepest shipped one has 8 levels).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """One node, one level deeper, if allowed."""
+        self._depth += 1
+        try:
+            if self._depth > _MAX_FLOW_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError("while composing a node", mark, _TOO_DEEP, mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
+        """``[`` or ``{``: one flow level deeper, if allowed."""
+        if self.flow_level >= _MAX_FLOW_DEPTH:
+            mark = self.get_mark()
+            raise yaml.scanner.ScannerError("while increasing flow level", mark, _TOO_DEEP, mark)
+        super().fetch_flow_collection_start(TokenClass)
+
+
+_ALIAS_RATIO_LOW = 400_000
+_ALIAS_RATIO_HIGH = 4_000_000
+
+
+def _allowed_alias_ratio(decoded: int) -> float:
+    """Share of decoded nodes that may come from alias expansion (Go yaml.v2's rule)."""
+    if decoded <= _ALIAS_RATIO_LOW:
+        return 0.99  # small and medium documents: nearly anything
+    if decoded >= _ALIAS_RATIO_HIGH:
+        return 0.10
+    span = _ALIAS_RATIO_HIGH - _ALIAS_RATIO_LOW
+    return 0.99 - 0.89 * (decoded - _ALIAS_RATIO_LOW) / span
+
+
+def excessive_aliasing(root: yaml.Node) -> yaml.Node | None:
+    """The node where expanding ``root``'s aliases turns into a "billion laughs", or None.
+
+    A few hundred bytes of anchors that alias each other expand exponentially: PyYAML's
+    constructors share what an alias points at, but anything that walks the result (our
+    converter, a list of target groups) pays for every copy (fuzzing: 258 bytes of config took
+    6 s and 120 MB). The nodes are walked as a conversion would, counting every node and those
+    reached through an alias, with Go yaml.v2's limit (``decode.go``, "document contains
+    excessive aliasing"): past 1,000 nodes and 100 aliased ones, at most 99 % may be aliased,
+    down to 10 % from 400,000 to 4,000,000 nodes. A recursive alias is not followed (the
+    converter reports it).
+    """
+    decoded = aliased = 0
+    seen: set[int] = set()
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool, bool]] = [(root, False, False)]
+    while stack:
+        node, in_alias, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            active.discard(key)
+            continue
+        if key in active:
+            continue
+        in_alias = in_alias or key in seen  # the first visit, in document order, is the anchor
+        seen.add(key)
+        decoded += 1
+        aliased += in_alias
+        if aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_ratio(decoded):
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            continue
+        active.add(key)
+        stack.append((node, in_alias, True))
+        stack.extend((child, in_alias, False) for child in reversed(children))
+    return None
 
 
 class _Stop(Exception):

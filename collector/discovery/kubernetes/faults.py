@@ -97,7 +97,15 @@ def answer_error(status: int, body: bytes, *, retry_after: str | None, verb: str
 
 
 def error_event(code: object, reason: object, message: object) -> Gone | Restart:
-    """A watch ``ERROR`` event: 410 is `Gone`, any other code a `Restart`."""
+    """A watch ``ERROR`` event: 410 is `Gone`, any other code a `Restart`.
+
+    Fields of another JSON type than a Status has are dropped: formatting a deeply nested
+    value overflows repr, and any code would be a new restart-counter label (fuzzing).
+    """
+    if not (type(code) is int and 100 <= code <= 599):
+        code = 0
+    reason = reason if isinstance(reason, str) else ""
+    message = message if isinstance(message, str) else ""
     if code == 410:
         return Gone(f"watch: 410 {reason}: {message}")
     return Restart(f"http_{code}", f"watch: error event: {code} {reason}: {message}")

@@ -62,7 +62,13 @@ from collector.discovery.kubernetes.faults import (
 from collector.discovery.kubernetes.metrics import KubernetesMetrics
 from collector.discovery.kubernetes.objects import SLIM, SlimObject, object_key
 from collector.discovery.kubernetes.retry import Backoff, Gone, Restart
-from collector.discovery.kubernetes.wire import RESOURCE_PATHS, RawEvent, RawList, peek_continue
+from collector.discovery.kubernetes.wire import (
+    RESOURCE_PATHS,
+    RawEvent,
+    RawList,
+    list_problem,
+    peek_continue,
+)
 from collector.errors import DiscoveryError
 from collector.kubernetes.connection import Connection, ConnectionSpec
 
@@ -337,6 +343,9 @@ class Informer:
                     restart.__cause__ = exc
                     return restart
                 del raw
+                problem = list_problem(body)
+                if problem:
+                    return Restart("bad_list", f"list: {problem}")
                 meta = body.get("metadata") or {}
                 if not token:
                     list_rv = str(meta.get("resourceVersion", ""))
@@ -443,14 +452,25 @@ class Informer:
             if not isinstance(obj, dict):
                 raise Restart("bad_line", f"watch: error event without a Status: {line[:80]!r}")
             raise error_event(obj.get("code"), obj.get("reason"), obj.get("message"))
+        if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+            # Not {kind!r} of any JSON: a type nested 1,000 deep overflows repr (fuzzing).
+            shown = repr(kind[:80]) if isinstance(kind, str) else f"of JSON {type(kind).__name__}"
+            raise Restart("bad_line", f"watch: unknown event type {shown}: {line[:80]!r}")
+        # client-go cannot decode such an event either: its watch ends and starts over.
+        if not isinstance(obj, dict):
+            raise Restart("bad_line", f"watch: {kind} object is not a JSON object: {line[:80]!r}")
         meta = obj.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise Restart(
+                "bad_line", f"watch: {kind} object's metadata is not a JSON object: {line[:80]!r}"
+            )
         rv = meta.get("resourceVersion")
+        if not isinstance(rv, str):
+            rv = None  # a string on the wire; str() of a deeply nested value overflows
         if kind == "BOOKMARK":
             if rv:
                 self.resource_version = str(rv)
             return
-        if kind not in ("ADDED", "MODIFIED", "DELETED"):
-            raise Restart("bad_line", f"watch: unknown event type {kind!r}")
         self._received_objects.inc()
         key = object_key(obj)
         if kind == "DELETED":

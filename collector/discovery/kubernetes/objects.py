@@ -181,11 +181,24 @@ class RawSliceEndpoint(TypedDict, total=False):
     deprecatedTopology: dict[str, str] | None
 
 
-def _get(obj: Mapping[str, Any] | None, key: str) -> Any:
-    """``obj[key]`` or None; tolerates a missing or null parent."""
-    if not obj:
+def _get(obj: object, key: str) -> Any:
+    """``obj[key]`` or None; tolerates a missing, null or non-object parent."""
+    if not isinstance(obj, dict):
         return None
     return obj.get(key)
+
+
+def _obj(value: object) -> Mapping[str, Any]:
+    """A section that must be a JSON object (metadata, spec, status); anything else is empty.
+
+    The API server validates what it stores, so a list or string there comes from something in
+    between (a proxy, a broken aggregated API): the object is kept without that section, as a
+    missing field is, rather than failing the whole list or watch (fuzzing: ``"spec": "x"``).
+    """
+    return value if isinstance(value, dict) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = {}
 
 
 # ---------------------------------------------------------------------------------- slim values
@@ -406,9 +419,9 @@ def _port(value: object) -> int:
 
 def node_from_raw(raw: Mapping[str, Any]) -> Node:
     """Slim a Node."""
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
+    meta = _obj(raw.get("metadata"))
+    spec = _obj(raw.get("spec"))
+    status = _obj(raw.get("status"))
     kubelet = _get(_get(status, "daemonEndpoints"), "kubeletEndpoint")
     return Node(
         name=_i(meta.get("name")),
@@ -431,7 +444,7 @@ def node_from_raw(raw: Mapping[str, Any]) -> Node:
 
 def namespace_from_raw(raw: Mapping[str, Any]) -> Namespace:
     """Slim a Namespace."""
-    meta = raw.get("metadata") or {}
+    meta = _obj(raw.get("metadata"))
     return Namespace(
         name=_i(meta.get("name")),
         labels=_pairs(meta.get("labels")),
@@ -440,7 +453,11 @@ def namespace_from_raw(raw: Mapping[str, Any]) -> Namespace:
 
 
 def _containers(raw: object, statuses: object) -> tuple[Container, ...]:
-    ids = {s.get("name"): _s(s.get("containerID")) for s in _list(statuses) if isinstance(s, dict)}
+    ids = {  # only string names: a list or object there is unhashable (fuzzing)
+        s["name"]: _s(s.get("containerID"))
+        for s in _list(statuses)
+        if isinstance(s, dict) and isinstance(s.get("name"), str)
+    }
     out = []
     for c in _list(raw):
         if not isinstance(c, dict):
@@ -457,9 +474,9 @@ def _containers(raw: object, statuses: object) -> tuple[Container, ...]:
 
 def pod_from_raw(raw: Mapping[str, Any]) -> Pod:
     """Slim a Pod."""
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
+    meta = _obj(raw.get("metadata"))
+    spec = _obj(raw.get("spec"))
+    status = _obj(raw.get("status"))
     controller_kind = controller_name = ""
     for ref in _list(meta.get("ownerReferences")):
         if isinstance(ref, dict) and ref.get("controller") is True:
@@ -492,9 +509,9 @@ def pod_from_raw(raw: Mapping[str, Any]) -> Pod:
 
 def service_from_raw(raw: Mapping[str, Any]) -> Service:
     """Slim a Service."""
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
+    meta = _obj(raw.get("metadata"))
+    spec = _obj(raw.get("spec"))
+    status = _obj(raw.get("status"))
     ingress = _list(_get(_get(status, "loadBalancer"), "ingress"))
     return Service(
         name=_i(meta.get("name")),
@@ -529,7 +546,7 @@ def _address(raw: Mapping[str, Any]) -> EndpointAddress:
 
 def endpoints_from_raw(raw: Mapping[str, Any]) -> Endpoints:
     """Slim an Endpoints object."""
-    meta = raw.get("metadata") or {}
+    meta = _obj(raw.get("metadata"))
     subsets = []
     for ss in _list(raw.get("subsets")):
         if not isinstance(ss, dict):
@@ -558,12 +575,12 @@ def endpoints_from_raw(raw: Mapping[str, Any]) -> Endpoints:
 
 def endpointslice_from_raw(raw: Mapping[str, Any]) -> EndpointSlice:
     """Slim a ``discovery.k8s.io/v1`` EndpointSlice."""
-    meta = raw.get("metadata") or {}
+    meta = _obj(raw.get("metadata"))
     endpoints = []
     for ep in _list(raw.get("endpoints")):
         if not isinstance(ep, dict):
             continue
-        cond = ep.get("conditions") or {}
+        cond = _obj(ep.get("conditions"))
         endpoints.append(
             SliceEndpoint(
                 tuple(_s(a) for a in _list(ep.get("addresses"))),
@@ -603,8 +620,8 @@ def endpointslice_from_raw(raw: Mapping[str, Any]) -> EndpointSlice:
 
 def ingress_from_raw(raw: Mapping[str, Any]) -> Ingress:
     """Slim a ``networking.k8s.io/v1`` Ingress."""
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
+    meta = _obj(raw.get("metadata"))
+    spec = _obj(raw.get("spec"))
     tls_hosts = tuple(
         _s(h) for t in _list(spec.get("tls")) if isinstance(t, dict) for h in _list(t.get("hosts"))
     )
@@ -645,8 +662,8 @@ SLIM: Mapping[str, Callable[[Mapping[str, Any]], SlimObject]] = {
 
 def object_key(raw: Mapping[str, Any]) -> str:
     """The store key: ``<namespace>/<name>``, or ``<name>`` for cluster-scoped objects."""
-    meta = raw.get("metadata") or {}
-    ns = meta.get("namespace")
+    meta = _obj(raw.get("metadata"))
+    ns = _s(meta.get("namespace"))
     name = _s(meta.get("name"))
     return f"{ns}/{name}" if ns else name
 

@@ -24,6 +24,7 @@ __all__ = [
     "RawEvent",
     "RawList",
     "RawListMeta",
+    "list_problem",
     "peek_continue",
     "status_error",
 ]
@@ -84,9 +85,32 @@ def status_error(status: int, body: bytes) -> KubernetesAPIError:
     reason, message = "", " ".join(body[:200].decode("utf-8", "replace").split())
     try:
         data = orjson.loads(body)
-        if isinstance(data, dict):
-            reason = str(data.get("reason", ""))
-            message = str(data.get("message", message))
+        if isinstance(data, dict):  # strings only: repr of a deeply nested value overflows
+            found_reason, found_message = data.get("reason", ""), data.get("message", message)
+            reason = found_reason if isinstance(found_reason, str) else ""
+            message = found_message if isinstance(found_message, str) else message
     except orjson.JSONDecodeError:
         pass
     return KubernetesAPIError(message, status=status, reason=reason)
+
+
+def list_problem(body: object) -> str:
+    """What makes a decoded LIST page unusable ("" if nothing): a shape the informer reads.
+
+    client-go fails to decode such a page and lists again after a backoff; so does the
+    informer (fuzzing: a page, an item or its metadata of another JSON type).
+    """
+    if not isinstance(body, dict):
+        return f"the response is a JSON {type(body).__name__}, not an object"
+    meta = body.get("metadata") or {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("resourceVersion", ""), str):
+        return "the list's metadata is not an object with a string resourceVersion"
+    if not isinstance(meta.get("continue") or "", str):
+        return "the list's continue token is not a string"
+    items = body.get("items") or []
+    if not isinstance(items, list):
+        return f"items is a JSON {type(items).__name__}, not a list"
+    for index, obj in enumerate(items):
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
+            return f"items[{index}] is not an object with object metadata"
+    return ""

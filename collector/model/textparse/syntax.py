@@ -73,7 +73,9 @@ LNAME = rb"[a-zA-Z_][a-zA-Z0-9_]*"
 LVALUE_PLAIN = rb'"[^"]*"'
 LVALUE_ESCAPED = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
 # Go strconv.ParseFloat spellings, minus everything with p/P/_ (Prometheus refuses those).
-DECIMAL = rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# "[0-9]+(?:\.[0-9]*)?", not "[0-9]+\.?[0-9]*": the latter splits a digit run in n ways, so
+# a failed match of a long run backtracks quadratically (5 KB of digits took 1 s; fuzzing).
+DECIMAL = rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 FLOAT = DECIMAL + rb"|[+-]?[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN]"
 
 
@@ -92,8 +94,8 @@ def labels_re(lvalue: bytes, *, trailing_comma: bool) -> bytes:
 
 
 GO_FLOAT = re.compile(FLOAT)
-_GO_HEX_FLOAT = re.compile(
-    rb"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+"
+_GO_HEX_FLOAT = re.compile(  # unambiguous like DECIMAL
+    rb"[+-]?0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+"
 )
 WS = re.compile(rb"[ \t]*")
 NAME_RE = re.compile(NAME)
