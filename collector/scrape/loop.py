@@ -135,6 +135,7 @@ class ScrapeLoop:
         self._seed = offset_seed
         self._wall_ns = wall_ns
         self._parse: ParseFn = parse if parse is not None else textparse.IncrementalParser().parse
+        self._parse_protobuf = protobuf.ProtobufParser().parse
         self.forced_error = ""
         """Set by the pool (``target_limit exceeded ...``): ticks report ``up 0``, no HTTP."""
         self._ticker: Ticker | None = None
@@ -296,7 +297,7 @@ class ScrapeLoop:
         parse_error: ParseError | None = None
         try:
             if fmt == "protobuf":
-                exp: Exposition = protobuf.parse(body)
+                exp: Exposition = self._parse_protobuf(body)
             else:
                 exp = self._parse(body, openmetrics=fmt == "openmetrics")
         except ParseError as exc:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.model.textparse import Exemplar, Exposition, Metadata
-from collector.model.textparse.protobuf import parse
+from collector.model.textparse.protobuf import ProtobufParser, parse
 from collector.model.textparse.protoexposition import ProtobufError
 from tests.model import client_model as pb
 
@@ -502,3 +502,58 @@ def test_garbage_never_escapes_as_another_error(body: bytes) -> None:
             exp.labels(key)
         except ProtobufError:
             pass
+
+
+def _revalue(fams: list[Any], seed: int) -> list[Any]:
+    """Copies of ``fams`` with every simple value changed (same structure)."""
+    out = []
+    for f in fams:
+        g = pb.MetricFamily()
+        g.CopyFrom(f)
+        for k, m in enumerate(g.metric):
+            for part in (m.counter, m.gauge, m.untyped):
+                if part.HasField("value"):
+                    part.value = float(seed * 1000 + k) + 0.5
+        out.append(g)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(families(), families(), st.integers(1, 5))
+def test_a_target_parser_gives_what_parse_gives(a: list[Any], b: list[Any], seed: int) -> None:
+    """`ProtobufParser` (label bytes and value layouts remembered between bodies) decodes a
+    body with new values, a body of another structure, and the first body again exactly as
+    the stateless `parse` does."""
+    parser = ProtobufParser()
+    for fams in (a, _revalue(a, seed), _revalue(a, seed + 1), b, a, a):
+        body = pb.delimited(fams)
+        want = parse(body)
+        got = parser.parse(body)
+        assert got.columns() == want.columns() or _same_bits(got, want)
+        assert got.exemplars == want.exemplars
+        assert got.metadata == want.metadata
+        assert decoded(got) == decoded(want)
+
+
+def _same_bits(got: Exposition, want: Exposition) -> bool:
+    """Columns equal with values compared by bits (NaN never equals itself)."""
+    gk, gv, gs = got.columns()
+    wk, wv, ws = want.columns()
+    pack = struct.Struct("<d").pack
+    return gk == wk and gs == ws and list(map(pack, gv)) == list(map(pack, wv))
+
+
+def test_a_changed_label_in_a_known_layout_is_read_again() -> None:
+    """Same length, one label byte changed: the layout's bytes differ, so the family is
+    decoded again (new key), not reused."""
+    f = family("g", pb.GAUGE)
+    metric(f, a="x").gauge.value = 1
+    metric(f, a="y").gauge.value = 2
+    parser = ProtobufParser()
+    first = parser.parse(pb.delimited([f]))
+    f.metric[1].label[0].value = "z"
+    f.metric[0].gauge.value = 5
+    second = parser.parse(pb.delimited([f]))
+    assert [dict(lab)["a"] for lab, _, _ in decoded(second)] == ["x", "z"]
+    assert second.columns()[1] == [5.0, 2.0]
+    assert first.columns()[0][0] == second.columns()[0][0]
