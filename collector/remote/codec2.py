@@ -21,9 +21,11 @@ symbol indexes, name then value, in label order; ``Metadata`` (field 5) is ``typ
 ``help_ref`` (3), ``unit_ref`` (4).
 
 Per sample the work is: find where the ``Sample`` field starts (a fixed offset for the encoder's
-fast layout, else a parse), one dict lookup of the label bytes, one ``dict.setdefault`` per label
-name and value into the request's symbol table (keyed by the *encoded* symbol field, so the table
-is written by joining its keys) and a table lookup for each ref's varint. No object per sample.
+fast layout, else a parse), one dict lookup of the label bytes, one dict lookup per label of its
+two refs in this request (labels repeat across series: job, instance, names), and for a label
+new to the request one ``dict.setdefault`` per name and value into the symbol table (keyed by
+the *encoded* symbol field, so the table is written by joining its keys). No object per sample
+beyond the bytes of the output.
 
 Prometheus counterpart: ``storage/remote/queue_manager.go`` (``populateV2TimeSeries``,
 ``buildV2WriteRequest``), ``storage/remote/codec.go``.
@@ -100,11 +102,14 @@ def _symbol(text: str) -> bytes:
 class V2Series:
     """One series as 2.0 sends it: symbol fields of its label names and values, and metadata."""
 
-    __slots__ = ("fields", "meta", "meta_version", "name")
+    __slots__ = ("fields", "meta", "meta_version", "name", "pairs")
 
     def __init__(self, fields: tuple[bytes, ...], name: str) -> None:
         self.fields = fields
         """Encoded ``symbols`` fields: name, value, name, value... in label order."""
+        self.pairs = tuple(fields[i] + fields[i + 1] for i in range(0, len(fields), 2))
+        """One key per label (its two symbol fields joined): a request maps a label to its two
+        refs once, and most labels (job, instance, __name__...) repeat across its series."""
         self.name = name
         """``__name__`` (family lookup)."""
         self.meta: Meta | None = None
@@ -219,8 +224,11 @@ class V2Transcoder:
         intern = symbols.setdefault
         v = _VARINTS
         meta_fields: dict[int, bytes] = {}
+        pair_refs: dict[bytes, bytes] = {}
+        label_refs = pair_refs.get
+        join = b"".join
+        fast = _MAX_FAST_SYMBOLS
         out: list[bytes] = []
-        append = out.append
         count = 0
         pos = 0
         n = len(raw)
@@ -236,7 +244,17 @@ class V2Transcoder:
                     raise DecodeError(f"unexpected WriteRequest field tag {tag:#x}")
                 pos = end
                 continue
-            split = _fast_split(raw, pos, end)
+            # Where the Sample field starts if the series has the encoder's fast layout (an
+            # 18-byte value or 9-byte zero Sample field last). The guess is kept only if the
+            # bytes before it are a cached series (a byte string that once parsed as a whole
+            # sequence of Label fields) or parse so now: proto fields are read from the start,
+            # so such a split is the only one.
+            if end - pos > 18 and raw[end - 18] == 0x12 and raw[end - 17] == 16:
+                split = end - 18
+            elif end - pos > 9 and raw[end - 9] == 0x12 and raw[end - 8] == 7:
+                split = end - 9
+            else:
+                split = 0
             series = cache.get(raw[pos:split]) if split else None
             if series is None:
                 if not split or _labels_end(raw, pos, split) != split:
@@ -249,10 +267,15 @@ class V2Transcoder:
                     cache[key] = series
             if series.meta_version != version:
                 series.meta = self._meta(series)
-            if len(symbols) + len(series.fields) + 2 < _MAX_FAST_SYMBOLS:
-                refs = b"".join([v[intern(f, len(symbols))] for f in series.fields])
-            else:
-                refs = b"".join([varint(intern(f, len(symbols))) for f in series.fields])
+            parts = list(map(label_refs, series.pairs))
+            if None in parts:  # a label new to this request: intern its name and value
+                fields = series.fields
+                for i, pair in enumerate(series.pairs):
+                    if parts[i] is None:
+                        parts[i] = pair_refs[pair] = _ref(
+                            intern(fields[2 * i], len(symbols))
+                        ) + _ref(intern(fields[2 * i + 1], len(symbols)))
+            refs = join(parts)  # type: ignore[arg-type]  # no None is left in parts
             meta = series.meta
             if meta is None:
                 meta_field = b""
@@ -269,11 +292,26 @@ class V2Transcoder:
                     )
                     meta_field = b"\x2a" + varint(len(payload)) + payload
                     meta_fields[id(meta)] = meta_field
-            body = b"\x0a" + varint(len(refs)) + refs + raw[split:end] + meta_field
-            append(b"\x2a" + varint(len(body)) + body)
+            size = len(refs)
+            refs_len = v[size] if size < fast else varint(size)
+            size += 1 + len(refs_len) + end - split + len(meta_field)
+            out += (
+                b"\x2a",
+                v[size] if size < fast else varint(size),
+                b"\x0a",
+                refs_len,
+                refs,
+                raw[split:end],
+                meta_field,
+            )
             count += 1
             pos = end
         return b"".join(symbols) + b"".join(out), count
+
+
+def _ref(index: int) -> bytes:
+    """The varint of a symbol ref (a table lookup below 16384)."""
+    return _VARINTS[index] if index < _MAX_FAST_SYMBOLS else varint(index)
 
 
 def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
@@ -291,21 +329,6 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, pos + 1
         shift += 7
-
-
-def _fast_split(raw: bytes, start: int, end: int) -> int:
-    """Where the ``Sample`` field of the ``TimeSeries`` ``raw[start:end]`` starts if it has the
-    encoder's fast layout (an 18-byte value or 9-byte zero ``Sample`` field last), else 0.
-
-    A guess is kept only if the bytes before it are a cached series (a byte string that once
-    parsed as a whole sequence of ``Label`` fields) or parse so now: proto fields are read from
-    the start, so such a split is the only one.
-    """
-    if end - start > 18 and raw[end - 18] == 0x12 and raw[end - 17] == 16:
-        return end - 18
-    if end - start > 9 and raw[end - 9] == 0x12 and raw[end - 8] == 7:
-        return end - 9
-    return 0
 
 
 def _check_samples(raw: bytes, pos: int, end: int) -> None:
