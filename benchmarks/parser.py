@@ -13,6 +13,10 @@ The passes per dataset (node_exporter fixture, kube-state-metrics-shaped body):
 - stream: the path of bodies too large to hold (`StreamParser`): 64 KiB chunks, parsed in
   64 KiB segments (small, so that both bodies span several), plus the same lookups; it should
   match the stateless cache-hit pass, its memory being a few segments instead of the body.
+- protobuf full / steady: the same families as delimited ``io.prometheus.client`` protobuf
+  (`benchmarks.protobuf_body`): ``protobuf.parse`` plus ``labels(key)`` of every key, and a
+  warm ``ProtobufParser`` (what the scrape loop uses for protobuf) over the value variants
+  plus the cache lookups: the protobuf counterparts of "full" and "steady".
 
 Timing is ``time.perf_counter`` around whole passes, best of several rounds (the least
 disturbed run). Run: ``python -m benchmarks.parser [--rounds N]``.
@@ -28,8 +32,9 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.data import ksm_body, node_exporter_body
+from benchmarks.protobuf_body import to_protobuf
 from benchmarks.scrape import variants
-from collector.model.textparse import IncrementalParser, StreamParser, parse
+from collector.model.textparse import IncrementalParser, StreamParser, parse, protobuf
 
 __all__ = ["main", "measure"]
 
@@ -80,6 +85,27 @@ def _stream(chunks: list[bytes], cache: dict[bytes, int]) -> int:
     return hits
 
 
+def _proto_full(body: bytes) -> int:
+    """Protobuf full parse: decode plus labels() of every key."""
+    exp = protobuf.parse(body)
+    labels = exp.labels
+    keys = exp.columns()[0]
+    for key in keys:
+        labels(key)
+    return len(keys)
+
+
+def _proto_steady(
+    parser: protobuf.ProtobufParser, bodies: list[bytes], cache: dict[bytes, int]
+) -> int:
+    """Protobuf steady state: a warm ProtobufParser + one cache lookup per key."""
+    body = bodies[0]
+    bodies.append(bodies.pop(0))
+    keys, values, _ = parser.parse(body).columns()
+    found = list(map(cache.get, keys))
+    return len(values) - found.count(None)
+
+
 def measure(
     passes: dict[str, Callable[[], int]], *, rounds: int, min_time: float = 0.1
 ) -> dict[str, tuple[int, float]]:
@@ -111,6 +137,10 @@ def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
     parser = IncrementalParser()
     parser.parse(body, openmetrics=False)
     chunks = [body[i : i + (1 << 16)] for i in range(0, len(body), 1 << 16)]
+    proto_bodies = [to_protobuf(b) for b in bodies]
+    proto_cache = {key: i for i, key in enumerate(protobuf.parse(proto_bodies[0]).columns()[0])}
+    proto_parser = protobuf.ProtobufParser()
+    proto_parser.parse(proto_bodies[0])
     results = measure(
         {
             "prometheus_client": lambda: _baseline(text),
@@ -118,6 +148,8 @@ def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
             "cache_hit": lambda: _cache_hit(body, cache),
             "steady": lambda: _steady(parser, bodies, cache),
             "stream": lambda: _stream(chunks, cache),
+            "protobuf_full": lambda: _proto_full(proto_bodies[0]),
+            "protobuf_steady": lambda: _proto_steady(proto_parser, proto_bodies, proto_cache),
         },
         rounds=rounds,
     )
@@ -142,6 +174,14 @@ def run_dataset(name: str, body: bytes, *, rounds: int) -> dict[str, float]:
     print(
         f"  collector streamed + hit     : {rates['stream']:>12,.0f} series/s"
         f"  ({rates['stream'] / base:.1f}x)"
+    )
+    print(
+        f"  protobuf full decode+labels  : {rates['protobuf_full']:>12,.0f} series/s"
+        f"  ({rates['protobuf_full'] / rates['full']:.2f}x text full)"
+    )
+    print(
+        f"  protobuf steady (parser+hit) : {rates['protobuf_steady']:>12,.0f} series/s"
+        f"  ({rates['protobuf_steady'] / rates['steady']:.2f}x text steady)"
     )
     return rates
 

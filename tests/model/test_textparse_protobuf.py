@@ -557,3 +557,12 @@ def test_a_changed_label_in_a_known_layout_is_read_again() -> None:
     assert [dict(lab)["a"] for lab, _, _ in decoded(second)] == ["x", "z"]
     assert second.columns()[1] == [5.0, 2.0]
     assert first.columns()[0][0] == second.columns()[0][0]
+
+
+def test_long_label_names_and_values_use_multibyte_lengths() -> None:
+    """Lengths of 128 bytes or more (two-byte varints) decode like short ones."""
+    f = family("g", pb.GAUGE)
+    long_name, long_value = "n" * 130, "ü" * 200
+    metric(f, **{long_name: long_value, "short": "v"}).gauge.value = 1
+    metric(f, a="x" * 127).gauge.value = 2
+    assert decoded(parse(pb.delimited([f]))) == reference([f])

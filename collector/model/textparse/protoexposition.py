@@ -132,6 +132,23 @@ def key_labels(key: bytes) -> list[tuple[str, str]]:
         stop = pos + size
         if stop > end:
             raise _BadLabel("truncated")
+        # The usual encoding, lengths below 128: 0a <n> name 12 <m> value.
+        if size >= 4 and key[pos] == 0x0A and key[pos + 1] < 0x80:
+            vat = pos + 2 + key[pos + 1]
+            if (
+                vat + 2 <= stop
+                and key[vat] == 0x12
+                and key[vat + 1] < 0x80
+                and vat + 2 + key[vat + 1] == stop
+            ):
+                out.append(
+                    (
+                        _intern(key[pos + 2 : vat].decode("utf-8", "surrogateescape")),
+                        key[vat + 2 : stop].decode("utf-8", "surrogateescape"),
+                    )
+                )
+                pos = stop
+                continue
         out.append(_label_pair(key, pos, stop))
         pos = stop
     return out
