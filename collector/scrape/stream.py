@@ -21,6 +21,9 @@ One difference: when reading fails midway (timeout, connection, limit), the seri
 from the segments before keep their place in this pass's staleness tracking (they get no
 staleness marker now), as for a body that fails to parse midway (spec §4.8 quirk).
 
+Protobuf bodies have no streaming decoder: above the threshold the loop reads them whole with
+`read_all` (``body_size_limit`` still applies as they arrive) and decodes them at once.
+
 Prometheus counterpart: none (it reads the whole body first); vmagent's stream parsing
 (``-promscrape.streamParse``, automatic above ``-promscrape.minResponseSizeForStreamParse``).
 """

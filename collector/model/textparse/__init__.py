@@ -32,6 +32,11 @@ path only); so are the `metadata` objects and the TYPE segments used for ``le``/
 canonicalisation. This module only re-exports the public names, so that
 ``from collector.model.textparse import parse`` works everywhere.
 
+Protobuf bodies (``application/vnd.google.protobuf``, delimited ``MetricFamily``) have their
+own decoder returning the same `Exposition` contract: `protobuf` (``protobuf.parse``, and
+``protobuf.ProtobufParser`` per target), over `protowire`, `protoclassic` and
+`protoexposition` (its keys hold raw label bytes, decoded by ``labels`` on a cache miss).
+
 Refinements of, and deliberate deviations from, Prometheus (spec §7):
 
 * Errors are `ExpositionError` (a `ParseError`) with ``line`` (1-based line where the bad entry
