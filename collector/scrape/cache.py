@@ -76,16 +76,18 @@ class ScrapeCache:
     """
 
     __slots__ = (
+        "_cur",
+        "_cur_bulk",
         "_dropped_seen",
         "_metadata",
         "_metadata_source",
+        "_prev",
+        "_prev_bulk",
         "_seen",
         "_successful_count",
         "_undo",
-        "cur",
         "evicted",
         "last_ts",
-        "prev",
         "registry",
         "series",
         "series_limiter",
@@ -102,10 +104,13 @@ class ScrapeCache:
         self.last_ts = last_ts
         self.series: dict[bytes, int] = {}
         """Raw series bytes -> ref; ``0`` marks a series dropped by metric relabeling."""
-        self.prev: set[int] = set()
-        """Refs tracked in the last completed pass."""
-        self.cur: set[int] = set()
-        """Refs tracked so far in this pass."""
+        # The tracked refs of the last completed pass (prev) and of this one (cur): a set, or
+        # after a bulk pass the list of its refs (distinct), 8 bytes a series instead of a set's
+        # 65; prev and cur are lists or sets, never both non-empty.
+        self._prev: set[int] = set()
+        self._prev_bulk: list[int] | None = None
+        self._cur: set[int] = set()
+        self._cur_bulk: list[int] | None = None
         self._seen: set[int] = set()
         """Other refs seen in this pass (explicit timestamps, rejected samples): not evicted."""
         self._dropped_seen: set[bytes] = set()
@@ -118,6 +123,16 @@ class ScrapeCache:
         """``series_limit``: asked about new series only; travels with the cache on reloads."""
         self.evicted = 0
         """Series released by the last `iter_done` (the "removed" half of churn)."""
+
+    @property
+    def prev(self) -> set[int]:
+        """Refs tracked in the last completed pass (a copy)."""
+        return set(self._prev if self._prev_bulk is None else self._prev_bulk)
+
+    @property
+    def cur(self) -> set[int]:
+        """Refs tracked so far in this pass (a copy)."""
+        return set(self._cur if self._cur_bulk is None else self._cur_bulk)
 
     @property
     def metadata(self) -> Mapping[str, object]:
@@ -160,8 +175,7 @@ class ScrapeCache:
         overflow keeps counting and sets ``sample_limit_exceeded``.
         """
         series_get = self.series.get
-        cur = self.cur
-        cur_add = cur.add
+        cur = self._cur
         seen_add = self._seen.add
         dropped_add = self._dropped_seen.add
         last = self.last_ts
@@ -178,21 +192,24 @@ class ScrapeCache:
             limiter.roll(now_ms, self.series, self.registry.labels)
 
         keys, values, stamps = exp.columns()
-        if (stamps is None or not honor) and not limit and not cur:
+        if (stamps is None or not honor) and not limit and not cur and not self._cur_bulk:
             # Steady state in bulk: every key is a cached, kept series, none repeats, none has
             # a newer sample yet; then the per-sample rules below reduce to these C-level
-            # passes (a timestamp of now_ms is never out of bounds). Otherwise undo, go slow.
+            # passes (a timestamp of now_ms is never out of bounds), and the pass's tracked
+            # refs are the list itself. Otherwise nothing was changed: go slow.
             found = list(map(series_get, keys))
-            if all(found):
+            if all(found) and len(set(found)) == len(found):
                 refs = cast("list[int]", found)
-                cur.update(refs)
-                if len(cur) == len(refs):
-                    newest = max(map(last_get, refs, repeat(_NEVER)), default=_NEVER)
-                    if newest < now_ms:
-                        last.update(zip(refs, repeat(now_ms)))
-                        batch.extend(zip(refs, values, repeat(now_ms)))
-                        return AppendResult(scraped=len(refs), post_relabel=len(refs))
-                cur.clear()
+                newest = max(map(last_get, refs, repeat(_NEVER)), default=_NEVER)
+                if newest < now_ms:
+                    last.update(zip(refs, repeat(now_ms)))
+                    batch.extend(zip(refs, values, repeat(now_ms)))
+                    self._cur_bulk = refs
+                    return AppendResult(scraped=len(refs), post_relabel=len(refs))
+        if self._cur_bulk is not None:  # an earlier append of this pass went in bulk (stream)
+            cur.update(self._cur_bulk)
+            self._cur_bulk = None
+        cur_add = cur.add
 
         scraped = dropped = appended = added = 0
         dup = ooo = oob = 0
@@ -308,7 +325,13 @@ class ScrapeCache:
 
         Markers go through the out-of-order check (a newer sample wins); returns how many.
         """
-        gone = self.prev - self.cur
+        prev_bulk, cur_bulk = self._prev_bulk, self._cur_bulk
+        if prev_bulk is not None and prev_bulk == cur_bulk:
+            return 0  # steady state: the same refs in the same order
+        prev = self._prev if prev_bulk is None else set(prev_bulk)
+        if not prev:
+            return 0
+        gone = prev - (self._cur if cur_bulk is None else set(cur_bulk))
         if not gone:
             return 0
         last = self.last_ts
@@ -351,8 +374,9 @@ class ScrapeCache:
             flush = forced = True
         if flush:
             self._evict_unseen()
-        self.prev, self.cur = self.cur, self.prev
-        self.cur.clear()
+        self._prev, self._cur = self._cur, self._prev
+        self._cur.clear()
+        self._prev_bulk, self._cur_bulk = self._cur_bulk, None
         self._seen.clear()
         self._dropped_seen.clear()
         self._undo.clear()
@@ -360,9 +384,14 @@ class ScrapeCache:
 
     def _evict_unseen(self) -> None:
         """Release every entry not seen in this pass (cheap check first: usually none)."""
-        seen = self.cur | self._seen
-        if len(seen) + len(self._dropped_seen) == len(self.series):
-            return
+        if self._cur_bulk is not None and not self._seen:
+            if len(self._cur_bulk) + len(self._dropped_seen) == len(self.series):
+                return
+            seen = set(self._cur_bulk)
+        else:
+            seen = (self._cur if self._cur_bulk is None else set(self._cur_bulk)) | self._seen
+            if len(seen) + len(self._dropped_seen) == len(self.series):
+                return
         dropped_seen = self._dropped_seen
         for key, ref in list(self.series.items()):
             if ref:
@@ -381,7 +410,8 @@ class ScrapeCache:
     def abandon(self) -> None:
         """Forget an unfinished pass (the loop was cancelled mid-scrape): ``prev`` stays."""
         self.rollback()
-        self.cur.clear()
+        self._cur.clear()
+        self._cur_bulk = None
         self._seen.clear()
         self._dropped_seen.clear()
 
@@ -391,5 +421,6 @@ class ScrapeCache:
             if ref:
                 self._release(ref)
         self.series.clear()
-        self.prev.clear()
+        self._prev.clear()
+        self._prev_bulk = None
         self.abandon()

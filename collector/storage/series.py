@@ -17,6 +17,8 @@ string interning of ``labels.Labels`` in its stringlabels build).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from collector.model.labels import Labels
 
 __all__ = ["SeriesRegistry"]
@@ -45,7 +47,7 @@ class SeriesRegistry:
         scrape cache), so a live ref absent here has one holder."""
         self._pairs: dict[Pair, Pair] = {}
         """Every pair of a live label set -> its one shared tuple."""
-        self._pair_holders: dict[Pair, int] = {}
+        self._pair_holders: Counter[Pair] = Counter()
         """Live label sets holding each pair of ``_pairs``."""
         self._released: list[int] = []
         self._next = 1
@@ -65,18 +67,9 @@ class SeriesRegistry:
 
     def _share_pairs(self, labels: Labels) -> Labels:
         """``labels`` rebuilt from the shared pair tuples (a new label set: a cache miss)."""
-        pairs = self._pairs
-        holders = self._pair_holders
-        shared: list[Pair] = []
-        for pair in labels:
-            canonical = pairs.get(pair)
-            if canonical is None:
-                pairs[pair] = canonical = pair
-                holders[pair] = 1
-            else:
-                holders[canonical] += 1
-            shared.append(canonical)
-        return tuple(shared)
+        shared = tuple(map(self._pairs.setdefault, labels, labels))
+        self._pair_holders.update(shared)
+        return shared
 
     def release(self, ref: int) -> None:
         """Drop one holder of ``ref``; the last one frees it."""

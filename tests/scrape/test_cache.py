@@ -5,7 +5,8 @@ scrape commits; these check what the cache promises its caller: a hit costs no l
 and no relabeling (on the bulk path and on the per-sample one), drop verdicts are cached, the
 ``prev``/``cur`` staleness sets and `stale_markers`, `rollback`/`abandon`, eviction and the
 forced-flush boundary, ref release (also of refs another holder keeps), timestamps and value
-bits passed through untouched, and metadata read only when asked for.
+bits passed through untouched, metadata read only when asked for, and the bulk steady-state
+path leaving exactly what the per-sample path leaves.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.errors import ParseError, ScrapeError
 from collector.model.textparse import Metadata, parse
@@ -402,3 +405,89 @@ def test_metadata_is_read_only_when_asked() -> None:
     assert s.cache.metadata == {"c": Metadata(type="counter")}
     s.cache.metadata = {"z": Metadata()}
     assert s.cache.metadata == {"z": Metadata()}
+
+
+# ----------------------------------------------------------------------------- bulk vs per-sample
+_KEYS = [b"a", b"b", b'c{x="1"}', b'c{x="2"}', b"d", b"e"]
+_ROW = st.tuples(
+    st.integers(0, len(_KEYS) - 1),
+    st.sampled_from([1.0, 2.5, -0.0]),
+    st.one_of(st.none(), st.none(), st.integers(-20_000, 20_000)),
+)
+_PASS = st.tuples(
+    st.lists(st.lists(_ROW, max_size=8), min_size=1, max_size=3),  # one append per segment
+    st.sampled_from(["flush", "flush", "fail", "abandon"]),
+    st.booleans(),  # explicit timestamps allowed (else the pass may go in bulk)
+)
+Pass = tuple[list[list[tuple[int, float, int | None]]], str, bool]
+
+
+def _run_passes(passes: list[Pass], *, sample_limit: int) -> list[tuple[object, ...]]:
+    """Every observable of each pass: results, batch (markers sorted: a set's order), the
+    cache's series, cur/prev, evictions and the timestamps it keeps."""
+    s = Scrapes(sample_limit=sample_limit)
+    seen: list[tuple[object, ...]] = []
+    for segments, end, stamped in passes:
+        batch: list[Sample] = []
+        results: list[tuple[object, ...]] = []
+        for rows in segments:
+            e = exp(
+                *[
+                    (_KEYS[k], v, None if t is None or not stamped else s.now + t)
+                    for k, v, t in rows
+                ]
+            )
+            result = s.cache.append(e, now_ms=s.now, options=s.options, batch=batch)
+            results.append(
+                (result.scraped, result.post_relabel, result.series_added, result.duplicates)
+            )
+            results.append((result.out_of_order, result.out_of_bounds, result.error))
+            if result.error is not None:
+                break
+        state = (sorted(s.cache.cur), sorted(s.cache.prev))
+        if end == "abandon":
+            s.cache.abandon()
+            markers: list[Sample] = []
+        else:
+            s.cache.stale_markers(s.now, batch)
+            markers = sorted(b for b in batch if is_stale(b[1]))
+            s.cache.iter_done(flush=end == "flush")
+        samples = [b for b in batch if not is_stale(b[1])]
+        after = (sorted(s.cache.cur), sorted(s.cache.prev), dict(s.last_ts))
+        seen.append(
+            (results, samples, markers, state, dict(s.cache.series), s.cache.evicted, after)
+        )
+        s.now += 15_000
+    return seen
+
+
+@given(st.lists(_PASS, min_size=1, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_bulk_path_is_the_per_sample_path(passes: list[Pass]) -> None:
+    """The bulk steady-state path (with its list form of ``cur``/``prev``) and the per-sample
+    path (forced by a sample limit nothing reaches) leave every observable identical, over
+    passes of several appends (stream segments), failed and abandoned passes."""
+    assert _run_passes(passes, sample_limit=0) == _run_passes(passes, sample_limit=10**6)
+
+
+def test_steady_passes_keep_a_list_not_a_set() -> None:
+    """After bulk passes the cache holds last pass's refs as one list (8 B a series), and a
+    pass that goes per-sample (here a duplicate) turns it back into sets correctly."""
+    s = Scrapes()
+    keys = [b'm{i="%d"}' % i for i in range(2000)]
+    s.append(exp(*[(k, 1.0) for k in keys]))
+    s.append(exp(*[(k, 2.0) for k in keys]))  # bulk
+    s.append(exp(*[(k, 3.0) for k in keys]))  # bulk again: no markers, nothing evicted
+    assert s.committed[-1][1] == 3.0
+    assert not any(is_stale(v) for _, v, _ in s.committed)
+    assert isinstance(_prev_bulk(s.cache), list)
+    assert not s.cache._prev
+    result, _ = s.append(exp(*[(k, 4.0) for k in keys[:-1]], (keys[0], 5.0)))
+    assert result.duplicates == 1
+    assert [labels["i"] for labels, v, _ in s.committed if is_stale(v)] == ["1999"]
+    assert _prev_bulk(s.cache) is None
+    assert len(s.cache.prev) == 1999
+
+
+def _prev_bulk(cache: ScrapeCache) -> list[int] | None:
+    return cache._prev_bulk
