@@ -75,7 +75,9 @@ def families(instance: int, stamped_ms: int) -> list[Any]:
     out.append(g)
 
     u = pb.MetricFamily(name="some_untyped", type=pb.UNTYPED)
-    u.metric.add().untyped.value = 42
+    um = u.metric.add()
+    um.label.add(name="checksum", value="")  # an empty value: no label, for both
+    um.untyped.value = 42
     out.append(u)
 
     s = pb.MetricFamily(name="rpc_duration_seconds", type=pb.SUMMARY, help="RPC latency.")
