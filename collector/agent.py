@@ -455,6 +455,10 @@ class Agent:
                         self._start_writer(config, writer)
                 remote_tg.create_task(self._forget_released(), name="series gc")
                 remote_tg.create_task(self.history.run(), name="remote write history")
+                # Scraping starts once every log is recovered (as Prometheus replays its WAL
+                # before scraping): a batch sealed before its log is open stays in memory until
+                # then, and a recovery that takes seconds would make that a window of loss.
+                await asyncio.gather(*(w.delivery.opened.wait() for w in self.writers.values()))
                 async with asyncio.TaskGroup() as scrape_tg:
                     scrape_tg.create_task(
                         self.scrape.run(self.discovery.sync_channel), name="scrape manager"

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+from collector.agent import Agent, new_registry
+from collector.config import AgentOptions
 from collector.remote.codec import decode_metadata, decode_request, decompress
+from collector.remote.wal import Recovery, WriteAheadLog
 from tests.integration.running import Target, eventually, running_agent, serve_target
 from tests.integration.servers import free_port
 
@@ -223,3 +229,54 @@ async def test_remote_write_sends_scraped_metadata(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert series_in_metadata_requests == []
+
+
+async def test_scraping_waits_for_the_write_ahead_log_to_be_recovered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is scraped while a destination's log is still being recovered: a batch sealed
+    before its log is open lives in memory only, so a kill -9 during a long recovery would lose
+    it (Prometheus likewise replays its WAL before scraping)."""
+    entered, release = threading.Event(), threading.Event()
+    target = Target(body=b"a 1\n")
+    scrapes_when_open: list[int] = []
+    recover = WriteAheadLog.open
+
+    def slow_open(self: WriteAheadLog) -> Recovery:
+        entered.set()
+        release.wait(30)
+        scrapes_when_open.append(target.scrapes)
+        return recover(self)
+
+    monkeypatch.setattr(WriteAheadLog, "open", slow_open)
+    config_file = tmp_path / "collector.yml"
+    async with serve_target(target):
+        config_file.write_text(
+            _config(target, interval="100ms") + "remote_write:\n  - url: http://127.0.0.1:9/w\n"
+        )
+        options = AgentOptions(
+            config_file=str(config_file),
+            listen_address=f"127.0.0.1:{free_port()}",
+            storage_path=str(tmp_path / "queue"),
+        )
+        agent = Agent(
+            options,
+            registry=new_registry(),
+            flush_deadline=1.0,
+            reload_interval=0.1,
+            discovery_updatert=0.1,
+        )
+        task = asyncio.create_task(agent.run())
+        try:
+            assert await asyncio.to_thread(entered.wait, 30)
+            # Ten scrape intervals in which an ungated agent would have scraped.
+            await asyncio.sleep(1.0)
+            assert target.scrapes == 0
+            release.set()
+            await eventually(lambda: target.scrapes >= 2)
+            assert scrapes_when_open == [0]
+        finally:
+            release.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

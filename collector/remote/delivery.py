@@ -102,6 +102,8 @@ class DeliveryQueue:
         self._memory_limit = memory_samples
         self.sync_interval = sync_interval
         self._opened = False
+        self.opened = asyncio.Event()
+        """Set once `open` has finished (or failed): from then on every group commit writes."""
         self._next_seq = 0
         self._preopen: list[Entry] = []
         """Batches sealed before `open` (commits may come before `run`): numbered by it."""
@@ -130,7 +132,10 @@ class DeliveryQueue:
         """Recover the log (in the I/O thread): its unacknowledged batches go first, then the
         batches sealed before this call, numbered after them."""
         m = self._m
-        recovery = await self._in_io(self._wal.open)
+        try:
+            recovery = await self._in_io(self._wal.open)
+        finally:
+            self.opened.set()
         self._opened = True
         self._next_seq = recovery.next_seq
         for reason, samples in recovery.lost.items():
