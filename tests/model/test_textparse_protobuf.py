@@ -563,6 +563,62 @@ def test_long_label_names_and_values_use_multibyte_lengths() -> None:
     """Lengths of 128 bytes or more (two-byte varints) decode like short ones."""
     f = family("g", pb.GAUGE)
     long_name, long_value = "n" * 130, "ü" * 200
-    metric(f, **{long_name: long_value, "short": "v"}).gauge.value = 1
+    m = metric(f, short="v")
+    m.label.add(name=long_name, value=long_value)
+    m.gauge.value = 1
     metric(f, a="x" * 127).gauge.value = 2
     assert decoded(parse(pb.delimited([f]))) == reference([f])
+
+
+@settings(max_examples=60, deadline=None)
+@given(families().filter(bool), st.data())
+def test_a_warm_target_parser_fails_like_parse(fams: list[Any], data: st.DataObject) -> None:
+    """After a good body, a cut or corrupted one fails in a warm `ProtobufParser` with the
+    error and partial samples of `parse`, and the parser still decodes the good body after."""
+    body = pb.delimited(fams)
+    parser = ProtobufParser()
+    parser.parse(body)
+    cut = data.draw(st.integers(0, len(body) - 1))
+    flip = data.draw(st.integers(0, len(body) - 1))
+    for bad in (body[:cut], body[:flip] + bytes([body[flip] ^ 0xFF]) + body[flip + 1 :]):
+        want: ProtobufError | None = None
+        try:
+            expected = decoded(parse(bad))
+        except ProtobufError as exc:
+            want = exc
+        got: ProtobufError | None = None
+        try:
+            result = decoded(parser.parse(bad))
+        except ProtobufError as exc:
+            got = exc
+        if want is None:
+            assert got is None
+            assert result == expected
+        else:
+            assert got is not None
+            assert (got.message, decoded(got.partial)) == (want.message, decoded(want.partial))
+    assert decoded(parser.parse(body)) == decoded(parse(body))
+
+
+def test_a_cut_between_families_keeps_every_earlier_metric() -> None:
+    """A length prefix that runs past the end names no family and drops nothing before it;
+    a cut inside a family's second metric keeps its first metric (metric by metric)."""
+    a = family("a", pb.GAUGE)
+    metric(a, i="1").gauge.value = 1
+    metric(a, i="2").gauge.value = 2
+    b = family("b", pb.GAUGE)
+    metric(b, i="1").gauge.value = 3
+    head = pb.delimited([a])
+    with pytest.raises(ProtobufError) as info:
+        parse(head + b"\x7f" + pb.delimited([b])[1:])
+    assert info.value.family == ""
+    assert info.value.offset == len(head)
+    assert len(info.value.partial.samples) == 2
+    one = pb.MetricFamily()
+    one.CopyFrom(a)
+    del one.metric[1]
+    broken = one.SerializeToString() + _field(4, 2, b"\x0a\x7fxx")  # label past its end
+    with pytest.raises(ProtobufError) as info:
+        parse(bytes([len(broken)]) + broken)
+    assert info.value.family == "a"
+    assert decoded(info.value.partial) == [((("__name__", "a"), ("i", "1")), 1.0, None)]

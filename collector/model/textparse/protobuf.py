@@ -157,6 +157,8 @@ def _decode(body: bytes, prev: _Memory, memory: _Memory) -> ProtoExposition:
     index = 0
     try:
         while pos < end:
+            out.mark = len(out.keys)  # between families: an error here drops nothing
+            out.family = ""
             size, start = uvarint(body, pos, end)
             stop = start + size
             if stop > end:
