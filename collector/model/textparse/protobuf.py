@@ -124,7 +124,7 @@ class _Layout:
     ``struct`` call splits the family's bytes into the bytes between the values and the
     values. Same length and same bytes between the values: same keys, new values."""
 
-    __slots__ = ("keys", "meta", "region", "segments", "size", "split", "stamps", "text")
+    __slots__ = ("keys", "meta", "name", "region", "segments", "size", "split", "stamps", "text")
 
     def __init__(
         self, buf: bytes, begin: int, end: int, offsets: list[int], out: Out, first: int
@@ -144,6 +144,7 @@ class _Layout:
         if stamps is not None and len(stamps) > first:
             self.stamps = stamps[first:] + [None] * (len(self.keys) - len(stamps) + first)
         self.text = out.family
+        self.name = out.family.encode()
         self.meta = out.metadata[out.family]
         self.region: list[bytes] = []
 
@@ -155,27 +156,40 @@ def _decode(body: bytes, prev: _Memory, memory: _Memory) -> ProtoExposition:
     layouts = prev.layouts
     known = len(layouts)
     index = 0
+    keys = out.keys
+    values = out.values
+    metadata = out.metadata
+    regions = memory.regions
+    layouts_now = memory.layouts
     try:
         while pos < end:
-            out.mark = len(out.keys)  # between families: an error here drops nothing
+            out.mark = len(keys)  # between families: an error here drops nothing
             out.family = ""
-            size, start = uvarint(body, pos, end)
+            size = body[pos]
+            if size < 0x80:
+                start = pos + 1
+            else:
+                size, start = uvarint(body, pos, end)
             stop = start + size
             if stop > end:
                 raise Bad(f"message length {size} runs past the end of the body", pos)
             layout = layouts[index] if index < known else None
+            index += 1
             if layout is not None and layout.size == size:
                 parts = layout.split.unpack_from(body, start)
                 if parts[0::2] == layout.segments:  # only the values may have changed
-                    _reuse(out, layout, parts[1::2])
-                    memory.regions[layout.text.encode()] = layout.region
-                    memory.layouts.append(layout)
+                    if layout.stamps is None:
+                        keys += layout.keys
+                        values += parts[1::2]
+                        metadata[layout.text] = layout.meta
+                    else:
+                        _reuse(out, layout, parts[1::2])
+                    regions[layout.name] = layout.region
+                    layouts_now.append(layout)
                     pos = stop
-                    index += 1
                     continue
-            memory.layouts.append(_family(body, start, stop, out, prev.regions, memory.regions))
+            layouts_now.append(_family(body, start, stop, out, prev.regions, regions))
             pos = stop
-            index += 1
     except Bad as exc:
         out.rollback()
         raise ProtobufError(
