@@ -143,7 +143,9 @@ def _agent_argv(agent: str, work: Path, config: Path) -> list[str]:
         tree = work / "baseline"
         argv = _agent_argv("collector", work, config)
         storage = f"--storage.path={work / 'collector-baseline'}"
-        return ["env", f"PYTHONPATH={tree}", *(storage if "storage" in a else a for a in argv)]
+        # -P: ``python -m`` would otherwise put the cwd (today's tree) ahead of PYTHONPATH.
+        rest = (storage if "storage" in a else a for a in argv[1:])
+        return ["env", f"PYTHONPATH={tree}", argv[0], "-P", *rest]
     if agent == "collector":
         return [
             sys.executable,
