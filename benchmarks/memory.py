@@ -7,13 +7,18 @@ with new values every scrape: an `IncrementalParser` and a `ScrapeCache` per tar
 memory queue after every commit, as a sender would). After ``--scrapes`` rounds it reports:
 
 - the live memory (``tracemalloc``) per series, grouped by allocation site's module and by the
-  top source lines, i.e. which structure owns the bytes (keys and rows are allocated by the
-  parser, label strings by ``Exposition.labels``, label tuples by ``labels.from_dict``, the
-  cache/registry dicts by their modules, encoded series by the writer and codec);
+  top source lines, i.e. which structure owns the bytes (keys and the kept non-sample lines are
+  allocated by the parser, label strings by ``Exposition.labels``, label sets by the registry
+  (``labels.from_dict`` only builds the tuple a miss looks up), the cache/registry dicts and
+  ``last_ts`` by their modules, encoded series by the writer and codec);
 - the traced peak per series (the first round: every target's first scrape is a full parse plus
   a cache miss per series);
 - with ``--rss``: the process RSS after each round and its peak (no ``tracemalloc``, which
   roughly doubles allocation cost and adds per-block overhead).
+
+``--metadata`` also reads every target's metadata after each round, as the remote writer's
+metadata sender does every ``send_interval`` (on by default in the agent), so the per-target
+metadata dicts are counted too.
 
 Run: ``python -m benchmarks.memory`` (``--rss`` for RSS instead of tracemalloc).
 """
@@ -68,7 +73,7 @@ def _encoder(registry: SeriesRegistry) -> BatchEncoder:
 class Pipeline:
     """``targets`` parsers + caches, one registry, one remote writer."""
 
-    def __init__(self, targets: int, storage: Path) -> None:
+    def __init__(self, targets: int, storage: Path, *, metadata: bool = False) -> None:
         self.registry = SeriesRegistry()
         self.last_ts: LastTimestamps = {}
         self.writer = _encoder(self.registry)
@@ -84,6 +89,7 @@ class Pipeline:
             for i in range(targets)
         ]
         self.now_ms = 1_700_000_000_000
+        self.read_metadata = metadata
 
     def scrape_round(self, bodies: list[bytes]) -> int:
         """Every target scrapes once (body ``i % len(bodies)``); returns the samples."""
@@ -102,14 +108,18 @@ class Pipeline:
             self.writer.seal_all()
             total += len(batch)
         self.writer.forget(self.registry.drain_released())
+        if self.read_metadata:
+            for cache in self.caches:
+                _ = cache.metadata
         return total
 
 
 _COMPONENTS = {
-    "textparse.py": "parser (keys, rows, label strings)",
+    "textparse.py": "parser (keys, kept lines, label strings, metadata)",
     "labels.py": "label tuples (from_dict)",
-    "cache.py": "scrape cache",
-    "series.py": "series registry",
+    "cache.py": "scrape cache (series dict, last_ts, tracked refs)",
+    "append_rules.py": "scrape cache (series dict, last_ts, tracked refs)",
+    "series.py": "series registry (label sets, ref dicts)",
     "encoder.py": "remote writer cache",
     "codec.py": "encoded series (codec)",
 }
@@ -122,13 +132,13 @@ def _component(filename: str) -> str:
     return _COMPONENTS.get(base, f"other ({base})")
 
 
-def report_tracemalloc(targets: int, scrapes: int, top: int) -> None:
+def report_tracemalloc(targets: int, scrapes: int, top: int, *, metadata: bool) -> None:
     """Live bytes per series by component and by source line, after ``scrapes`` rounds."""
     bodies = variants(node_exporter_body(), 4)
     with tempfile.TemporaryDirectory() as tmp:
         tracemalloc.start(1)
         base = tracemalloc.take_snapshot()
-        pipe = Pipeline(targets, Path(tmp))
+        pipe = Pipeline(targets, Path(tmp), metadata=metadata)
         pipe.scrape_round(bodies)
         first_peak = tracemalloc.get_traced_memory()[1]
         for _ in range(scrapes - 1):
@@ -161,12 +171,12 @@ def report_tracemalloc(targets: int, scrapes: int, top: int) -> None:
         del pipe
 
 
-def report_rss(targets: int, scrapes: int) -> None:
+def report_rss(targets: int, scrapes: int, *, metadata: bool) -> None:
     """Process RSS after each round (no tracemalloc)."""
     bodies = variants(node_exporter_body(), 4)
     with tempfile.TemporaryDirectory() as tmp:
         start = _rss_mb()
-        pipe = Pipeline(targets, Path(tmp))
+        pipe = Pipeline(targets, Path(tmp), metadata=metadata)
         for n in range(1, scrapes + 1):
             pipe.scrape_round(bodies)
             print(
@@ -185,11 +195,12 @@ def main() -> None:
     ap.add_argument("--scrapes", type=int, default=4)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--rss", action="store_true", help="RSS per round instead of tracemalloc")
+    ap.add_argument("--metadata", action="store_true", help="read every target's metadata too")
     args = ap.parse_args()
     if args.rss:
-        report_rss(args.targets, args.scrapes)
+        report_rss(args.targets, args.scrapes, metadata=args.metadata)
     else:
-        report_tracemalloc(args.targets, args.scrapes, args.top)
+        report_tracemalloc(args.targets, args.scrapes, args.top, metadata=args.metadata)
 
 
 if __name__ == "__main__":
