@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.data import node_exporter_body
-from collector.model.textparse import ExpositionError, IncrementalParser, parse
+from collector.model.textparse import ExpositionError, IncrementalParser, incremental, parse
 
 HIST = b"""# HELP h a histogram
 # TYPE h histogram
@@ -125,3 +125,24 @@ def test_metadata_strings_are_shared_across_targets() -> None:
     assert first["h"].help == "a histogram"
     assert first["h"].help is second["h"].help
     assert next(iter(first)) is next(iter(second))
+
+
+def test_parsers_of_bodies_with_the_same_comments_share_them() -> None:
+    """HELP/TYPE lines are kept once for every target whose body has exactly the same ones,
+    and leave with the last parser keeping them."""
+    body = node_exporter_body()
+    other_values = body.replace(b" 0\n", b" 7\n")
+    first, second, third = IncrementalParser(), IncrementalParser(), IncrementalParser()
+    first.parse(body, openmetrics=False)
+    second.parse(other_values, openmetrics=False)
+    third.parse(b"# HELP x other\n" + body, openmetrics=False)
+    assert first._fixed is second._fixed
+    assert first._fixed[0] is second._fixed[0]
+    assert third._fixed is not first._fixed
+    before = len(incremental._LINES)
+    del first
+    assert len(incremental._LINES) == before
+    second.reset()
+    assert len(incremental._LINES) == before - 1
+    steady = third.parse(b"# HELP x other\n" + other_values, openmetrics=False)
+    assert steady.metadata == parse(b"# HELP x other\n" + body, openmetrics=False).metadata

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import weakref
 from collections.abc import Callable
 from operator import itemgetter
 
@@ -39,6 +40,32 @@ _INDEX: list[int] = []
 Without it each target's pickers hold their own objects for every index above 256 (32 bytes
 per line of every target); this list costs 40 bytes per line of the longest body remembered.
 """
+
+
+class _SharedLines:
+    """Non-sample lines kept by every parser whose body has exactly these (`_shared_lines`)."""
+
+    __slots__ = ("__weakref__", "lines")
+
+    def __init__(self, lines: tuple[bytes, ...]) -> None:
+        self.lines = lines
+
+
+_LINES: weakref.WeakValueDictionary[tuple[bytes, ...], _SharedLines] = weakref.WeakValueDictionary()
+"""Non-sample lines -> the one kept copy; an entry goes with the last parser holding it."""
+
+
+def _shared_lines(lines: tuple[bytes, ...]) -> _SharedLines:
+    """The kept copy of these non-sample lines, shared across targets.
+
+    Targets of one job run the same exporter version, so their HELP/TYPE lines are the same
+    bytes: kept once instead of once per target (about 100 bytes a series for node_exporter).
+    Looked up only when a parser remembers a new structure.
+    """
+    shared = _LINES.get(lines)
+    if shared is None:
+        shared = _LINES[lines] = _SharedLines(lines)
+    return shared
 
 
 def _picker(idx: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
@@ -75,7 +102,16 @@ class IncrementalParser:
     variants, exemplars) makes the whole body go through `parse`.
     """
 
-    __slots__ = ("_fixed", "_keys", "_nlines", "_om", "_pick_fixed", "_pick_samples", "_shape")
+    __slots__ = (
+        "_fixed",
+        "_keys",
+        "_nlines",
+        "_om",
+        "_pick_fixed",
+        "_pick_samples",
+        "_shape",
+        "_shared",
+    )
 
     def __init__(self) -> None:
         self._shape: Shape | None = None
@@ -83,6 +119,8 @@ class IncrementalParser:
         self._nlines = 0
         self._keys: list[bytes] = []
         self._fixed: tuple[bytes, ...] = ()
+        """The non-sample lines of the remembered body: ``_shared.lines``, held by the entry."""
+        self._shared: _SharedLines | None = None
         self._pick_fixed = self._pick_samples = _picker([])
 
     def parse(self, body: bytes, *, openmetrics: bool) -> Exposition:
@@ -101,10 +139,12 @@ class IncrementalParser:
     def reset(self) -> None:
         """Forget the remembered structure (the next body takes the full path)."""
         self._shape = None
+        self._shared = None
+        self._fixed = ()
 
     def _remember(self, body: bytes, exp: Exposition) -> None:
         """Record the structure of a body the regex fast path parsed."""
-        self._shape = None
+        self.reset()
         shape = exp._shape
         rows = shape.rows
         keys = exp._keys
@@ -123,7 +163,8 @@ class IncrementalParser:
         self._keys = keys
         self._pick_fixed = _picker(fixed_idx)
         self._pick_samples = _picker(sample_idx)
-        self._fixed = self._pick_fixed(lines)
+        self._shared = _shared_lines(self._pick_fixed(lines))
+        self._fixed = self._shared.lines
         restore = _RowsFromLines(
             self._fixed,  # its first lines: the non-sample rows; then the trailing positions
             bytes(1 if row[0] else 0 for row in rows),
