@@ -2,7 +2,8 @@
 
 * Relay: collector scrapes a target and sends it twice, as 1.0 straight to VictoriaMetrics and
   as 2.0 to a second collector's receiver (``--web.enable-remote-write-receiver``), which
-  forwards it as 1.0 to another VictoriaMetrics. Both stores must hold the same raw samples.
+  forwards it as 1.0 to another VictoriaMetrics; and the way back, 1.0 to a receiver that sends
+  2.0 to a third that sends 1.0. Both stores must hold the same raw samples.
 * Real 1.0 receivers: Prometheus 2.42 and VictoriaMetrics answer a 2.0 body with 204 and none of
   the written-count headers (they read it as an empty 1.0 request, nothing stored). collector
   treats that as the 2.0 spec says (as a 415) and sends the batch again as 1.0: both end up with
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -84,6 +86,14 @@ def _raw(server: Server) -> dict[frozenset[tuple[str, str]], list[tuple[int, str
     return out
 
 
+def _holds(server: Server, sent: float, same_as: Server) -> bool:
+    """Whether a VictoriaMetrics shows all ``sent`` samples of job t (stale markers included)
+    and exactly what ``same_as`` shows. It makes rows searchable a moment after they arrive,
+    longer under load: callers poll this."""
+    got = _raw(server)
+    return sum(len(v) for v in got.values()) == sent and got == _raw(same_as)
+
+
 async def _status(agent: Agent) -> dict[str, dict[str, object]]:
     """The agent's /api/v1/status/remote_write entries by name."""
     url = f"http://{agent.options.listen_address}/api/v1/status/remote_write"
@@ -96,65 +106,73 @@ def _metric(agent: Agent, name: str, **labels: str) -> float:
     return agent.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_rw2_relay_through_collectors_receiver_equals_direct_rw1(tmp_path: Path) -> None:
-    """collector -> (2.0) collector's receiver -> (1.0) VictoriaMetrics holds exactly what
-    collector -> (1.0) VictoriaMetrics holds; the 2.0 leg stayed on 2.0 with nothing partial."""
+@pytest.mark.parametrize(
+    "hops",
+    [
+        pytest.param(("2.0",), id="2.0-to-1.0"),
+        pytest.param(("1.0", "2.0"), id="1.0-to-2.0-to-1.0"),
+    ],
+)
+async def test_relay_through_collectors_receiver_equals_direct_rw1(
+    tmp_path: Path, hops: tuple[str, ...]
+) -> None:
+    """collector -> collector's receiver [-> collector's receiver] -> (1.0) VictoriaMetrics, the
+    legs in ``hops`` sent as 2.0 or 1.0, holds exactly what collector -> (1.0) VictoriaMetrics
+    holds: the receiver turns 2.0 into 1.0 and back. Every 2.0 leg stayed on 2.0 (the
+    receiver's written headers were read), with nothing partial."""
     target = Target(body=BODY)
+    message = {"1.0": "prometheus.WriteRequest", "2.0": V2}
     with (
         victoria_metrics(_dir(tmp_path, "direct")) as direct,
         victoria_metrics(_dir(tmp_path, "relayed")) as relayed,
     ):
-        async with serve_target(target):
-            relay_config = "global: {}\nremote_write:\n" + _destination(
-                "vm", f"{relayed.url}/api/v1/write"
+        async with serve_target(target), contextlib.AsyncExitStack() as stack:
+            # Relays from the one next to VictoriaMetrics back to the one the scraper sends to;
+            # the stack stops the scraper first, then each relay before the next one on.
+            next_url, next_message = f"{relayed.url}/api/v1/write", message["1.0"]
+            relays: list[Agent] = []
+            for i in reversed(range(len(hops))):
+                config = "global: {}\nremote_write:\n" + _destination(
+                    "next", next_url, next_message
+                )
+                relay = await stack.enter_async_context(
+                    running_agent(config, _dir(tmp_path, f"relay{i}"), remote_write_receiver=True)
+                )
+                relays.insert(0, relay)
+                next_url = f"http://{relay.options.listen_address}/api/v1/write"
+                next_message = message[hops[i]]
+            config = (
+                _scrape(target)
+                + _destination("direct", f"{direct.url}/api/v1/write")
+                + _destination("next", next_url, next_message)
             )
-            async with running_agent(
-                relay_config, _dir(tmp_path, "relay"), remote_write_receiver=True
-            ) as relay:
-                relay_url = f"http://{relay.options.listen_address}/api/v1/write"
-                config = (
-                    _scrape(target)
-                    + _destination("direct", f"{direct.url}/api/v1/write")
-                    + _destination("relay", relay_url, V2)
-                )
-                async with running_agent(config, _dir(tmp_path, "scraper")) as scraper:
-                    await eventually(lambda: target.scrapes >= 6, timeout=30)
-                    status = await _status(scraper)
-                    assert status["relay"]["protocol"] == "2.0"
-                    assert status["direct"]["protocol"] == "1.0"
-                assert (
-                    _metric(scraper, "collector_remote_write_v1_fallback", remote_name="relay") == 0
-                )
+            scraper = await stack.enter_async_context(
+                running_agent(config, _dir(tmp_path, "scraper"))
+            )
+            await eventually(lambda: target.scrapes >= 6, timeout=30)
+            for agent, protocol in zip((scraper, *relays), (*hops, "1.0"), strict=True):
+                status = await _status(agent)
+                assert status["next"]["protocol"] == protocol
+                assert status["next"]["fallbackReason"] == ""
                 assert (
                     _metric(
-                        scraper, "collector_remote_write_partial_writes_total", remote_name="relay"
+                        agent, "collector_remote_write_partial_writes_total", remote_name="next"
                     )
                     == 0
                 )
-                sent = {
-                    name: _metric(
-                        scraper,
-                        "prometheus_remote_storage_samples_total",
-                        remote_name=name,
-                        url=url,
-                    )
-                    for name, url in (
-                        ("direct", f"{direct.url}/api/v1/write"),
-                        ("relay", relay_url),
-                    )
-                }
-                assert sent["direct"] == sent["relay"] > 0
+            await stack.aclose()  # every agent flushed and stopped, scraper first
+            sent = {
+                name: _metric(
+                    scraper, "prometheus_remote_storage_samples_total", remote_name=name, url=url
+                )
+                for name, url in (("direct", f"{direct.url}/api/v1/write"), ("next", next_url))
+            }
+            assert sent["direct"] == sent["next"] > 0
 
-                def same() -> bool:
-                    return bool(_raw(direct)) and _raw(direct) == _raw(relayed)
-
-                await eventually(same, timeout=30)
-        got = _raw(direct)
+            await eventually(lambda: _holds(direct, sent["direct"], relayed), timeout=30)
+            got = _raw(direct)
     names = {dict(key)["__name__"] for key in got}
     assert {"http_requests_total", "temperature_celsius", "latency_seconds_bucket", "up"} <= names
-    # Every sample sent is stored but the stale marker each series got at shutdown, which
-    # VictoriaMetrics' export leaves out.
-    assert sum(len(v) for v in got.values()) == sent["direct"] - len(got)
 
 
 async def test_real_1_0_receivers_get_1_0_after_their_2xx_without_headers(
@@ -189,10 +207,18 @@ async def test_real_1_0_receivers_get_1_0_after_their_2xx_without_headers(
         assert status["ref"]["protocol"] == "1.0"
         assert status["ref"]["fallbackReason"] == ""
 
-        def same() -> bool:
-            return bool(_raw(reference)) and _raw(reference) == _raw(vm2)
-
-        await eventually(same, timeout=30)
+        sent = {
+            name: _metric(
+                agent, "prometheus_remote_storage_samples_total", remote_name=name, url=url
+            )
+            for name, url in (
+                ("ref", f"{reference.url}/api/v1/write"),
+                ("vm2", f"{vm2.url}/api/v1/write"),
+                ("prom2", f"{prom.url}/api/v1/write"),
+            )
+        }
+        assert sent["ref"] == sent["vm2"] == sent["prom2"] > 0
+        await eventually(lambda: _holds(reference, sent["ref"], vm2), timeout=30)
         expected = _raw(reference)
         # Prometheus: per series, the number of non-stale samples and the first timestamp.
         for key, samples in expected.items():
