@@ -12,7 +12,9 @@ stages of one destination, each in its own module:
                           │       <storage.path>/<remote_name>/wal, memory budget, dispatch)
                           ▼
                        sender (BatchSender: POST, retry policy, FailureLog) ─▶ WriteClient
-    resharder (every 10 s, spec §6.4)    metadata (every send_interval, spec §6.6)
+                          │ 2.0 destinations: each 1.0 batch becomes a 2.0 request when sent
+                          │ (codec2.V2Transcoder); ProtocolState falls back to 1.0 on a 415
+    resharder (every 10 s, spec §6.4)    metadata (every send_interval, spec §6.6; 1.0 only)
 
 `commit` never blocks and never drops for lack of room: memory holds recent batches, the log
 holds everything not yet acknowledged, bounded by ``max_disk_bytes`` (oldest dropped first,
@@ -33,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -50,12 +52,14 @@ from collector.remote.reshard import SHARD_UPDATE_INTERVAL, Resharder
 from collector.remote.retry import FailureLog
 from collector.remote.sender import BatchSender, ProtocolState
 from collector.remote.wal import WriteAheadLog
-from collector.storage.appender import Sample
+from collector.storage.appender import HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["SHARD_UPDATE_INTERVAL", "RemoteWriter", "remote_name_of"]
 
 log = logging.getLogger(__name__)
+
+_Timed = TypeVar("_Timed", Sample, HistogramSample)
 
 DEFAULT_MAX_DISK_BYTES = 1 << 30
 """Write-ahead log cap per destination (1 GiB): about 50 M samples at typical compression."""
@@ -177,14 +181,25 @@ class RemoteWriter:
         """Samples committed and not yet acknowledged or dropped (memory and log)."""
         return self.delivery.backlog_samples + self.encoder.open_samples
 
-    def commit(self, samples: Sequence[Sample]) -> None:
-        """Take one scrape's samples (`BatchEncoder.commit`); never blocks on I/O."""
-        if not samples:
+    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+        """Take one scrape's samples (`BatchEncoder.commit`) and native histograms
+        (`BatchEncoder.commit_histograms`; dropped unless ``send_native_histograms``, as
+        Prometheus does not send them then); never blocks on I/O."""
+        if not self.config.send_native_histograms:
+            histograms = ()
+        if not samples and not histograms:
             return
         m = self.metrics
         if self._age_limit_ms:
             samples = self._drop_too_old(samples)
+            if histograms:
+                histograms = self._drop_too_old(histograms)
         counts = self.encoder.commit(samples)
+        if histograms:
+            more = self.encoder.commit_histograms(histograms)
+            counts.dropped_series += more.dropped_series
+            counts.unknown += more.unknown
+            counts.highest_ts = max(counts.highest_ts, more.highest_ts)
         if counts.dropped_series:
             m.dropped_series.inc(counts.dropped_series)
         if counts.unknown:
@@ -192,7 +207,7 @@ class RemoteWriter:
             m.lost("unknown_series", counts.unknown)
         resharder = self._resharder
         if resharder is not None:
-            resharder.count_in += len(samples)
+            resharder.count_in += len(samples) + len(histograms)
             resharder.count_dropped += counts.dropped_series + counts.unknown
             resharder.highest_in_ms = max(resharder.highest_in_ms, counts.highest_ts)
         if counts.highest_ts:
@@ -203,7 +218,7 @@ class RemoteWriter:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
         self.encoder.forget(refs)
 
-    def _drop_too_old(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+    def _drop_too_old(self, samples: Sequence[_Timed]) -> Sequence[_Timed]:
         cutoff = int(self._wall() * 1000) - self._age_limit_ms
         kept = [s for s in samples if s[2] >= cutoff]
         if len(kept) != len(samples):
