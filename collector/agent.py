@@ -520,14 +520,15 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-async def run_agent(options: AgentOptions) -> int:
+async def run_agent(options: AgentOptions, *, agent_class: type[Agent] = Agent) -> int:
     """Run the agent until SIGTERM/SIGINT (or ``POST /-/quit``); SIGHUP reloads.
 
     SIGINT has an explicit handler like SIGTERM's: a process started with SIGINT ignored (a
     shell's background job) has no KeyboardInterrupt to rely on. Returns the exit code.
+    ``agent_class``: `collector.workers` runs its supervisor with the same lifecycle.
     """
     loop = asyncio.get_running_loop()
-    agent = Agent(options)
+    agent = agent_class(options)
     main = asyncio.current_task()
     assert main is not None
     stopping = False

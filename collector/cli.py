@@ -35,6 +35,12 @@ from collector.cluster.settings import add_cluster_flags, resolve_settings, with
 from collector.config import AgentOptions, Config, load_config
 from collector.errors import ConfigError, ConfigFileError
 from collector.model.duration import parse_duration, parse_size
+from collector.workers.plan import (
+    add_worker_flags,
+    describe_auto,
+    resolve_workers,
+    with_worker_flags,
+)
 
 __all__ = [
     "build_parser",
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_web_flags(parser, defaults)
     add_cluster_flags(parser, defaults)
+    add_worker_flags(parser, defaults)
     commands = parser.add_subparsers(dest="command", metavar="{check,demo,explain,test,version}")
     check = commands.add_parser("check", help="check resources for validity")
     check_commands = check.add_subparsers(
@@ -186,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in ("demo", "explain", "test"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.demo_args = extra
+    if args.worker_fd is not None:  # a scrape worker started by the agent (collector.workers)
+        configure_logging(level=args.log_level, fmt=args.log_format)
+        return _run_loop("collector.workers.worker", "run_worker_process", args.worker_fd)
     if args.version or args.command == "version":
         print(version_text())
         return 0
@@ -223,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         log_format=args.log_format,
     )
     try:
-        options = with_cluster_flags(options, args)
-        resolve_settings(options, os.environ)
+        options = with_worker_flags(with_cluster_flags(options, args), args)
+        resolve_workers(options, clustered=resolve_settings(options, os.environ) is not None)
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging(level=options.log_level, fmt=options.log_format)
@@ -238,7 +248,8 @@ def version_text() -> str:
     return (
         f"collector, version {__version__} (build: {build})\n"
         f"  python: {platform.python_implementation()} {platform.python_version()}"
-        f" ({sys.executable})"
+        f" ({sys.executable})\n"
+        f"  scrape workers: {describe_auto()}"
     )
 
 
@@ -539,7 +550,8 @@ def _run_agent(options: AgentOptions) -> int:
             return 1
     try:
         # Lazy: ``check config`` must work without the agent and its dependencies loaded.
-        run_agent = importlib.import_module("collector.agent").run_agent
+        # collector.workers.supervisor runs collector.agent's run_agent, or its supervisor.
+        run_agent = importlib.import_module("collector.workers.supervisor").run
     except (ImportError, AttributeError) as exc:
         print(f"collector: the agent is not available in this build: {exc}", file=sys.stderr)
         return 2
@@ -550,6 +562,16 @@ def _run_agent(options: AgentOptions) -> int:
             result = runner.run(run_agent(options))
     except KeyboardInterrupt:
         return 130
+    return result if isinstance(result, int) else 0
+
+
+def _run_loop(module: str, function: str, *args: object) -> int:
+    """Run ``module.function(*args)`` on uvloop (a scrape worker's main)."""
+    import uvloop  # only the CLI chooses the event loop
+
+    main = getattr(importlib.import_module(module), function)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(main(*args))
     return result if isinstance(result, int) else 0
 
 

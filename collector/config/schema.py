@@ -395,6 +395,8 @@ class AgentOptions:
     cluster_leave_delay: float = 0.0
     """``--cluster.leave-delay``: at SIGTERM, seconds spent not ready (so Kubernetes peers take
     over) but still scraping, before the ordered stop; 0: stop at once."""
+    scrape_workers: str = "auto"
+    """``--scrape.workers``: ``auto`` or a count of scrape processes (`collector.workers`)."""
 
     def config_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment ``${VAR}`` expansion sees: ``environ`` plus

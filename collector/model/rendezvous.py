@@ -103,9 +103,16 @@ class Ring:
     not in it (not ready, leaving), scrapes no sharded target.
     """
 
-    __slots__ = ("_seeds", "members", "replication", "self_name")
+    __slots__ = ("_seeds", "honor_local", "members", "replication", "self_name")
 
-    def __init__(self, members: Iterable[str], *, self_name: str, replication: int = 1) -> None:
+    def __init__(
+        self,
+        members: Iterable[str],
+        *,
+        self_name: str,
+        replication: int = 1,
+        honor_local: bool = True,
+    ) -> None:
         if replication < 1:
             raise ValueError(f"replication factor must be at least 1, got {replication}")
         self.members: tuple[str, ...] = tuple(sorted(set(members)))
@@ -113,6 +120,9 @@ class Ring:
         self.self_name = self_name
         self.replication = replication
         """Members that scrape each target (capped at the member count)."""
+        self.honor_local = honor_local
+        """Whether `LOCAL_LABEL` targets are every member's (False: hashed like the rest, as
+        scrape workers of one agent need: a target scraped by two workers is sent twice)."""
         self._seeds = tuple(
             (_blake64(name.encode("utf-8", "surrogateescape")), name) for name in self.members
         )
@@ -120,14 +130,15 @@ class Ring:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Ring):
             return NotImplemented
-        return (self.members, self.self_name, self.replication) == (
+        return (self.members, self.self_name, self.replication, self.honor_local) == (
             other.members,
             other.self_name,
             other.replication,
+            other.honor_local,
         )
 
     def __hash__(self) -> int:
-        return hash((self.members, self.self_name, self.replication))
+        return hash((self.members, self.self_name, self.replication, self.honor_local))
 
     def __repr__(self) -> str:
         return (
@@ -196,8 +207,9 @@ class Sharder:
         own: list[int] = []
         local = 0
         me = ring.self_name
+        honor_local = ring.honor_local
         for fp, pool, labels in targets:
-            if is_local(labels):
+            if honor_local and is_local(labels):
                 own.append(fp)
                 local += 1
                 continue

@@ -1,0 +1,164 @@
+"""Write-ahead queues left by another worker count: found at start, delivered, then removed.
+
+Place in the pipeline: beside the remote writers of the scrape workers. Each process that
+scrapes keeps one write-ahead queue per destination (`collector.remote.writer`) under its own
+root, so no sample crosses a pipe:
+
+    <storage.path>/<remote_name>/wal                 the in-process agent (--scrape.workers=1)
+    <storage.path>/workers/<i>/<remote_name>/wal     scrape worker i
+
+A queue is only ever opened by one process at a time. When the worker count changes across a
+restart, the roots no worker owns any more (``workers/<k>`` for k >= N, and the in-process root
+when workers run) are *orphans*: `orphan_roots` lists them and the supervisor hands each one to
+a worker (round robin), which runs a `drain` writer per destination of the running config
+beside its own: the drain recovers the log exactly like a restart would, sends everything
+still unacknowledged, and once nothing is pending removes that destination's directory. A
+queue of a destination no longer configured is left alone, as the in-process agent leaves it.
+
+Going back to ``--scrape.workers=1`` with worker queues on disk starts one worker process
+instead of the in-process agent (`has_worker_queues`): it uses the in-process root as its own
+and drains every ``workers/<k>``; once they are delivered and removed, the next start is the
+in-process agent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from collector.config import RemoteWriteConfig
+from collector.remote.writer import RemoteWriter, remote_name_of
+
+__all__ = ["WORKERS_DIR", "drain", "has_worker_queues", "orphan_roots", "worker_root"]
+
+log = logging.getLogger(__name__)
+
+WORKERS_DIR = "workers"
+"""Subdirectory of ``--storage.path`` holding one root per scrape worker."""
+
+_POLL = 1.0
+
+
+def worker_root(storage_path: str | Path, index: int, count: int) -> Path:
+    """Scrape worker ``index``'s queue root: the in-process root when it is the only one."""
+    if count == 1:
+        return Path(storage_path)
+    return Path(storage_path) / WORKERS_DIR / str(index)
+
+
+def _has_queue(root: Path) -> bool:
+    """Whether ``root`` holds any ``<remote_name>/wal`` directory."""
+    try:
+        return any((child / "wal").is_dir() for child in root.iterdir() if child.is_dir())
+    except OSError:
+        return False
+
+
+def orphan_roots(storage_path: str | Path, count: int) -> list[Path]:
+    """Queue roots that none of ``count`` workers owns (`worker_root`): the in-process root
+    first, then ``workers/<k>`` for k >= count (every k when count is 1) in numeric order."""
+    storage = Path(storage_path)
+    found: list[Path] = []
+    if count > 1 and _has_in_process_queue(storage):
+        found.append(storage)
+    first = 0 if count == 1 else count
+    try:
+        children = list((storage / WORKERS_DIR).iterdir())
+    except OSError:
+        children = []
+    extra = [
+        (int(child.name), child)
+        for child in children
+        if child.name.isdigit() and int(child.name) >= first and _has_queue(child)
+    ]
+    found.extend(path for _, path in sorted(extra))
+    return found
+
+
+def _has_in_process_queue(storage: Path) -> bool:
+    try:
+        return any(
+            (child / "wal").is_dir()
+            for child in storage.iterdir()
+            if child.is_dir() and child.name != WORKERS_DIR
+        )
+    except OSError:
+        return False
+
+
+def has_worker_queues(storage_path: str | Path) -> bool:
+    """Whether any scrape worker's queue is on disk (the in-process agent cannot read them)."""
+    try:
+        children = list((Path(storage_path) / WORKERS_DIR).iterdir())
+    except OSError:
+        return False
+    return any(child.name.isdigit() and _has_queue(child) for child in children)
+
+
+async def drain(
+    root: Path,
+    configs: Sequence[RemoteWriteConfig],
+    *,
+    make_writer: Callable[[RemoteWriteConfig, Path, CollectorRegistry], RemoteWriter],
+) -> None:
+    """Deliver every configured destination's queue under ``root``, then remove it.
+
+    Returns when all are delivered (or none is there). Cancelled earlier, each writer flushes
+    like any other and leaves the rest in its log for the next start.
+    """
+    names = {remote_name_of(config): config for config in configs}
+    todo = [names[name] for name in await asyncio.to_thread(_queues_in, root) if name in names]
+    if not todo:
+        return
+    async with asyncio.TaskGroup() as tg:
+        for config in todo:
+            tg.create_task(_drain_one(root, config, make_writer), name=f"drain {root}")
+    if root.parent.name == WORKERS_DIR:
+        await asyncio.to_thread(_remove_if_empty, root)
+
+
+def _queues_in(root: Path) -> list[str]:
+    try:
+        return sorted(c.name for c in root.iterdir() if (c / "wal").is_dir())
+    except OSError:
+        return []
+
+
+def _remove_if_empty(root: Path) -> None:
+    try:
+        root.rmdir()  # only when nothing else is left in it
+    except OSError:
+        pass
+
+
+async def _drain_one(
+    root: Path,
+    config: RemoteWriteConfig,
+    make_writer: Callable[[RemoteWriteConfig, Path, CollectorRegistry], RemoteWriter],
+) -> None:
+    # A registry of its own: the drain's queue gauges must not overwrite the live queue's.
+    writer = make_writer(config, root, CollectorRegistry(auto_describe=False))
+    task = asyncio.create_task(writer.run(), name=f"drain {writer.remote_name} {root}")
+    try:
+        await writer.delivery.opened.wait()
+        pending = writer.pending_samples
+        log.info(
+            "delivering the write-ahead queue %s left by another worker count (%d samples pending)",
+            writer.directory,
+            pending,
+        )
+        while writer.pending_samples > 0:
+            if task.done():
+                break
+            await asyncio.sleep(_POLL)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if writer.wal.pending_records == 0 and writer.pending_samples == 0:
+        await asyncio.to_thread(shutil.rmtree, root / writer.remote_name, ignore_errors=True)
+        log.info("queue %s delivered and removed", writer.directory)

@@ -1,0 +1,41 @@
+"""Which write-ahead queues a worker count owns, and which it drains (`workers.queues`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.workers.queues import has_worker_queues, orphan_roots, worker_root
+
+
+def queue(root: Path, name: str = "dest") -> Path:
+    (root / name / "wal").mkdir(parents=True)
+    return root
+
+
+def test_roots_by_worker_count(tmp_path: Path) -> None:
+    assert worker_root(tmp_path, 0, 1) == tmp_path  # one worker: the in-process layout
+    assert worker_root(tmp_path, 1, 3) == tmp_path / "workers" / "1"
+
+
+def test_in_process_queues_are_drained_by_workers(tmp_path: Path) -> None:
+    queue(tmp_path)
+    assert orphan_roots(tmp_path, 2) == [tmp_path]
+    assert orphan_roots(tmp_path, 1) == []
+    assert not has_worker_queues(tmp_path)
+
+
+def test_fewer_workers_drain_the_removed_workers_queues(tmp_path: Path) -> None:
+    for k in (0, 1, 2, 10):
+        queue(tmp_path / "workers" / str(k))
+    (tmp_path / "workers" / "3").mkdir()  # no queue in it: nothing to drain
+    (tmp_path / "workers" / "x").mkdir()
+    assert orphan_roots(tmp_path, 2) == [tmp_path / "workers" / "2", tmp_path / "workers" / "10"]
+    assert orphan_roots(tmp_path, 11) == []
+    assert has_worker_queues(tmp_path)
+    # Back to one process: its root is the in-process one, every worker root is an orphan.
+    assert orphan_roots(tmp_path, 1) == [tmp_path / "workers" / str(k) for k in (0, 1, 2, 10)]
+
+
+def test_nothing_on_disk(tmp_path: Path) -> None:
+    assert orphan_roots(tmp_path / "missing", 4) == []
+    assert not has_worker_queues(tmp_path / "missing")
