@@ -87,6 +87,11 @@ class Written:
     """At least one of the headers was there: only then can the counts be trusted (a 1.0
     receiver sends none, and a missing header otherwise means 0), as Prometheus reads them."""
 
+    @property
+    def all_samples(self) -> int:
+        """Float and histogram samples written (what a batch's sample count counts)."""
+        return self.samples + self.histograms
+
 
 def parse_written(headers: Mapping[str, str]) -> Written:
     """The written counts of a response; an empty or unparsable value counts as 0."""

@@ -176,7 +176,7 @@ class BatchSender:
                     refused = count
                     if v2 and isinstance(exc, RefusedWrite) and exc.written.confirmed:
                         # A 4xx partial write: what the receiver wrote is not lost.
-                        refused = max(count - exc.written.samples, 0)
+                        refused = max(count - exc.written.all_samples, 0)
                         m.samples.inc(count - refused)
                         m.partial_writes.inc()
                     m.failed.inc(refused)
@@ -206,7 +206,7 @@ class BatchSender:
             self._failures.succeeded()
             self._done(count, began, now)
             m.bytes.inc(len(wire))
-            if v2 and written.samples < count:
+            if v2 and written.all_samples < count:
                 self._partial(written, count, now)
             else:
                 m.samples.inc(count)
@@ -237,9 +237,9 @@ class BatchSender:
         """A 2xx whose headers count fewer samples than were sent: the rest are lost (logged
         at most once a minute: the counters tell the rest)."""
         m = self._m
-        missing = count - written.samples
+        missing = count - written.all_samples
         m.partial_writes.inc()
-        m.samples.inc(written.samples)
+        m.samples.inc(written.all_samples)
         m.failed.inc(missing)
         m.lost("partial_write", missing)
         if now - self._partial_logged_at < 60.0:
@@ -248,7 +248,7 @@ class BatchSender:
         log.warning(
             "remote_write %s: partial write: the receiver wrote %d of %d samples",
             m.remote_name,
-            written.samples,
+            written.all_samples,
             count,
         )
 

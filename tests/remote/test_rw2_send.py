@@ -13,6 +13,7 @@ import pytest
 
 from collector.config import MetadataConfig
 from collector.remote import prompb2
+from collector.remote.client import Written, parse_written
 from collector.remote.codec import decode_metadata, decode_request, decompress
 from collector.remote.codec2 import CONTENT_TYPE_V2, V2, decode_v2
 
@@ -269,3 +270,31 @@ async def test_restart_sends_the_logged_batches_as_2_0(
         [(4.0, T0 + 4)],
         [(9.0, T0 + 9)],
     ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, Written(0, 0, 0, confirmed=False)),
+        ({SAMPLES_WRITTEN: "7"}, Written(7, 0, 0, confirmed=True)),
+        (
+            {
+                SAMPLES_WRITTEN: "5",
+                "X-Prometheus-Remote-Write-Histograms-Written": "2",
+                "X-Prometheus-Remote-Write-Exemplars-Written": "1",
+            },
+            Written(5, 2, 1, confirmed=True),
+        ),
+        ({"X-Prometheus-Remote-Write-Exemplars-Written": "0"}, Written(0, 0, 0, confirmed=True)),
+        ({SAMPLES_WRITTEN: "many"}, Written(0, 0, 0, confirmed=True)),
+        ({SAMPLES_WRITTEN: ""}, Written(0, 0, 0, confirmed=False)),
+    ],
+)
+def test_written_headers_are_parsed_as_prometheus_does(
+    headers: dict[str, str], expected: Written
+) -> None:
+    """Any one header confirms a 2.0 receiver; a missing one then means 0, an unparsable one
+    counts 0 (Prometheus ``ParseWriteResponseStats``); histograms count as samples written."""
+    got = parse_written(headers)
+    assert got == expected
+    assert got.all_samples == expected.samples + expected.histograms
