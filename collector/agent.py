@@ -55,7 +55,7 @@ from collector.scrape.cardinality import cardinality_report_async, pool_status
 from collector.scrape.limits import LimitsCollector
 from collector.scrape.manager import ScrapeManager
 from collector.scrape.proxy import ProxyResolver
-from collector.storage.appender import Appendable, Fanout, Sample
+from collector.storage.appender import Appendable, Fanout, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 from collector.web.security import WebSecurity
@@ -500,9 +500,12 @@ class _Counted:
         self._inner = inner
         self._counter = counter
 
-    def commit(self, samples: Sequence[Sample]) -> None:
-        self._counter.inc(len(samples))
-        self._inner.commit(samples)
+    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+        self._counter.inc(len(samples) + len(histograms))
+        if histograms:
+            self._inner.commit(samples, histograms)
+        else:
+            self._inner.commit(samples)
 
 
 async def _run_forever(run: Callable[[], Any]) -> None:

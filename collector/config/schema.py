@@ -439,5 +439,5 @@ DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS: tuple[ScrapeProtocol, ...] = (
     "PrometheusProto",
     *DEFAULT_SCRAPE_PROTOCOLS,
 )
-"""The same with protobuf first: Prometheus's default when ``scrape_native_histograms`` is on.
-The loader never picks it: protobuf scraping and native histograms are refused (issue 12)."""
+"""The same with protobuf first: Prometheus's default when ``scrape_native_histograms`` is on
+and neither the job nor ``global`` lists protocols."""

@@ -27,6 +27,7 @@ from collector.config.discovery import (
 )
 from collector.config.http_client import HTTP_KEYS, HTTP_UNSUPPORTED, parse_http_client
 from collector.config.schema import (
+    DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS,
     DEFAULT_SCRAPE_PROTOCOLS,
     SCRAPE_PROTOCOL_MEDIA_TYPES,
     GlobalConfig,
@@ -75,15 +76,12 @@ _ESCAPING_SCHEMES = ("allow-utf-8", "underscores", "dots", "values")
 
 # Keys Prometheus knows whose non-default values collector does not implement (issue 12): a
 # value that loads must act, so these are refused, naming the key, rather than ignored. Each
-# maps to the reason the error gives. No parser ingests native histograms, so
-# "always keep the classic ones" is what happens anyway and cannot be asked for.
+# maps to the reason the error gives. Native histograms are scraped
+# (``scrape_native_histograms``, ``always_scrape_classic_histograms`` and the two
+# ``native_histogram_*`` limits act); custom-bucket conversion does not exist yet.
 _NOT_IMPLEMENTED = {
-    "scrape_native_histograms": "native histograms are not ingested (protobuf histograms are "
-    "scraped as classic ones)",
     "convert_classic_histograms_to_nhcb": "classic histograms are not converted to native "
     "histograms with custom buckets",
-    "always_scrape_classic_histograms": "it only acts when native histograms are scraped, "
-    "which collector does not do (classic histograms are always kept)",
 }
 _DEFAULT_GLOBAL = GlobalConfig()
 
@@ -147,15 +145,14 @@ def parse_global(top: Section) -> GlobalConfig:
         keep_dropped_targets=g.int_("keep_dropped_targets"),
         metric_name_validation_scheme=scheme or "utf8",
         metric_name_escaping_scheme=escaping,
-        scrape_native_histograms=_refused_true(g, "scrape_native_histograms") or False,
+        scrape_native_histograms=g.bool_("scrape_native_histograms", False),
         extra_scrape_metrics=g.bool_("extra_scrape_metrics", False),
         evaluation_interval=g.duration("evaluation_interval")
         or _DEFAULT_GLOBAL.evaluation_interval,
         convert_classic_histograms_to_nhcb=(
             _refused_true(g, "convert_classic_histograms_to_nhcb") or False
         ),
-        always_scrape_classic_histograms=_refused_true(g, "always_scrape_classic_histograms")
-        or False,
+        always_scrape_classic_histograms=g.bool_("always_scrape_classic_histograms", False),
     )
 
 
@@ -213,15 +210,17 @@ def parse_scrape_config(
     if timeout == 0 or timeout > interval:
         timeout = min(glob_cfg.scrape_timeout, interval)
 
-    native = _refused_true(s, "scrape_native_histograms")
+    native = s.opt_bool("scrape_native_histograms")
     native_histograms = glob_cfg.scrape_native_histograms if native is None else native
     job_for = f'for scrape config with job name "{job}"'
-    # Prometheus puts PrometheusProto first when native histograms are on; that is refused
-    # above, so the default list only asks for protobuf when it is configured.
+    # Prometheus puts PrometheusProto first when native histograms are on and no list is
+    # configured (reference §3.4).
     if "scrape_protocols" in s.raw:
         protocols = _scrape_protocols(s, "scrape_protocols", job_for)
     elif glob_cfg.scrape_protocols:
         protocols = glob_cfg.scrape_protocols
+    elif native_histograms:
+        protocols = DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS
     else:
         protocols = DEFAULT_SCRAPE_PROTOCOLS
     fallback: ScrapeProtocol | None = None
@@ -280,10 +279,8 @@ def parse_scrape_config(
         always_scrape_classic_histograms=_fallback_bool(
             s, "always_scrape_classic_histograms", glob_cfg
         ),
-        native_histogram_bucket_limit=_refused_nonzero(s, "native_histogram_bucket_limit"),
-        native_histogram_min_bucket_factor=_refused_nonzero(
-            s, "native_histogram_min_bucket_factor"
-        ),
+        native_histogram_bucket_limit=s.int_("native_histogram_bucket_limit"),
+        native_histogram_min_bucket_factor=s.float_("native_histogram_min_bucket_factor"),
         sample_limit_mode=sample_limit_mode,
         series_limit=series_limit,
         series_limit_window=series_window,
@@ -340,15 +337,6 @@ def _refused_true(s: Section, key: str) -> bool | None:
         s.unsupported(key, f"{_NOT_IMPLEMENTED[key]}; only false is accepted")
         return False
     return value
-
-
-def _refused_nonzero(s: Section, key: str) -> int:
-    """``native_histogram_*`` limits: they bound native histograms, which are not scraped, so
-    only 0 (Prometheus's default, "no limit") is accepted."""
-    value = s.float_(key)
-    if value:
-        s.unsupported(key, "native histograms are not scraped; only 0 is accepted")
-    return 0
 
 
 def _refuse_escaping(s: Section, escaping: str, derived: str, scheme: str) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "decode_metadata",
     "decode_request",
     "decompress",
+    "encode_histogram_series",
     "encode_labels",
     "encode_metadata_request",
     "encode_request",
@@ -186,6 +187,16 @@ def encode_timeseries(label_bytes: bytes, value: float, timestamp_ms: int) -> by
     """One ``TimeSeries`` with one sample, as a ``WriteRequest.timeseries`` field (slow path)."""
     sample = encode_sample(value, timestamp_ms)
     body = label_bytes + _TAG_2_LEN + _SMALL[len(sample)] + sample
+    return _TAG_1_LEN + varint(len(body)) + body
+
+
+def encode_histogram_series(label_bytes: bytes, histogram: bytes, timestamp_ms: int) -> bytes:
+    """One ``TimeSeries`` with one native histogram (field 4), as a ``WriteRequest.timeseries``
+    field: ``histogram`` is fields 1-14 of the ``Histogram`` (`collector.model.histogram.encode`),
+    the timestamp is added as field 15 (omitted when 0, as proto3 does)."""
+    if timestamp_ms:
+        histogram += b"\x78" + varint(timestamp_ms)
+    body = label_bytes + b"\x22" + varint(len(histogram)) + histogram
     return _TAG_1_LEN + varint(len(body)) + body
 
 

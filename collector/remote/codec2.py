@@ -256,10 +256,12 @@ class V2Transcoder:
             else:
                 split = 0
             series = cache.get(raw[pos:split]) if split else None
+            tail = b""
             if series is None:
                 if not split or _labels_end(raw, pos, split) != split:
                     split = _labels_end(raw, pos, end)
-                    _check_samples(raw, split, end)
+                    if _check_samples(raw, split, end):
+                        tail = _v2_histograms(raw, split, end)
                     series = cache.get(raw[pos:split])
                 if series is None:
                     key = raw[pos:split]
@@ -301,7 +303,7 @@ class V2Transcoder:
                 b"\x0a",
                 refs_len,
                 refs,
-                raw[split:end],
+                tail or raw[split:end],
                 meta_field,
             )
             count += 1
@@ -331,16 +333,36 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _check_samples(raw: bytes, pos: int, end: int) -> None:
-    """The fields after the labels must all be ``Sample`` fields (2): they are copied as they
-    are, and 1.0's field 3 (exemplars) is 2.0's histograms."""
+def _check_samples(raw: bytes, pos: int, end: int) -> bool:
+    """The fields after the labels must all be ``Sample`` (2) or ``Histogram`` (4) fields;
+    True when there is a histogram. Samples are copied as they are (1.0's field 3,
+    exemplars, would be 2.0's histograms: refused)."""
+    histograms = False
     while pos < end:
-        if raw[pos] != 0x12:
-            raise DecodeError(f"unexpected TimeSeries field tag {raw[pos]:#x} after the labels")
+        tag = raw[pos]
+        if tag == 0x22:
+            histograms = True
+        elif tag != 0x12:
+            raise DecodeError(f"unexpected TimeSeries field tag {tag:#x} after the labels")
         length, pos = _read_varint(raw, pos + 1)
         pos += length
     if pos != end:
         raise DecodeError("Sample field runs past its TimeSeries")
+    return histograms
+
+
+def _v2_histograms(raw: bytes, pos: int, end: int) -> bytes:
+    """The fields after the labels with each 1.0 ``histograms`` field (4) retagged as 2.0's
+    (3): the ``Histogram`` messages share field numbers 1-16 (reference §2), so their bytes
+    are kept."""
+    out = bytearray(raw[pos:end])
+    at = 0
+    while at < len(out):
+        if out[at] == 0x22:
+            out[at] = 0x1A
+        length, after = _read_varint(raw, pos + at + 1)
+        at = after - pos + length
+    return bytes(out)
 
 
 def _labels_end(raw: bytes, pos: int, end: int) -> int:

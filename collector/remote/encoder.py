@@ -21,6 +21,14 @@ it as the separator (`collector.remote.codec.fast_prefixes` explains the byte la
         ▼
     on_sealed(body=snappy(WriteRequest), count, max_ts, shard)
 
+Native histograms (`commit_histograms`, rare) arrive as their ``Histogram`` bytes, built once at
+append time; each becomes a whole ``TimeSeries`` (labels, histogram, its timestamp field 15)
+added to the open batch of the series' shard, so the write-ahead log and the send path carry
+them unchanged. A series that was sent as histograms keeps an entry whose ``append`` goes to a
+per-shard histogram run: a float sample of it (in practice its staleness marker, which the
+scrape cache writes as the float StaleNaN) is sent as a histogram staleness marker (``sum`` the
+StaleNaN, reference §4) when its timestamp's run is flushed, with no test on the float path.
+
 A series always lands in the same shard while the shard count stays the same; the owner changes
 it (`set_shards`) only after sealing everything, and the delivery queue keeps the batches of the
 two layouts apart (epochs), so per-series order holds.
@@ -34,15 +42,18 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
+from collector.model.histogram import stale_marker
 from collector.model.labels import Labels, from_dict
+from collector.model.value import is_stale
 from collector.remote.codec import (
     compress,
+    encode_histogram_series,
     encode_labels,
     encode_timeseries,
     fast_prefixes,
     timestamp_field,
 )
-from collector.storage.appender import Sample
+from collector.storage.appender import HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["BatchEncoder", "CommitCounts", "SeriesEntry"]
@@ -52,7 +63,12 @@ _FAST_TS_LEN = 7
 i.e. years 2109 back to 2001)."""
 
 _pack = struct.Struct("<d").pack
+_unpack = struct.Struct("<d").unpack
 _NAN = float("nan")
+_INT_KIND = b"\x00"
+_FLOAT_KIND = b"\x01"
+"""First byte of a histogram series' ``value_prefix`` (a float series' is always 0x0a): its
+histograms' form, integer or float, which its staleness marker takes."""
 
 Relabel = Callable[[dict[str, str]], dict[str, str] | None]
 SealedSink = Callable[[bytes, int, int, int], None]
@@ -114,6 +130,8 @@ class BatchEncoder:
         self._clock = clock
         self._cache: dict[int, SeriesEntry] = {}
         self._discard: list[bytes] = []
+        self._hist_refs: set[int] = set()
+        """Refs whose series were sent as histograms (their entries append to `_hist_runs`)."""
         self.set_shards(num_shards)
 
     # ------------------------------------------------------------------ layout
@@ -135,9 +153,14 @@ class BatchEncoder:
         self._runs: list[list[bytes]] = [[] for _ in range(n)]
         appends: list[Callable[[bytes], None]] = [run.append for run in self._runs]
         self._run_appends = appends
+        self._hist_runs: list[list[bytes]] = [[] for _ in range(n)]
+        self._hist_appends: list[Callable[[bytes], None]] = [r.append for r in self._hist_runs]
         discard = self._discard.append
+        hist = self._hist_refs
         for ref, entry in self._cache.items():
-            if entry.append != discard:
+            if ref in hist:
+                entry.append = self._hist_appends[ref % n]
+            elif entry.append != discard:
                 entry.append = appends[ref % n]
 
     @property
@@ -194,6 +217,12 @@ class BatchEncoder:
             if run:
                 self._add_run(shard, run, ts_field, ts, now)
                 run.clear()  # the same list: `_run_appends` holds its bound append
+        if self._hist_refs:
+            for shard, run in enumerate(self._hist_runs):
+                if run:
+                    for item in run:
+                        self._add_whole(shard, _histogram_series_float(item, ts), ts, now)
+                    run.clear()
 
     def _add_run(self, shard: int, run: list[bytes], ts_field: bytes, ts: int, now: float) -> None:
         """Append a run to a shard's open batch, sealing each time it reaches the batch size."""
@@ -222,15 +251,58 @@ class BatchEncoder:
         if entry.append == self._discard.append:
             self._discard.append(b"")
             return
+        if entry.value_prefix[:1] in (_INT_KIND, _FLOAT_KIND):  # a histogram series
+            series = _histogram_series_float(entry.value_prefix + _pack(value), ts)
+        else:
+            series = encode_timeseries(_label_bytes(entry.value_prefix), value, ts)
+        self._add_whole(shard, series, ts, now)
+
+    def _add_whole(self, shard: int, series: bytes, ts: int, now: float) -> None:
+        """Append one whole ``TimeSeries`` field to a shard's open batch (sealing when full)."""
         count = self._open_count[shard]
         if not count:
             self.open_since[shard] = now
         if ts > self._open_max_ts[shard]:
             self._open_max_ts[shard] = ts
-        self._open[shard].append(encode_timeseries(_label_bytes(entry.value_prefix), value, ts))
+        self._open[shard].append(series)
         self._open_count[shard] = count + 1
         if count + 1 >= self._max_per_send:
             self.seal(shard)
+
+    # ------------------------------------------------------------------ native histograms
+
+    def commit_histograms(self, histograms: Sequence[HistogramSample]) -> CommitCounts:
+        """Add one scrape's native histograms to the open batches (after its float samples,
+        `commit`): one ``TimeSeries`` each, in the series' shard."""
+        counts = CommitCounts()
+        cache = self._cache
+        now = self._clock()
+        discard = self._discard.append
+        hist = self._hist_refs
+        n = self._num_shards
+        for ref, body, ts in histograms:
+            entry = cache.get(ref)
+            if entry is None:
+                entry = self._resolve(ref)
+                if entry is None:
+                    counts.unknown += 1
+                    continue
+            if entry.append == discard:
+                counts.dropped_series += 1
+                continue
+            kind = _FLOAT_KIND if body[:1] == b"\x11" else _INT_KIND  # count_float first
+            if ref not in hist or entry.value_prefix[:1] != kind:
+                labels = entry.value_prefix[1:] if ref in hist else _label_bytes(entry.value_prefix)
+                entry.value_prefix = kind + labels
+                entry.zero_series = kind + labels + _pack(0.0)
+                entry.value = _NAN
+                entry.append = self._hist_appends[ref % n]
+                hist.add(ref)
+            if ts > counts.highest_ts:
+                counts.highest_ts = ts
+            series = encode_histogram_series(entry.value_prefix[1:], body, ts)
+            self._add_whole(ref % n, series, ts, now)
+        return counts
 
     def _resolve(self, ref: int) -> SeriesEntry | None:
         """Encode a series for this destination once: external labels, write relabel, bytes.
@@ -263,8 +335,10 @@ class BatchEncoder:
     def forget(self, refs: Iterable[int]) -> None:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
         cache = self._cache
+        hist = self._hist_refs
         for ref in refs:
             cache.pop(ref, None)
+            hist.discard(ref)
 
     # ------------------------------------------------------------------ sealing
 
@@ -297,6 +371,17 @@ class BatchEncoder:
             elif due is None or since + deadline < due:
                 due = since + deadline
         return due
+
+
+def _histogram_series_float(item: bytes, ts: int) -> bytes:
+    """A float sample of a histogram series (``kind + label bytes + packed value``): its
+    staleness marker becomes a histogram one; any other value is sent as a float sample."""
+    labels = item[1:-8]
+    value = _unpack(item[-8:])[0]
+    if is_stale(value):
+        marker = stale_marker(is_float=item[:1] == _FLOAT_KIND)
+        return encode_histogram_series(labels, marker, ts)
+    return encode_timeseries(labels, value, ts)
 
 
 def _label_bytes(value_prefix: bytes) -> bytes:

@@ -95,6 +95,14 @@ class AppendOptions:
     label_value_length_limit: int = 0
     legacy_names: bool = False
     """``metric_name_validation_scheme: legacy``."""
+    native_histograms: bool = False
+    """``scrape_native_histograms``: protobuf native histograms ingested as such."""
+    classic_histograms: bool = False
+    """``always_scrape_classic_histograms``: their classic series as well."""
+    bucket_limit: int = 0
+    """``native_histogram_bucket_limit`` (0: none)."""
+    max_schema: int = 8
+    """The schema ``native_histogram_min_bucket_factor`` allows (8: no reduction)."""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -30,18 +30,21 @@ from collector.config import ScrapeConfig, ScrapeProtocol
 from collector.errors import ParseError, ScrapeBodyTooLarge, ScrapeError
 from collector.model import textparse
 from collector.model.duration import format_duration
+from collector.model.histogram import pick_schema
 from collector.model.labels import METRIC_NAME, Labels
 from collector.model.textparse import protobuf
+from collector.model.textparse.protoexposition import NativeSample
 from collector.model.value import STALE_NAN
 from collector.scrape.cache import AppendOptions, AppendResult, Exposition, ScrapeCache
 from collector.scrape.cardinality import Churn
+from collector.scrape.histograms import BucketLimitError, append_histograms
 from collector.scrape.limits import TargetLimits
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.schedule import Ticker, TimestampAligner, first_delay
 from collector.scrape.scraper import Scraper, ScrapeResponse, parser_for
 from collector.scrape.stream import append_stream, read_all
 from collector.scrape.target import RelabelProcessor, Target
-from collector.storage.appender import Appendable, Sample
+from collector.storage.appender import Appendable, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = [
@@ -105,6 +108,10 @@ def append_options(
         label_name_length_limit=cfg.label_name_length_limit,
         label_value_length_limit=cfg.label_value_length_limit,
         legacy_names=cfg.metric_name_validation_scheme == "legacy",
+        native_histograms=cfg.scrape_native_histograms,
+        classic_histograms=cfg.always_scrape_classic_histograms,
+        bucket_limit=cfg.native_histogram_bucket_limit,
+        max_schema=pick_schema(cfg.native_histogram_min_bucket_factor),
     )
 
 
@@ -135,7 +142,12 @@ class ScrapeLoop:
         self._seed = offset_seed
         self._wall_ns = wall_ns
         self._parse: ParseFn = parse if parse is not None else textparse.IncrementalParser().parse
-        self._parse_protobuf = protobuf.ProtobufParser().parse
+        self._parse_protobuf = protobuf.ProtobufParser(
+            native=settings.options.native_histograms,
+            classic=settings.options.classic_histograms,
+        ).parse
+        self._histograms: list[HistogramSample] = []
+        """This scrape's native histograms (`collector.scrape.histograms`), usually none."""
         self.forced_error = ""
         """Set by the pool (``target_limit exceeded ...``): ticks report ``up 0``, no HTTP."""
         self._ticker: Ticker | None = None
@@ -238,6 +250,8 @@ class ScrapeLoop:
 
         cache = self.cache
         batch: list[Sample] = []
+        histograms: list[HistogramSample] = []
+        self._histograms = histograms
         result = AppendResult()
         body_size = 0
         error: BaseException | None = None
@@ -269,6 +283,7 @@ class ScrapeLoop:
         else:
             cache.rollback()
             batch.clear()
+            histograms.clear()
             cache.stale_markers(ts_ms, batch)
             if not isinstance(error, ScrapeBodyTooLarge):
                 body_size = body_size if non_empty else 0
@@ -276,7 +291,10 @@ class ScrapeLoop:
         self._report(
             batch, ts_ms, up=error is None, duration=duration, result=result, size=body_size
         )
-        self._appendable.commit(batch)
+        if histograms:
+            self._appendable.commit(batch, histograms)
+        else:
+            self._appendable.commit(batch)
         if cache.iter_done(flush=error is None and non_empty):
             self._metrics.cache_flush_forced.inc()
         self.churn.record(added=result.series_added, removed=cache.evicted)
@@ -305,7 +323,20 @@ class ScrapeLoop:
             if partial is None:
                 raise
             exp, parse_error = partial, exc
-        result = self.cache.append(exp, now_ms=ts_ms, options=self.settings.options, batch=batch)
+        options = self.settings.options
+        result = self.cache.append(exp, now_ms=ts_ms, options=options, batch=batch)
+        natives: list[NativeSample] | None = getattr(exp, "histograms", None)
+        if natives:
+            append_histograms(
+                self.cache,
+                natives,
+                now_ms=ts_ms,
+                options=options,
+                out=self._histograms,
+                result=result,
+            )
+            if isinstance(result.error, BucketLimitError):
+                self._metrics.exceeded_bucket_limit.inc()
         error = self._account(result, parse_error)
         if error is None:
             self.cache.metadata_from(exp)

@@ -119,6 +119,11 @@ class ScrapeMetrics:
             "Total number of scrapes that hit the sample limit and were rejected.",
             registry=r,
         )
+        self.exceeded_bucket_limit = Counter(
+            p + "scrapes_exceeded_native_histogram_bucket_limit_total",
+            "Total number of scrapes that hit the native histogram bucket limit and were rejected.",
+            registry=r,
+        )
         self.sample_duplicate = Counter(
             p + "scrapes_sample_duplicate_timestamp_total",
             "Total number of samples rejected due to duplicate timestamps but different values.",

@@ -5,6 +5,12 @@ A scrape loop builds a list of ``(ref, value, timestamp_ms)`` samples (refs from
 failed scrape is rolled back by simply not committing (spec §4.7). ``commit`` never blocks and
 never drops: a remote writer whose memory queue is full spills to its disk queue.
 
+Native histograms travel apart, as a second and usually empty list of `HistogramSample`
+(``histograms=``), so the float samples stay plain 3-tuples; a destination that takes no
+histograms needs no change, since ``histograms`` is only passed when there are some. A
+histogram series' staleness marker is an ordinary float sample (``STALE_NAN``); the remote
+writer turns it into a histogram marker for series it has sent histograms of.
+
 Prometheus counterpart: ``storage.Appender`` (``Append`` ... ``Commit``/``Rollback``).
 """
 
@@ -13,17 +19,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Appendable", "Fanout", "Sample"]
+__all__ = ["Appendable", "Fanout", "HistogramSample", "Sample"]
 
 Sample = tuple[int, float, int]
 """``(series ref, value, timestamp in ms)``; staleness markers are ``value.STALE_NAN``."""
+
+HistogramSample = tuple[int, bytes, int]
+"""``(series ref, remote-write Histogram fields 1-14, timestamp in ms)``: the histogram
+encoded once at append time (`collector.model.histogram.encode`)."""
 
 
 class Appendable(Protocol):
     """Where committed samples go: each remote writer, or a test's memory recorder."""
 
-    def commit(self, samples: Sequence[Sample]) -> None:
-        """Take one scrape's samples, in scrape order. Must not block and must not raise."""
+    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+        """Take one scrape's samples, in scrape order, and its native histograms (passed
+        only when there are some). Must not block and must not raise."""
         ...
 
 
@@ -35,7 +46,10 @@ class Fanout:
     def __init__(self, destinations: Sequence[Appendable] = ()) -> None:
         self.destinations: list[Appendable] = list(destinations)
 
-    def commit(self, samples: Sequence[Sample]) -> None:
+    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
         """Hand the same samples to every destination."""
         for destination in self.destinations:
-            destination.commit(samples)
+            if histograms:
+                destination.commit(samples, histograms)
+            else:
+                destination.commit(samples)

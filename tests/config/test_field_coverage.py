@@ -51,6 +51,27 @@ COVERED: Mapping[str, tuple[str, ...]] = {
         "tests/remote/test_writer.py::test_external_labels_and_write_relabel",
     ),
     "GlobalConfig.scrape_protocols": (_valid("protocols-from-global"),),
+    "GlobalConfig.scrape_native_histograms": (
+        "tests/scrape/test_native_histograms.py::test_native_histograms_put_protobuf_first",
+    ),
+    "GlobalConfig.always_scrape_classic_histograms": (
+        "tests/scrape/test_native_histograms.py::test_native_histograms_put_protobuf_first",
+    ),
+    "ScrapeConfig.scrape_native_histograms": (
+        "tests/scrape/test_native_histograms.py::test_loop_commits_one_histogram_series_and_marks_it_stale",
+    ),
+    "ScrapeConfig.always_scrape_classic_histograms": (
+        "tests/scrape/test_native_histograms.py::test_loop_keeps_classic_series_when_asked",
+    ),
+    "ScrapeConfig.native_histogram_bucket_limit": (
+        "tests/scrape/test_native_histograms.py::test_bucket_limit_reduces_then_fails_the_scrape",
+    ),
+    "ScrapeConfig.native_histogram_min_bucket_factor": (
+        "tests/scrape/test_native_histograms.py::test_min_bucket_factor_lowers_the_schema",
+    ),
+    "RemoteWriteConfig.send_native_histograms": (
+        "tests/remote/test_histogram_send.py::test_histograms_sent_only_when_asked",
+    ),
     "GlobalConfig.body_size_limit": (_valid("limits-from-global"),),
     "GlobalConfig.sample_limit": (_valid("limits-from-global"),),
     "GlobalConfig.target_limit": (_valid("limits-from-global"),),
@@ -279,19 +300,10 @@ REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
     "GlobalConfig.metric_name_escaping_scheme": (
         ("global: {metric_name_escaping_scheme: dots}", "global.metric_name_escaping_scheme"),
     ),
-    "GlobalConfig.scrape_native_histograms": (
-        ("global: {scrape_native_histograms: true}", "global.scrape_native_histograms"),
-    ),
     "GlobalConfig.convert_classic_histograms_to_nhcb": (
         (
             "global: {convert_classic_histograms_to_nhcb: true}",
             "global.convert_classic_histograms_to_nhcb",
-        ),
-    ),
-    "GlobalConfig.always_scrape_classic_histograms": (
-        (
-            "global: {always_scrape_classic_histograms: true}",
-            "global.always_scrape_classic_histograms",
         ),
     ),
     "ScrapeConfig.metric_name_escaping_scheme": (
@@ -300,38 +312,14 @@ REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
             "scrape_configs[0].metric_name_escaping_scheme",
         ),
     ),
-    "ScrapeConfig.scrape_native_histograms": (
-        (_job("scrape_native_histograms: true"), "scrape_configs[0].scrape_native_histograms"),
-    ),
     "ScrapeConfig.convert_classic_histograms_to_nhcb": (
         (
             _job("convert_classic_histograms_to_nhcb: true"),
             "scrape_configs[0].convert_classic_histograms_to_nhcb",
         ),
     ),
-    "ScrapeConfig.always_scrape_classic_histograms": (
-        (
-            _job("always_scrape_classic_histograms: true"),
-            "scrape_configs[0].always_scrape_classic_histograms",
-        ),
-    ),
-    "ScrapeConfig.native_histogram_bucket_limit": (
-        (
-            _job("native_histogram_bucket_limit: 160"),
-            "scrape_configs[0].native_histogram_bucket_limit",
-        ),
-    ),
-    "ScrapeConfig.native_histogram_min_bucket_factor": (
-        (
-            _job("native_histogram_min_bucket_factor: 1.1"),
-            "scrape_configs[0].native_histogram_min_bucket_factor",
-        ),
-    ),
     "RemoteWriteConfig.send_exemplars": (
         (_rw("send_exemplars: true"), "remote_write[0].send_exemplars"),
-    ),
-    "RemoteWriteConfig.send_native_histograms": (
-        (_rw("send_native_histograms: true"), "remote_write[0].send_native_histograms"),
     ),
     "RemoteWriteConfig.round_robin_dns": (
         (_rw("round_robin_dns: true"), "remote_write[0].round_robin_dns"),

@@ -44,9 +44,9 @@ def test_check_config_accepts_remote_write_2(
 
 def test_every_refusal_of_a_file_is_reported() -> None:
     """The issue's config, protobuf first and remote write 2.0, gives one problem per refused
-    key (protobuf scraping and remote write 2.0 load)."""
+    key (protobuf scraping, native histograms and remote write 2.0 load)."""
     text = (
-        "global: {scrape_native_histograms: true}\n"
+        "global: {scrape_native_histograms: true, convert_classic_histograms_to_nhcb: true}\n"
         "scrape_configs:\n"
         "  - job_name: a\n"
         "    scrape_protocols: [PrometheusProto, PrometheusText0.0.4]\n"
@@ -59,7 +59,7 @@ def test_every_refusal_of_a_file_is_reported() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(text, base_dir="/cfg", env={}, file="c.yml")
     assert [(p.line, p.path) for p in info.value.problems] == [
-        (1, "global.scrape_native_histograms"),
+        (1, "global.convert_classic_histograms_to_nhcb"),
         (9, "remote_write[0].send_exemplars"),
     ]
     assert all("is not supported by collector: " in p.message for p in info.value.problems)
@@ -96,7 +96,7 @@ def test_prometheus_defaults_spelled_out_still_load() -> None:
 
 def test_a_loaded_job_asks_for_protobuf_only_when_configured() -> None:
     """By default the Accept header has no protobuf media type (native histograms, which
-    would put it first, are refused); a job that lists PrometheusProto asks for it."""
+    put it first, are off); a job that lists PrometheusProto asks for it."""
     config = load_config_text(
         "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_native_histograms: false\n"
         "  - job_name: c\n    scrape_protocols: [PrometheusProto]\n"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from collector.model.labels import Labels
 from collector.model.value import float_bits, is_stale
-from collector.storage.appender import Sample
+from collector.storage.appender import HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["MemoryAppender", "Resolved"]
@@ -24,8 +24,10 @@ class MemoryAppender:
     def __init__(self, registry: SeriesRegistry) -> None:
         self.registry = registry
         self.commits: list[list[Resolved]] = []
+        self.histograms: list[list[tuple[Labels, bytes, int]]] = []
+        """Per commit, its native histograms (labels, Histogram bytes, ts)."""
 
-    def commit(self, samples: Sequence[Sample]) -> None:
+    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
         """Record one transaction (refs resolved now, since they may be released later)."""
         resolved: list[Resolved] = []
         for ref, value, ts in samples:
@@ -33,6 +35,12 @@ class MemoryAppender:
             assert labels is not None, f"committed a released ref {ref}"
             resolved.append((labels, value, ts))
         self.commits.append(resolved)
+        hists: list[tuple[Labels, bytes, int]] = []
+        for ref, body, ts in histograms:
+            labels = self.registry.labels(ref)
+            assert labels is not None, f"committed a released ref {ref}"
+            hists.append((labels, body, ts))
+        self.histograms.append(hists)
 
     @property
     def last(self) -> list[Resolved]:

@@ -65,6 +65,7 @@ from collector.model.textparse.protoexposition import (
     ProtoExposition,
     metadata_of,
 )
+from collector.model.textparse.protonative import histogram as native_histogram
 from collector.model.textparse.protowire import (
     FAMILY_FIELDS,
     METRIC_FIELDS,
@@ -86,23 +87,28 @@ _SUBMESSAGE_TAGS = frozenset((0x12, 0x1A, 0x22, 0x2A, 0x3A))
 _COUNTER, _SUMMARY, _HISTOGRAM = 0, 2, 4
 
 
-def parse(body: bytes) -> ProtoExposition:
-    """Decode a delimited ``MetricFamily`` body; raises `ProtobufError` with ``partial``."""
-    return _decode(body, _Memory(), _Memory())
+def parse(body: bytes, *, native: bool = False, classic: bool = False) -> ProtoExposition:
+    """Decode a delimited ``MetricFamily`` body; raises `ProtobufError` with ``partial``.
+
+    ``native``: ingest native histograms (`collector.model.textparse.protonative`);
+    ``classic``: and keep their classic series too (``always_scrape_classic_histograms``)."""
+    return _decode(body, _Memory(), _Memory(), native=native, classic=classic)
 
 
 class ProtobufParser:
     """`parse` for one target's successive bodies, remembering their structure."""
 
-    __slots__ = ("_memory",)
+    __slots__ = ("_classic", "_memory", "_native")
 
-    def __init__(self) -> None:
+    def __init__(self, *, native: bool = False, classic: bool = False) -> None:
         self._memory = _Memory()
+        self._native = native
+        self._classic = classic
 
     def parse(self, body: bytes) -> ProtoExposition:
         """`parse` (same result and errors), fast when only values or nothing changed."""
         memory = _Memory()
-        exp = _decode(body, self._memory, memory)
+        exp = _decode(body, self._memory, memory, native=self._native, classic=self._classic)
         self._memory = memory
         return exp
 
@@ -149,8 +155,10 @@ class _Layout:
         self.region: list[bytes] = []
 
 
-def _decode(body: bytes, prev: _Memory, memory: _Memory) -> ProtoExposition:
-    out = Out()
+def _decode(
+    body: bytes, prev: _Memory, memory: _Memory, *, native: bool, classic: bool
+) -> ProtoExposition:
+    out = Out(classic=classic)
     pos = 0
     end = len(body)
     layouts = prev.layouts
@@ -188,7 +196,7 @@ def _decode(body: bytes, prev: _Memory, memory: _Memory) -> ProtoExposition:
                     layouts_now.append(layout)
                     pos = stop
                     continue
-            layouts_now.append(_family(body, start, stop, out, prev.regions, regions))
+            layouts_now.append(_family(body, start, stop, out, prev.regions, regions, native))
             pos = stop
     except Bad as exc:
         out.rollback()
@@ -221,6 +229,7 @@ def _family(
     out: Out,
     hints: dict[bytes, list[bytes]],
     regions: dict[bytes, list[bytes]],
+    native: bool = False,
 ) -> _Layout | None:
     """Decode one ``MetricFamily`` in ``buf[pos:end]`` into ``out``; its metrics' label
     bytes go to ``regions`` (``hints``: the previous body's). Returns its `_Layout` if it
@@ -262,13 +271,19 @@ def _family(
     region: list[bytes] = []
     regions[name] = region
     if mtype == _SUMMARY:
-        prefixes = (name + b"_count" + KEY_SEP, name + b"_sum" + KEY_SEP, name + KEY_SEP)
+        prefixes: tuple[bytes, ...] = (
+            name + b"_count" + KEY_SEP,
+            name + b"_sum" + KEY_SEP,
+            name + KEY_SEP,
+        )
     elif mtype >= _HISTOGRAM:
         prefixes = (
             name + b"_count" + KEY_SEP,
             name + b"_sum" + KEY_SEP,
             name + b"_bucket" + KEY_SEP,
+            name + KEY_SEP,  # a native histogram's series
         )
+        out.gauge = mtype == _HISTOGRAM + 1
     else:
         first = len(out.keys)
         offsets = _simple_metrics(buf, metrics, out, mtype, name + KEY_SEP, hint, region)
@@ -277,7 +292,7 @@ def _family(
         layout = _Layout(buf, begin, end, offsets, out, first)
         layout.region = region
         return layout
-    emit = summary if mtype == _SUMMARY else histogram
+    emit = summary if mtype == _SUMMARY else native_histogram if native else histogram
     want = _VALUE_TAG[mtype]
     for i in range(0, len(metrics), 2):
         out.mark = len(out.keys)
@@ -478,9 +493,13 @@ def _metric(
     else:
         labels = buf[lab_start:lab_end] if lab_start >= 0 else b""
     first = len(out.keys)
+    natives = len(out.histograms)
     emit(buf, subs, labels, prefixes, out)
     if ts:
         out.stamp(first, ts)
+        if len(out.histograms) > natives:
+            key, h, _ = out.histograms[-1]
+            out.histograms[-1] = (key, h, ts - (1 << 64) if ts >= 1 << 63 else ts)
     return labels if pieces is None and lab_start == begin else b""
 
 

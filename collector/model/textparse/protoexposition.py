@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 
+from collector.model.histogram import NativeHistogram
 from collector.model.textparse.exposition import (
     Columns,
     Exemplar,
@@ -38,6 +39,7 @@ from collector.model.textparse.exposition import (
 
 __all__ = [
     "KEY_SEP",
+    "NativeSample",
     "ProtoExposition",
     "ProtobufError",
     "key_labels",
@@ -71,10 +73,18 @@ class ProtobufError(ExpositionError):
         self.family = family
 
 
-class ProtoExposition(Exposition):
-    """The `Exposition` of a protobuf body; labels come from the wire bytes in the keys."""
+NativeSample = tuple[bytes, NativeHistogram, int | None]
+"""A native histogram of a body: its series key (the family name, no suffix), the histogram,
+its explicit timestamp in ms or None."""
 
-    __slots__ = ()
+
+class ProtoExposition(Exposition):
+    """The `Exposition` of a protobuf body; labels come from the wire bytes in the keys.
+
+    ``histograms``: the native histograms, apart from the float columns (empty unless the
+    parser ingests native histograms)."""
+
+    __slots__ = ("histograms",)
 
     def __init__(
         self,
@@ -82,11 +92,13 @@ class ProtoExposition(Exposition):
         columns: Columns,
         exemplars: dict[int, Exemplar],
         metadata: dict[str, Metadata],
+        histograms: list[NativeSample] | None = None,
     ) -> None:
         super().__init__(
             openmetrics=False, columns=columns, exemplars=exemplars, meta_rows=[], segments=[]
         )
         self._shape.meta = metadata
+        self.histograms: list[NativeSample] = [] if histograms is None else histograms
 
     def __repr__(self) -> str:
         return f"<ProtoExposition samples={len(self.columns()[0])}>"

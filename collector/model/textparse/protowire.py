@@ -16,7 +16,7 @@ import struct
 from collections.abc import Mapping
 
 from collector.model.textparse.exposition import Exemplar, Metadata
-from collector.model.textparse.protoexposition import ProtoExposition
+from collector.model.textparse.protoexposition import NativeSample, ProtoExposition
 
 __all__ = [
     "BUCKET_FIELDS",
@@ -71,9 +71,20 @@ class Bad(Exception):
 class Out:
     """The columns being built, and where the current metric started (for rollback)."""
 
-    __slots__ = ("exemplars", "family", "keys", "mark", "metadata", "stamps", "values")
+    __slots__ = (
+        "classic",
+        "exemplars",
+        "family",
+        "gauge",
+        "histograms",
+        "keys",
+        "mark",
+        "metadata",
+        "stamps",
+        "values",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, classic: bool = False) -> None:
         self.keys: list[bytes] = []
         self.values: list[float] = []
         self.stamps: list[int | None] | None = None
@@ -84,6 +95,13 @@ class Out:
         """Samples before the metric being decoded."""
         self.family = ""
         """Name of the family being decoded (set once its name was checked)."""
+        self.histograms: list[NativeSample] = []
+        """Native histograms (only with ``native=True``), appended whole after their metric
+        decoded: a failing metric never left one here."""
+        self.classic = classic
+        """``always_scrape_classic_histograms``: a native histogram's classic series too."""
+        self.gauge = False
+        """The family being decoded is a GAUGE_HISTOGRAM."""
 
     def stamp(self, first: int, ts: int) -> None:
         """Give the samples from index ``first`` on the timestamp ``ts`` (a uint64 read)."""
@@ -115,6 +133,7 @@ class Out:
             columns=(self.keys, self.values, stamps),
             exemplars=self.exemplars,
             metadata=self.metadata,
+            histograms=self.histograms,
         )
 
 

@@ -1,0 +1,217 @@
+"""Native histograms over remote write: the 1.0 ``TimeSeries.histograms`` field checked field
+by field by decoding with `collector.remote.prompb` (a descriptor written here from reference
+§2), histogram staleness markers, ``send_native_histograms``, the write-ahead log across a
+restart, and the 2.0 transcoding (``TimeSeries.histograms`` is field 3 there)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from collector.model.histogram import NativeHistogram, encode
+from collector.model.value import STALE_NAN, STALE_NAN_BITS, float_bits
+from collector.remote import prompb, prompb2
+from collector.remote.codec import decompress
+from collector.remote.codec2 import V2Transcoder
+from collector.remote.encoder import BatchEncoder
+from collector.storage.series import SeriesRegistry
+
+T0 = 1_700_000_000_000
+
+pytestmark = pytest.mark.looptime
+
+HIST = (("__name__", "rpc_seconds"), ("job", "j"))
+UP = (("__name__", "up"), ("job", "j"))
+
+
+def integer() -> NativeHistogram:
+    return NativeHistogram(
+        schema=1,
+        count=12,
+        total=33.5,
+        zero_threshold=0.001,
+        zero_count=2,
+        pos_index=[-1, 0, 5],
+        pos_count=[1, 3, 3],
+        neg_index=[0],
+        neg_count=[1],
+    )
+
+
+def floating() -> NativeHistogram:
+    return NativeHistogram(
+        schema=0, count=7.5, total=3.0, zero_count=0.5, pos_index=[0, 2], pos_count=[3.5, 3.5],
+        is_float=True, gauge=True,
+    )  # fmt: skip
+
+
+def request(raw: bytes) -> Any:
+    message = prompb.WriteRequest()
+    message.ParseFromString(raw)
+    return message
+
+
+def labels_of(series: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((label.name, label.value) for label in series.labels)
+
+
+class Sealed:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def __call__(self, body: bytes, count: int, max_ts: int, shard: int) -> None:
+        self.bodies.append(decompress(body))
+
+
+def encoder(registry: SeriesRegistry, sink: Sealed, shards: int = 2) -> BatchEncoder:
+    return BatchEncoder(
+        series=registry,
+        external_labels=(("cluster", "c1"),),
+        relabel=None,
+        max_samples_per_send=100,
+        num_shards=shards,
+        on_sealed=sink,
+        clock=lambda: 0.0,
+    )
+
+
+@pytest.mark.parametrize("ts", [T0, 5])  # 5: a timestamp off the encoder's fast layout
+def test_histogram_series_field_by_field(ts: int) -> None:
+    registry = SeriesRegistry()
+    sink = Sealed()
+    enc = encoder(registry, sink)
+    up, rpc, load = (registry.acquire(x) for x in (UP, HIST, (("__name__", "load"),)))
+    enc.commit([(up, 1.0, ts)])
+    enc.commit_histograms([(rpc, encode(integer()), ts), (load, encode(floating()), ts)])
+    enc.seal_all()
+    series = [s for body in sink.bodies for s in request(body).timeseries]
+    by_name = {dict(labels_of(s))["__name__"]: s for s in series}
+    assert set(by_name) == {"up", "rpc_seconds", "load"}
+    rpc_series = by_name["rpc_seconds"]
+    assert labels_of(rpc_series) == (("__name__", "rpc_seconds"), ("cluster", "c1"), ("job", "j"))
+    assert not rpc_series.samples
+    (h,) = rpc_series.histograms
+    assert h.WhichOneof("count") == "count_int"
+    assert (h.count_int, h.sum, h.schema, h.zero_threshold) == (12, 33.5, 1, 0.001)
+    assert h.WhichOneof("zero_count") == "zero_count_int"
+    assert h.zero_count_int == 2
+    assert [(s.offset, s.length) for s in h.positive_spans] == [(-1, 2), (4, 1)]
+    assert list(h.positive_deltas) == [1, 2, 0]
+    assert [(s.offset, s.length) for s in h.negative_spans] == [(0, 1)]
+    assert list(h.negative_deltas) == [1]
+    assert h.reset_hint == 0
+    assert h.timestamp == ts
+    (f,) = by_name["load"].histograms
+    assert f.WhichOneof("count") == "count_float"
+    assert (f.count_float, f.zero_count_float, list(f.positive_counts)) == (7.5, 0.5, [3.5, 3.5])
+    assert f.reset_hint == 3
+    assert f.timestamp == ts
+    assert [(x.value, x.timestamp) for x in by_name["up"].samples] == [(1.0, ts)]
+
+
+def test_stale_marker_of_a_histogram_series_is_a_histogram() -> None:
+    """The scrape cache marks a gone histogram series with the float StaleNaN; the encoder
+    sends a histogram whose sum is the StaleNaN, in the series' integer or float form; a float
+    series' marker stays a float sample."""
+    registry = SeriesRegistry()
+    sink = Sealed()
+    enc = encoder(registry, sink, shards=3)
+    up, rpc, load = (registry.acquire(x) for x in (UP, HIST, (("__name__", "load"),)))
+    enc.commit_histograms([(rpc, encode(integer()), T0), (load, encode(floating()), T0)])
+    enc.seal_all()
+    enc.set_shards(4)  # a reshard keeps the series' histogram form
+    enc.commit([(up, STALE_NAN, T0 + 15_000), (rpc, STALE_NAN, T0 + 15_000)])
+    enc.commit([(load, STALE_NAN, 7)])  # slow (non-fast timestamp) path too
+    enc.seal_all()
+    series = [s for body in sink.bodies for s in request(body).timeseries]
+    markers = {
+        dict(labels_of(s))["__name__"]: s
+        for s in series
+        if s.samples or s.histograms[0].sum != 33.5
+    }
+    (m,) = markers["rpc_seconds"].histograms
+    assert float_bits(m.sum) == STALE_NAN_BITS
+    assert m.WhichOneof("count") == "count_int"
+    assert m.count_int == 0
+    assert m.timestamp == T0 + 15_000
+    assert not markers["rpc_seconds"].samples
+    (fm,) = markers["load"].histograms
+    assert fm.WhichOneof("count") == "count_float"
+    assert float_bits(fm.sum) == STALE_NAN_BITS
+    assert fm.timestamp == 7
+    (sample,) = markers["up"].samples
+    assert float_bits(sample.value) == STALE_NAN_BITS
+    assert not markers["up"].histograms
+
+
+def test_rw2_carries_the_same_histogram_bytes() -> None:
+    registry = SeriesRegistry()
+    sink = Sealed()
+    enc = encoder(registry, sink, shards=1)
+    up, rpc = registry.acquire(UP), registry.acquire(HIST)
+    enc.commit([(up, 1.0, T0)])
+    enc.commit_histograms([(rpc, encode(integer()), T0)])
+    enc.seal_all()
+    (raw,) = sink.bodies
+    (v1,) = [s for s in request(raw).timeseries if s.histograms]
+    v2_raw, count = V2Transcoder(metadata=None, metadata_every=60.0, clock=lambda: 0.0).encode(raw)
+    assert count == 2
+    message = prompb2.Request()
+    message.ParseFromString(v2_raw)
+    (v2,) = [s for s in message.timeseries if s.histograms]
+    names = [message.symbols[i] for i in v2.labels_refs]
+    assert names == ["__name__", "rpc_seconds", "cluster", "c1", "job", "j"]
+    assert not v2.samples
+    (h2,) = v2.histograms
+    assert h2.SerializeToString() == v1.histograms[0].SerializeToString()
+    assert (h2.count_int, h2.schema, h2.timestamp) == (12, 1, T0)
+
+
+async def test_histograms_sent_only_when_asked(
+    receiver: Any, kit: Any, running: Any, idle: Any
+) -> None:
+    """``send_native_histograms: false`` (Prometheus's default) sends the float samples only;
+    true sends the histograms as well."""
+    for send in (False, True):
+        receiver.requests.clear()
+        writer = kit.make(receiver.url, name=f"rw{send}", config_send_native_histograms=send)
+        up, rpc = kit.ref(*UP), kit.ref(*HIST)
+        async with running(writer):
+            writer.commit([(up, 1.0, T0)], [(rpc, encode(integer()), T0)])
+            await receiver.wait_for(lambda r: bool(r.requests))
+            await idle(writer)
+        series = [s for r in receiver.requests for s in request(decompress(r.body)).timeseries]
+        assert [labels_of(s) for s in series if s.samples] == [UP]
+        sent = [s for s in series if s.histograms]
+        assert len(sent) == (1 if send else 0)
+        if send:
+            assert sent[0].histograms[0].count_int == 12
+
+
+async def test_histograms_survive_a_restart_in_the_log(
+    receiver: Any, kit: Any, running: Any, idle: Any
+) -> None:
+    """Unsent histograms stay in the write-ahead log; the next writer sends them, unchanged."""
+    first = kit.make(receiver.url, config_send_native_histograms=True, flush_deadline=1.0)
+    rpc = kit.ref(*HIST)
+    receiver.down = True
+    async with running(first):
+        for i in range(3):
+            first.commit([], [(rpc, encode(integer()), T0 + i)])
+        await asyncio.sleep(0.5)
+    assert first.pending_samples == 3
+    receiver.down = False
+    second = kit.make(receiver.url, config_send_native_histograms=True)
+    async with running(second):
+        await receiver.wait_for(lambda r: len(r.accepted()) >= 1, within=30)
+        await idle(second)
+    sent = [
+        s
+        for r in receiver.requests
+        if r.status < 300
+        for s in request(decompress(r.body)).timeseries
+    ]
+    assert [s.histograms[0].timestamp for s in sent] == [T0, T0 + 1, T0 + 2]
+    assert all(s.histograms[0].SerializeToString().startswith(encode(integer())) for s in sent)

@@ -1,0 +1,249 @@
+"""Native histograms scraped from protobuf: decoding, the loop's append rules, staleness,
+``always_scrape_classic_histograms`` and the two resolution limits.
+
+Bodies are built by the ``protobuf`` package (`tests.model.client_model`); what the loop
+commits is read back by decoding the committed ``Histogram`` bytes with `collector.remote.prompb`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from collector.config import ScrapeConfig, load_config_text
+from collector.errors import ParseError
+from collector.model.textparse import protobuf
+from collector.model.value import STALE_NAN_BITS, float_bits, is_stale
+from collector.remote import prompb
+from tests.model import client_model as pb
+from tests.scrape.scrapekit import harness
+
+PROTO = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
+
+
+def native(name: str = "rpc_seconds", *, gauge: bool = False, classic: bool = True) -> Any:
+    """An integer native histogram with a zero bucket, both sides, an empty bucket inside a
+    span (compacted away) and, unless ``classic`` is False, one classic bucket."""
+    f = pb.MetricFamily(name=name, type=pb.GAUGE_HISTOGRAM if gauge else pb.HISTOGRAM)
+    m = f.metric.add()
+    m.label.add(name="path", value="/a")
+    h = m.histogram
+    h.sample_count, h.sample_sum = 12, 33.5
+    h.schema, h.zero_threshold, h.zero_count = 1, 0.001, 2
+    h.positive_span.add(offset=-1, length=2)
+    h.positive_span.add(offset=2, length=3)
+    h.positive_delta.extend([1, 2, -3, 0, 3])
+    h.negative_span.add(offset=0, length=1)
+    h.negative_delta.extend([1])
+    if classic:
+        h.bucket.add(upper_bound=1, cumulative_count=5)
+    return f
+
+
+def floaty() -> Any:
+    f = pb.MetricFamily(name="load_ratio", type=pb.HISTOGRAM)
+    h = f.metric.add().histogram
+    h.sample_count_float, h.sample_sum = 7.5, 3.0
+    h.zero_count_float = 0.5
+    h.positive_span.add(offset=0, length=3)
+    h.positive_count.extend([3.5, 0.0, 3.5])
+    return f
+
+
+def job(extra: str = "") -> ScrapeConfig:
+    text = (
+        "scrape_configs:\n  - job_name: j\n    scrape_interval: 15s\n"
+        "    scrape_native_histograms: true\n" + extra
+    )
+    return load_config_text(text, base_dir="/cfg", env={}).scrape_configs[0]
+
+
+def hist(raw: bytes) -> Any:
+    m = prompb.Histogram()
+    m.ParseFromString(raw)
+    return m
+
+
+# ------------------------------------------------------------------------------- decoding
+
+
+def test_decoder_emits_one_native_histogram_without_suffix() -> None:
+    exp = protobuf.parse(pb.delimited([native()]), native=True)
+    assert exp.columns()[0] == []  # no classic series without always_scrape_classic
+    ((key, h, ts),) = exp.histograms
+    assert key.startswith(b"rpc_seconds\xfe")
+    assert ts is None
+    # indexes -1, 0 | 3, 4, 5 hold 1, 3 | 0, 0, 3; Compact(0) drops 3 and 4
+    assert (h.schema, h.count, h.sum, h.zero_threshold, h.zero_count) == (1, 12, 33.5, 0.001, 2)
+    assert (h.pos_index, h.pos_count) == ([-1, 0, 5], [1, 3, 3])
+    assert (h.neg_index, h.neg_count) == ([0], [1])
+    assert not h.is_float
+    assert not h.gauge
+
+
+def test_classic_series_too_with_always_scrape_classic() -> None:
+    exp = protobuf.parse(pb.delimited([native()]), native=True, classic=True)
+    names = [k.split(b"\xfe")[0] for k in exp.columns()[0]]
+    assert names == [b"rpc_seconds_count", b"rpc_seconds_sum"] + [b"rpc_seconds_bucket"] * 2
+    assert len(exp.histograms) == 1
+    # no classic bucket: nothing classic even when asked (Prometheus needs one)
+    exp = protobuf.parse(pb.delimited([native(classic=False)]), native=True, classic=True)
+    assert exp.columns()[0] == []
+
+
+def test_without_native_ingestion_nothing_changes() -> None:
+    body = pb.delimited([native()])
+    assert protobuf.parse(body).histograms == []
+    assert protobuf.parse(body).columns() == protobuf.parse(body, native=False).columns()
+
+
+def test_float_and_gauge_histograms() -> None:
+    exp = protobuf.parse(pb.delimited([floaty(), native("q", gauge=True)]), native=True)
+    (_, f, _), (_, g, _) = exp.histograms
+    assert f.is_float
+    assert (f.count, f.zero_count, f.pos_index, f.pos_count) == (7.5, 0.5, [0, 2], [3.5, 3.5])
+    assert g.gauge
+    assert hist(_encode(g)).reset_hint == 3
+
+
+def test_classic_histogram_stays_classic_with_native_on() -> None:
+    f = pb.MetricFamily(name="c", type=pb.HISTOGRAM)
+    h = f.metric.add().histogram
+    h.sample_count, h.sample_sum = 3, 1.0
+    h.bucket.add(upper_bound=0.5, cumulative_count=2)
+    exp = protobuf.parse(pb.delimited([f]), native=True, classic=False)
+    assert exp.histograms == []
+    assert len(exp.columns()[0]) == 4
+
+
+def test_explicit_timestamp_goes_with_the_histogram() -> None:
+    f = native()
+    f.metric[0].timestamp_ms = 1_700_000_000_123
+    ((_, _, ts),) = protobuf.parse(pb.delimited([f]), native=True).histograms
+    assert ts == 1_700_000_000_123
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda h: h.positive_delta.append(1), "positive spans need 5 buckets, have 6"),
+        (lambda h: h.negative_delta.__setitem__(0, -5), "negative bucket with a count of -5"),
+        (lambda h: setattr(h, "schema", -5), "invalid native histogram schema -5"),
+    ],
+)
+def test_malformed_native_histograms_fail_the_body(mutate: Any, message: str) -> None:
+    f = native()
+    mutate(f.metric[0].histogram)
+    with pytest.raises(ParseError, match="rpc_seconds") as info:
+        protobuf.parse(pb.delimited([f]), native=True)
+    assert message in str(info.value)
+
+
+def test_schema_above_8_is_lowered_to_8() -> None:
+    f = native()
+    f.metric[0].histogram.schema = 10
+    ((_, h, _),) = protobuf.parse(pb.delimited([f]), native=True).histograms
+    assert h.schema == 8
+    # 10 -> 8: index i -> ((i - 1) >> 2) + 1: -1 -> 0, 0 -> 0, 5 -> 2
+    assert (h.pos_index, h.pos_count) == ([0, 2], [4, 3])
+
+
+def _encode(h: Any) -> bytes:
+    from collector.model.histogram import encode
+
+    return bytes(encode(h))
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+async def test_loop_commits_one_histogram_series_and_marks_it_stale() -> None:
+    cfg = job()
+    empty = pb.delimited([])
+    h = harness(pb.delimited([native()]), pb.delimited([native()]), empty, cfg=cfg)
+    h.scraper.content_type = PROTO
+    await h.scrape()
+    assert h.appender.value("up") == 1.0
+    assert h.appender.value("scrape_samples_scraped") == 1.0
+    ((labels, raw, ts),) = h.appender.histograms[-1]
+    assert dict(labels) == {"__name__": "rpc_seconds", "path": "/a", "instance": "h:1", "job": "j"}
+    assert ts == h.ts_ms()
+    m = hist(raw)
+    assert (m.count_int, m.sum, m.schema, m.zero_count_int) == (12, 33.5, 1, 2)
+    assert [(s.offset, s.length) for s in m.positive_spans] == [(-1, 2), (4, 1)]
+    assert list(m.positive_deltas) == [1, 2, 0]
+    assert not [s for s in h.appender.commits[-1] if dict(s[0])["__name__"].startswith("rpc")]
+    await h.scrape()  # the same histogram: a duplicate-free second commit
+    assert len(h.appender.histograms[-1]) == 1
+    await h.scrape()  # gone: its stale marker is the float StaleNaN of the same series
+    assert h.appender.histograms[-1] == []
+    (stale,) = [s for s in h.appender.stale() if dict(s[0])["__name__"] == "rpc_seconds"]
+    assert float_bits(stale[1]) == STALE_NAN_BITS
+    assert is_stale(stale[1])
+
+
+async def test_loop_keeps_classic_series_when_asked() -> None:
+    cfg = job("    always_scrape_classic_histograms: true\n")
+    h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
+    await h.scrape()
+    assert len(h.appender.histograms[-1]) == 1
+    assert h.appender.value("rpc_seconds_count") == 12.0
+    assert h.appender.value("scrape_samples_scraped") == 5.0  # histogram + 4 classic
+
+
+async def test_min_bucket_factor_lowers_the_schema() -> None:
+    cfg = job("    native_histogram_min_bucket_factor: 2\n")  # schema 0
+    h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
+    await h.scrape()
+    ((_, raw, _),) = h.appender.histograms[-1]
+    m = hist(raw)
+    # schema 1 -> 0: -1 -> 0, 0 -> 0, 5 -> 3 ; counts 1+3, 3
+    assert m.schema == 0
+    assert [(s.offset, s.length) for s in m.positive_spans] == [(0, 1), (2, 1)]
+    assert list(m.positive_deltas) == [4, -1]
+
+
+async def test_bucket_limit_reduces_then_fails_the_scrape() -> None:
+    cfg = job("    native_histogram_bucket_limit: 3\n")
+    h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
+    await h.scrape()  # 4 buckets (3 positive, 1 negative) -> schema 0: 2 + 1
+    ((_, raw, _),) = h.appender.histograms[-1]
+    assert hist(raw).schema == 0
+    cfg = job("    native_histogram_bucket_limit: 1\n")
+    h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
+    await h.scrape()  # both sides are non-empty at any schema: never fits
+    assert h.appender.value("up") == 0.0
+    assert h.appender.histograms[-1] == []
+    assert h.loop.target.last_error == "histogram bucket limit exceeded"
+    assert h.metric("prometheus_target_scrapes_exceeded_native_histogram_bucket_limit_total") == 1
+
+
+async def test_native_off_scrapes_classic_series() -> None:
+    cfg = load_config_text(
+        "scrape_configs:\n  - job_name: j\n    scrape_protocols: [PrometheusProto]\n",
+        base_dir="/cfg",
+        env={},
+    ).scrape_configs[0]
+    h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
+    await h.scrape()
+    assert h.appender.histograms[-1] == []
+    assert h.appender.value("rpc_seconds_count") == 12.0
+
+
+def test_native_histograms_put_protobuf_first() -> None:
+    assert job().scrape_protocols[0] == "PrometheusProto"
+    listed = job("    scrape_protocols: [PrometheusText0.0.4]\n")
+    assert listed.scrape_protocols == ("PrometheusText0.0.4",)
+    glob = load_config_text(
+        "global: {scrape_native_histograms: true, always_scrape_classic_histograms: true}\n"
+        "scrape_configs: [{job_name: j}, {job_name: k, always_scrape_classic_histograms: false}]\n",
+        base_dir="/cfg",
+        env={},
+    ).scrape_configs
+    assert glob[0].scrape_native_histograms
+    assert glob[0].scrape_protocols[0] == "PrometheusProto"
+    assert glob[0].always_scrape_classic_histograms
+    assert not glob[1].always_scrape_classic_histograms
