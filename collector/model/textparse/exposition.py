@@ -190,6 +190,7 @@ class Exposition:
     __slots__ = (
         "_first",
         "_keys",
+        "_rows",
         "_samples",
         "_segments",
         "_shape",
@@ -223,6 +224,8 @@ class Exposition:
         self._stamps: list[int | None] | None = None
         self._first: dict[bytes, int] | None = None
         self._segments: list[tuple[int, bytes]] | None = None
+        self._rows: list[Row] | None = None
+        """The rows of a shape compacted by `compact_shape`, for this exposition alone."""
         if columns is not None:
             self._keys, self._values, self._stamps = columns
         elif samples is None:
@@ -355,7 +358,7 @@ class Exposition:
             segments: list[tuple[int, bytes]] = [] if base is None else [(0, base)]
             count = 0
             tname = 6 if self.openmetrics else 5
-            for row in shape.current_rows():
+            for row in self._current_rows():
                 if row[0]:
                     count += 1
                 elif row[tname]:
@@ -366,6 +369,20 @@ class Exposition:
             shape.segments = segments
             return segments
         return self._segments
+
+    def compact_shape(
+        self, *, sample_lines: Sequence[int], restore: Callable[[], list[Row]]
+    ) -> None:
+        """`Shape.compact` this exposition's shape, which later expositions share, while this
+        one keeps the rows for the cache misses that follow its parse (no `restore` for them).
+        """
+        shape = self._shape
+        self._rows = shape.rows
+        shape.compact(openmetrics=self.openmetrics, sample_lines=sample_lines, restore=restore)
+
+    def _current_rows(self) -> list[Row]:
+        rows = self._rows
+        return rows if rows is not None else self._shape.current_rows()
 
     def _place(self, *, line_base: int, type_in_force: bytes | None) -> None:
         """Make this the result of one segment of a longer body (`stream`), not a whole body.
@@ -392,7 +409,7 @@ class Exposition:
             rows: list[MetaRow] = []
             h = 4 if self.openmetrics else 3  # HELP name; TYPE name at h + 2, UNIT at h + 4
             unit = self.openmetrics
-            for row in filterfalse(_get0, shape.current_rows()):  # only non-sample lines
+            for row in filterfalse(_get0, self._current_rows()):  # only non-sample lines
                 # A row matched one alternative: at most one of HELP/TYPE/UNIT is set.
                 if row[h]:
                     rows.append((b"HELP", row[h], row[h + 1]))

@@ -170,7 +170,7 @@ class IncrementalParser:
             bytes(1 if row[0] else 0 for row in rows),
             openmetrics=exp.openmetrics,
         )
-        shape.compact(openmetrics=exp.openmetrics, sample_lines=sample_idx, restore=restore)
+        exp.compact_shape(sample_lines=sample_idx, restore=restore)
         self._shape = shape
 
     def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:
