@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
+
+from collector.agent import Agent
+from collector.config import AgentOptions
+from collector.workers import supervisor
 from collector.workers.queues import has_worker_queues, orphan_roots, worker_root
+from collector.workers.supervisor import worker_count
 
 
 def queue(root: Path, name: str = "dest") -> Path:
@@ -39,3 +46,30 @@ def test_fewer_workers_drain_the_removed_workers_queues(tmp_path: Path) -> None:
 def test_nothing_on_disk(tmp_path: Path) -> None:
     assert orphan_roots(tmp_path / "missing", 4) == []
     assert not has_worker_queues(tmp_path / "missing")
+
+
+def test_one_worker_is_the_in_process_agent_unless_worker_queues_wait(tmp_path: Path) -> None:
+    """``--scrape.workers=1`` runs no extra process, except to deliver queues of workers."""
+    options = AgentOptions(storage_path=str(tmp_path), scrape_workers="1")
+    assert worker_count(options) == 0
+    queue(tmp_path)  # the in-process agent's own queue: still in-process
+    assert worker_count(options) == 0
+    assert worker_count(dataclasses.replace(options, scrape_workers="3")) == 3
+    queue(tmp_path / "workers" / "1")
+    assert worker_count(options) == 1
+
+
+async def test_run_chooses_the_in_process_agent_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen: list[type[Agent]] = []
+
+    async def fake_run_agent(options: AgentOptions, *, agent_class: type[Agent] = Agent) -> int:
+        chosen.append(agent_class)
+        return 0
+
+    monkeypatch.setattr(supervisor, "run_agent", fake_run_agent)
+    options = AgentOptions(storage_path=str(tmp_path), scrape_workers="1")
+    assert await supervisor.run(options) == 0
+    assert await supervisor.run(dataclasses.replace(options, scrape_workers="2")) == 0
+    assert chosen == [Agent, supervisor.SupervisorAgent]
