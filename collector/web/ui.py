@@ -90,6 +90,7 @@ _FLAG_NAMES: Mapping[str, str] = {
     "receiver_max_labels_per_series": "web.remote-write-receiver.max-labels-per-series",
     "receiver_max_label_name_length": "web.remote-write-receiver.max-label-name-length",
     "receiver_max_label_value_length": "web.remote-write-receiver.max-label-value-length",
+    "scrape_workers": "scrape.workers",
 }
 """`AgentOptions` field -> command-line flag (a test holds this to ``cli.build_parser``)."""
 _DURATION_OPTIONS = frozenset({"flush_deadline", "wal_sync_interval"})
