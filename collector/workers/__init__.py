@@ -16,6 +16,16 @@ and keeps those it owns, so a target change moves one target and a change of N m
 1/N of them. ``--scrape.workers=1`` (and ``auto`` resolving to 1) is the in-process agent,
 unchanged, with no extra process.
 
+Differences from the in-process agent, on purpose or not yet done:
+
+* ``target_limit`` counts each worker's share of a pool, as cluster sharding counts each
+  member's (a pool over the limit by less than N-fold may not be flagged);
+* a reload is validated and answered by the main process (the file loads, discovery applies);
+  a worker that then fails to apply it logs the error and ``prometheus_config_last_reload_
+  successful`` (the lowest over the processes) turns 0;
+* ``auto`` is decided at start; it does not add workers while running;
+* not with ``--cluster.*`` or the remote-write receiver (refused when asked explicitly).
+
 Modules: ``plan`` (the flag, ``auto``, the ring), ``protocol`` (framed messages on the pipe),
 ``queues`` (write-ahead queues left by another worker count, drained), ``metrics`` (one
 ``/metrics`` from every process), ``worker`` (the worker process), ``supervisor`` (the main

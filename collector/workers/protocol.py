@@ -42,6 +42,10 @@ __all__ = [
 SNAPSHOT_INTERVAL = 1.0
 """Seconds between a worker's snapshots: how stale ``/metrics`` and the targets page may be."""
 
+TARGETS_BUDGET = 0.01
+"""Share of a worker's CPU its snapshots' target lists may take: one that took 60 ms (about
+10,000 targets) is sent every 6 s; the other parts every `SNAPSHOT_INTERVAL`."""
+
 MAX_FRAME = 256 << 20
 """A frame longer than this is a broken pipe, not a message."""
 
@@ -75,6 +79,8 @@ class Init:
 class Snapshot:
     """A worker's state for the main process's web API and ``/metrics``."""
 
+    targets_included: bool = True
+    """False: the target and pool lists were left out (`TARGETS_BUDGET`), the last ones hold."""
     active_targets: Sequence[Mapping[str, Any]] = ()
     dropped_targets: Sequence[Mapping[str, Any]] = ()
     dropped_counts: Mapping[str, int] = field(default_factory=dict)

@@ -203,6 +203,15 @@ class WorkerHandle:
             if isinstance(message, Snapshot):
                 if self.snapshot is None:
                     self.up.set(1)
+                elif not message.targets_included:
+                    last = self.snapshot
+                    message = dataclasses.replace(
+                        message,
+                        active_targets=last.active_targets,
+                        dropped_targets=last.dropped_targets,
+                        dropped_counts=last.dropped_counts,
+                        pools=last.pools,
+                    )
                 self.snapshot = message
             elif isinstance(message, tuple) and message[:1] == ("reply",):
                 future = self._replies.get(message[1])

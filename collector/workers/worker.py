@@ -37,6 +37,7 @@ from collector.workers.metrics import families_of
 from collector.workers.plan import worker_name, worker_ring
 from collector.workers.protocol import (
     SNAPSHOT_INTERVAL,
+    TARGETS_BUDGET,
     Init,
     ProtocolError,
     Snapshot,
@@ -101,8 +102,16 @@ class WorkerAgent(Agent):
     async def reload(self) -> None:
         """Reloads come from the main process over the pipe (``("config", Config)``)."""
 
-    def snapshot(self) -> Snapshot:
-        """What the main process shows for this worker now."""
+    def snapshot(self, *, targets: bool = True) -> Snapshot:
+        """What the main process shows for this worker now (``targets``: with the lists of
+        targets and pools, which cost a few microseconds per target)."""
+        if not targets:
+            return Snapshot(
+                targets_included=False,
+                remote_write=self._remote_write_now(),
+                pending=self.writers_pending(),
+                families=families_of(self.registry),
+            )
         return Snapshot(
             active_targets=self.active_targets(),
             dropped_targets=self.dropped_targets() if self.index == 0 else (),
@@ -188,8 +197,18 @@ class WorkerAgent(Agent):
                 raise ProtocolError(f"unknown message kind {kind!r}")
 
     async def _send_snapshots(self, writer: asyncio.StreamWriter) -> NoReturn:
+        loop = asyncio.get_running_loop()
+        targets_due = 0.0
         while True:
-            await write_message(writer, self.snapshot())
+            now = loop.time()
+            if now >= targets_due:
+                started = time.perf_counter()
+                snapshot = self.snapshot(targets=True)
+                cost = time.perf_counter() - started
+                targets_due = now + max(SNAPSHOT_INTERVAL, cost / TARGETS_BUDGET) - 0.05
+            else:
+                snapshot = self.snapshot(targets=False)
+            await write_message(writer, snapshot)
             await asyncio.sleep(SNAPSHOT_INTERVAL)
 
 
