@@ -104,6 +104,7 @@ def agent(
         "--no-storage.remote.wal-fsync",
     ]
     log = tmp_path / log_name
+    LOGS[:] = [p for p in LOGS if p.parent == tmp_path] + [log]
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -161,8 +162,16 @@ def delivered(vm: Server) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+LOGS: list[Path] = []
+"""The agent logs of the running test, shown when a condition times out."""
+
+
 async def until(predicate: object, *, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-    await asyncio.to_thread(wait_until, predicate, timeout=timeout, interval=0.3)
+    try:
+        await asyncio.to_thread(wait_until, predicate, timeout=timeout, interval=0.3)
+    except TimeoutError as exc:
+        tails = "\n".join(f"--- {p.name}:\n{p.read_text()[-3000:]}" for p in LOGS if p.exists())
+        raise TimeoutError(f"{exc}\n{tails}") from None
 
 
 def exactly_once(values: list[float], served: int) -> bool:
