@@ -7,6 +7,13 @@ root, so no sample crosses a pipe:
     <storage.path>/<remote_name>/wal                 the in-process agent (--scrape.workers=1)
     <storage.path>/workers/<i>/<remote_name>/wal     scrape worker i
 
+Why not one queue per destination in the main process: the samples would cross a pipe, which
+costs about 0.4 us per sample in serialisation alone (pickle or ``array`` columns, both ends,
+measured on the 2-core dev box) against about 2 us for the whole scrape-to-send path, and the
+main process would encode and send every worker's samples on one core again. Per-worker queues
+cost nothing per sample; the price is N queues per destination (N x the shards, N request
+streams to the receiver) and the orphan handling below.
+
 A queue is only ever opened by one process at a time. When the worker count changes across a
 restart, the roots no worker owns any more (``workers/<k>`` for k >= N, and the in-process root
 when workers run) are *orphans*: `orphan_roots` lists them and the supervisor hands each one to
