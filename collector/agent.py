@@ -55,7 +55,14 @@ from collector.scrape.cardinality import cardinality_report_async, pool_status
 from collector.scrape.limits import LimitsCollector
 from collector.scrape.manager import ScrapeManager
 from collector.scrape.proxy import ProxyResolver
-from collector.storage.appender import Appendable, Fanout, HistogramSample, Sample
+from collector.storage.appender import (
+    Appendable,
+    ExemplarSample,
+    Fanout,
+    HistogramSample,
+    Sample,
+    forward,
+)
 from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 from collector.web.security import WebSecurity
@@ -500,12 +507,14 @@ class _Counted:
         self._inner = inner
         self._counter = counter
 
-    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+    def commit(
+        self,
+        samples: Sequence[Sample],
+        histograms: Sequence[HistogramSample] = (),
+        exemplars: Sequence[ExemplarSample] = (),
+    ) -> None:
         self._counter.inc(len(samples) + len(histograms))
-        if histograms:
-            self._inner.commit(samples, histograms)
-        else:
-            self._inner.commit(samples)
+        forward(self._inner, samples, histograms, exemplars)
 
 
 async def _run_forever(run: Callable[[], Any]) -> None:

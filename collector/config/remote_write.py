@@ -56,10 +56,10 @@ _PROTOBUF_MESSAGES = ("prometheus.WriteRequest", "io.prometheus.write.v2.Request
 _HTTP_DEFAULT = HTTPClientConfig(enable_http2=False)
 # What the sender does not implement (issue 12): a value that loads must act, so these are
 # refused with the reason rather than ignored. The sender encodes remote write 1.0 float
-# samples and native histograms (`collector.remote.codec`, and `collector.remote.codec2` for
-# ``protobuf_message: io.prometheus.write.v2.Request``) and posts through one aiohttp session.
+# samples, native histograms and exemplars (`collector.remote.codec`, and
+# `collector.remote.codec2` for ``protobuf_message: io.prometheus.write.v2.Request``) and
+# posts through one aiohttp session.
 _NOT_IMPLEMENTED = {
-    "send_exemplars": "exemplars are parsed but not forwarded",
     "round_robin_dns": "the sender does not spread requests over the host's addresses",
 }
 _HTTP_UNHONOURED = {
@@ -161,8 +161,8 @@ def _parse_remote_write(src: Source, raw: Tree, path: str) -> RemoteWriteConfig 
         headers=tuple(headers),
         write_relabel_configs=write_relabel,
         send_native_histograms=s.bool_("send_native_histograms", False),
-        # send_exemplars and round_robin_dns keep their False defaults: any other value was
-        # refused above.
+        send_exemplars=s.bool_("send_exemplars", False),
+        # round_robin_dns keeps its False default: any other value was refused above.
         protobuf_message=(
             "io.prometheus.write.v2.Request"
             if message == "io.prometheus.write.v2.Request"

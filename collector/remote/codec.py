@@ -47,6 +47,7 @@ __all__ = [
     "decode_metadata",
     "decode_request",
     "decompress",
+    "encode_exemplar_series",
     "encode_histogram_series",
     "encode_labels",
     "encode_metadata_request",
@@ -197,6 +198,13 @@ def encode_histogram_series(label_bytes: bytes, histogram: bytes, timestamp_ms: 
     if timestamp_ms:
         histogram += b"\x78" + varint(timestamp_ms)
     body = label_bytes + b"\x22" + varint(len(histogram)) + histogram
+    return _TAG_1_LEN + varint(len(body)) + body
+
+
+def encode_exemplar_series(label_bytes: bytes, exemplar: bytes) -> bytes:
+    """One ``TimeSeries`` with one exemplar (field 3, `collector.model.exemplar.encode`), as a
+    ``WriteRequest.timeseries`` field."""
+    body = label_bytes + b"\x1a" + varint(len(exemplar)) + exemplar
     return _TAG_1_LEN + varint(len(body)) + body
 
 

@@ -261,7 +261,7 @@ class V2Transcoder:
                 if not split or _labels_end(raw, pos, split) != split:
                     split = _labels_end(raw, pos, end)
                     if _check_samples(raw, split, end):
-                        tail = _v2_histograms(raw, split, end)
+                        tail = _v2_tail(raw, split, end, intern, symbols)
                     series = cache.get(raw[pos:split])
                 if series is None:
                     key = raw[pos:split]
@@ -296,14 +296,15 @@ class V2Transcoder:
                     meta_fields[id(meta)] = meta_field
             size = len(refs)
             refs_len = v[size] if size < fast else varint(size)
-            size += 1 + len(refs_len) + end - split + len(meta_field)
+            rest = tail or raw[split:end]
+            size += 1 + len(refs_len) + len(rest) + len(meta_field)
             out += (
                 b"\x2a",
                 v[size] if size < fast else varint(size),
                 b"\x0a",
                 refs_len,
                 refs,
-                tail or raw[split:end],
+                rest,
                 meta_field,
             )
             count += 1
@@ -334,13 +335,13 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
 
 
 def _check_samples(raw: bytes, pos: int, end: int) -> bool:
-    """The fields after the labels must all be ``Sample`` (2) or ``Histogram`` (4) fields;
-    True when there is a histogram. Samples are copied as they are (1.0's field 3,
-    exemplars, would be 2.0's histograms: refused)."""
+    """The fields after the labels must all be ``Sample`` (2), ``Exemplar`` (3) or
+    ``Histogram`` (4) fields; True when there is an exemplar or a histogram (`_v2_tail`
+    rewrites them). Samples are copied as they are."""
     histograms = False
     while pos < end:
         tag = raw[pos]
-        if tag == 0x22:
+        if tag in (0x1A, 0x22):
             histograms = True
         elif tag != 0x12:
             raise DecodeError(f"unexpected TimeSeries field tag {tag:#x} after the labels")
@@ -351,18 +352,37 @@ def _check_samples(raw: bytes, pos: int, end: int) -> bool:
     return histograms
 
 
-def _v2_histograms(raw: bytes, pos: int, end: int) -> bytes:
-    """The fields after the labels with each 1.0 ``histograms`` field (4) retagged as 2.0's
-    (3): the ``Histogram`` messages share field numbers 1-16 (reference §2), so their bytes
-    are kept."""
-    out = bytearray(raw[pos:end])
-    at = 0
-    while at < len(out):
-        if out[at] == 0x22:
-            out[at] = 0x1A
-        length, after = _read_varint(raw, pos + at + 1)
-        at = after - pos + length
-    return bytes(out)
+def _v2_tail(
+    raw: bytes,
+    pos: int,
+    end: int,
+    intern: Callable[[bytes, int], int],
+    symbols: dict[bytes, int],
+) -> bytes:
+    """The fields after the labels in 2.0's numbering: a ``histograms`` field (1.0: 4) becomes
+    field 3 with its bytes kept (the ``Histogram`` messages share field numbers 1-16,
+    reference §2); an ``exemplars`` field (1.0: 3) becomes field 4, its ``Label`` fields
+    replaced by ``labels_refs`` (1, packed) into ``symbols``, its value (2) and timestamp (3)
+    kept; samples are kept."""
+    out: list[bytes] = []
+    while pos < end:
+        tag = raw[pos]
+        length, start = _read_varint(raw, pos + 1)
+        stop = start + length
+        if tag == 0x22:
+            out.append(b"\x1a" + raw[pos + 1 : stop])
+        elif tag == 0x1A:
+            labels_end = _labels_end(raw, start, stop)
+            refs = b"".join(
+                _ref(intern(field, len(symbols)))
+                for field in _parse_series(raw[start:labels_end]).fields
+            )
+            body = (b"\x0a" + varint(len(refs)) + refs if refs else b"") + raw[labels_end:stop]
+            out.append(b"\x22" + varint(len(body)) + body)
+        else:
+            out.append(raw[pos:stop])
+        pos = stop
+    return b"".join(out)
 
 
 def _labels_end(raw: bytes, pos: int, end: int) -> int:

@@ -47,13 +47,14 @@ from collector.model.labels import Labels, from_dict
 from collector.model.value import is_stale
 from collector.remote.codec import (
     compress,
+    encode_exemplar_series,
     encode_histogram_series,
     encode_labels,
     encode_timeseries,
     fast_prefixes,
     timestamp_field,
 )
-from collector.storage.appender import HistogramSample, Sample
+from collector.storage.appender import ExemplarSample, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["BatchEncoder", "CommitCounts", "SeriesEntry"]
@@ -270,6 +271,31 @@ class BatchEncoder:
             self.seal(shard)
 
     # ------------------------------------------------------------------ native histograms
+
+    def commit_exemplars(self, exemplars: Sequence[ExemplarSample]) -> CommitCounts:
+        """Add one scrape's exemplars to the open batches: one ``TimeSeries`` each (the
+        series' labels, ``exemplars`` field 3), in the series' shard, as Prometheus sends
+        them (a ``TimeSeries`` holds samples, exemplars or histograms)."""
+        counts = CommitCounts()
+        cache = self._cache
+        now = self._clock()
+        discard = self._discard.append
+        n = self._num_shards
+        for ref, body, ts in exemplars:
+            entry = cache.get(ref)
+            if entry is None:
+                entry = self._resolve(ref)
+                if entry is None:
+                    counts.unknown += 1
+                    continue
+            if entry.append == discard:
+                counts.dropped_series += 1
+                continue
+            prefix = entry.value_prefix
+            labels = prefix[1:] if prefix[:1] in (_INT_KIND, _FLOAT_KIND) else _label_bytes(prefix)
+            series = encode_exemplar_series(labels, body)
+            self._add_whole(ref % n, series, ts, now)
+        return counts
 
     def commit_histograms(self, histograms: Sequence[HistogramSample]) -> CommitCounts:
         """Add one scrape's native histograms to the open batches (after its float samples,

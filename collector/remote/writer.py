@@ -52,7 +52,7 @@ from collector.remote.reshard import SHARD_UPDATE_INTERVAL, Resharder
 from collector.remote.retry import FailureLog
 from collector.remote.sender import BatchSender, ProtocolState
 from collector.remote.wal import WriteAheadLog
-from collector.storage.appender import HistogramSample, Sample
+from collector.storage.appender import ExemplarSample, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["SHARD_UPDATE_INTERVAL", "RemoteWriter", "remote_name_of"]
@@ -181,13 +181,21 @@ class RemoteWriter:
         """Samples committed and not yet acknowledged or dropped (memory and log)."""
         return self.delivery.backlog_samples + self.encoder.open_samples
 
-    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
-        """Take one scrape's samples (`BatchEncoder.commit`) and native histograms
+    def commit(
+        self,
+        samples: Sequence[Sample],
+        histograms: Sequence[HistogramSample] = (),
+        exemplars: Sequence[ExemplarSample] = (),
+    ) -> None:
+        """Take one scrape's samples (`BatchEncoder.commit`), native histograms
         (`BatchEncoder.commit_histograms`; dropped unless ``send_native_histograms``, as
-        Prometheus does not send them then); never blocks on I/O."""
+        Prometheus does not send them then) and exemplars (`BatchEncoder.commit_exemplars`,
+        only with ``send_exemplars``); never blocks on I/O."""
         if not self.config.send_native_histograms:
             histograms = ()
-        if not samples and not histograms:
+        if exemplars and not self.config.send_exemplars:
+            exemplars = ()
+        if not samples and not histograms and not exemplars:
             return
         m = self.metrics
         if self._age_limit_ms:
@@ -200,6 +208,10 @@ class RemoteWriter:
             counts.dropped_series += more.dropped_series
             counts.unknown += more.unknown
             counts.highest_ts = max(counts.highest_ts, more.highest_ts)
+        if exemplars:
+            more = self.encoder.commit_exemplars(exemplars)
+            counts.dropped_series += more.dropped_series
+            counts.unknown += more.unknown
         if counts.dropped_series:
             m.dropped_series.inc(counts.dropped_series)
         if counts.unknown:

@@ -33,10 +33,12 @@ from collector.model.duration import format_duration
 from collector.model.histogram import pick_schema
 from collector.model.labels import METRIC_NAME, Labels
 from collector.model.textparse import protobuf
+from collector.model.textparse.exposition import Exemplar
 from collector.model.textparse.protoexposition import NativeSample
 from collector.model.value import STALE_NAN
 from collector.scrape.cache import AppendOptions, AppendResult, Exposition, ScrapeCache
 from collector.scrape.cardinality import Churn
+from collector.scrape.exemplars import ExemplarTracker
 from collector.scrape.histograms import BucketLimitError, append_histograms
 from collector.scrape.limits import TargetLimits
 from collector.scrape.metrics import ScrapeMetrics
@@ -44,7 +46,13 @@ from collector.scrape.schedule import Ticker, TimestampAligner, first_delay
 from collector.scrape.scraper import Scraper, ScrapeResponse, parser_for
 from collector.scrape.stream import append_stream, read_all
 from collector.scrape.target import RelabelProcessor, Target
-from collector.storage.appender import Appendable, HistogramSample, Sample
+from collector.storage.appender import (
+    Appendable,
+    ExemplarSample,
+    HistogramSample,
+    Sample,
+    forward,
+)
 from collector.storage.series import SeriesRegistry
 
 __all__ = [
@@ -148,6 +156,9 @@ class ScrapeLoop:
         ).parse
         self._histograms: list[HistogramSample] = []
         """This scrape's native histograms (`collector.scrape.histograms`), usually none."""
+        self._exemplars: list[ExemplarSample] = []
+        """This scrape's exemplars (`collector.scrape.exemplars`), usually none."""
+        self._exemplar_tracker = ExemplarTracker()
         self.forced_error = ""
         """Set by the pool (``target_limit exceeded ...``): ticks report ``up 0``, no HTTP."""
         self._ticker: Ticker | None = None
@@ -252,6 +263,8 @@ class ScrapeLoop:
         batch: list[Sample] = []
         histograms: list[HistogramSample] = []
         self._histograms = histograms
+        exemplars: list[ExemplarSample] = []
+        self._exemplars = exemplars
         result = AppendResult()
         body_size = 0
         error: BaseException | None = None
@@ -284,6 +297,7 @@ class ScrapeLoop:
             cache.rollback()
             batch.clear()
             histograms.clear()
+            exemplars.clear()
             cache.stale_markers(ts_ms, batch)
             if not isinstance(error, ScrapeBodyTooLarge):
                 body_size = body_size if non_empty else 0
@@ -291,10 +305,7 @@ class ScrapeLoop:
         self._report(
             batch, ts_ms, up=error is None, duration=duration, result=result, size=body_size
         )
-        if histograms:
-            self._appendable.commit(batch, histograms)
-        else:
-            self._appendable.commit(batch)
+        forward(self._appendable, batch, histograms, exemplars)
         if cache.iter_done(flush=error is None and non_empty):
             self._metrics.cache_flush_forced.inc()
         self.churn.record(added=result.series_added, removed=cache.evicted)
@@ -337,6 +348,18 @@ class ScrapeLoop:
             )
             if isinstance(result.error, BucketLimitError):
                 self._metrics.exceeded_bucket_limit.inc()
+        found: dict[int, Exemplar] | None = getattr(exp, "exemplars", None)
+        if found and result.error is None:
+            keys, _, stamps = exp.columns()
+            self._exemplar_tracker.collect(
+                found,
+                keys,
+                stamps,
+                cache=self.cache,
+                now_ms=ts_ms,
+                honor_timestamps=options.honor_timestamps,
+                out=self._exemplars,
+            )
         error = self._account(result, parse_error)
         if error is None:
             self.cache.metadata_from(exp)

@@ -9,7 +9,8 @@ Native histograms travel apart, as a second and usually empty list of `Histogram
 (``histograms=``), so the float samples stay plain 3-tuples; a destination that takes no
 histograms needs no change, since ``histograms`` is only passed when there are some. A
 histogram series' staleness marker is an ordinary float sample (``STALE_NAN``); the remote
-writer turns it into a histogram marker for series it has sent histograms of.
+writer turns it into a histogram marker for series it has sent histograms of. Exemplars
+likewise (``exemplars=``, `ExemplarSample`), only when there are some (`forward`).
 
 Prometheus counterpart: ``storage.Appender`` (``Append`` ... ``Commit``/``Rollback``).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Appendable", "Fanout", "HistogramSample", "Sample"]
+__all__ = ["Appendable", "ExemplarSample", "Fanout", "HistogramSample", "Sample", "forward"]
 
 Sample = tuple[int, float, int]
 """``(series ref, value, timestamp in ms)``; staleness markers are ``value.STALE_NAN``."""
@@ -28,14 +29,39 @@ HistogramSample = tuple[int, bytes, int]
 """``(series ref, remote-write Histogram fields 1-14, timestamp in ms)``: the histogram
 encoded once at append time (`collector.model.histogram.encode`)."""
 
+ExemplarSample = tuple[int, bytes, int]
+"""``(series ref, remote-write Exemplar message, its timestamp in ms)``
+(`collector.model.exemplar.encode`; the timestamp is inside the message too)."""
+
 
 class Appendable(Protocol):
     """Where committed samples go: each remote writer, or a test's memory recorder."""
 
-    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
-        """Take one scrape's samples, in scrape order, and its native histograms (passed
-        only when there are some). Must not block and must not raise."""
+    def commit(
+        self,
+        samples: Sequence[Sample],
+        histograms: Sequence[HistogramSample] = (),
+        exemplars: Sequence[ExemplarSample] = (),
+    ) -> None:
+        """Take one scrape's samples, in scrape order, its native histograms and exemplars
+        (each passed only when there are some). Must not block and must not raise."""
         ...
+
+
+def forward(
+    destination: Appendable,
+    samples: Sequence[Sample],
+    histograms: Sequence[HistogramSample] = (),
+    exemplars: Sequence[ExemplarSample] = (),
+) -> None:
+    """``destination.commit`` with the histograms and exemplars only when there are some,
+    so a destination that takes plain samples only keeps working."""
+    if exemplars:
+        destination.commit(samples, histograms, exemplars)
+    elif histograms:
+        destination.commit(samples, histograms)
+    else:
+        destination.commit(samples)
 
 
 class Fanout:
@@ -46,10 +72,12 @@ class Fanout:
     def __init__(self, destinations: Sequence[Appendable] = ()) -> None:
         self.destinations: list[Appendable] = list(destinations)
 
-    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+    def commit(
+        self,
+        samples: Sequence[Sample],
+        histograms: Sequence[HistogramSample] = (),
+        exemplars: Sequence[ExemplarSample] = (),
+    ) -> None:
         """Hand the same samples to every destination."""
         for destination in self.destinations:
-            if histograms:
-                destination.commit(samples, histograms)
-            else:
-                destination.commit(samples)
+            forward(destination, samples, histograms, exemplars)

@@ -69,6 +69,9 @@ COVERED: Mapping[str, tuple[str, ...]] = {
     "ScrapeConfig.native_histogram_min_bucket_factor": (
         "tests/scrape/test_native_histograms.py::test_min_bucket_factor_lowers_the_schema",
     ),
+    "RemoteWriteConfig.send_exemplars": (
+        "tests/remote/test_histogram_send.py::test_exemplars_sent_only_when_asked",
+    ),
     "RemoteWriteConfig.send_native_histograms": (
         "tests/remote/test_histogram_send.py::test_histograms_sent_only_when_asked",
     ),
@@ -317,9 +320,6 @@ REFUSED: Mapping[str, tuple[tuple[str, str], ...]] = {
             _job("convert_classic_histograms_to_nhcb: true"),
             "scrape_configs[0].convert_classic_histograms_to_nhcb",
         ),
-    ),
-    "RemoteWriteConfig.send_exemplars": (
-        (_rw("send_exemplars: true"), "remote_write[0].send_exemplars"),
     ),
     "RemoteWriteConfig.round_robin_dns": (
         (_rw("round_robin_dns: true"), "remote_write[0].round_robin_dns"),

@@ -44,7 +44,7 @@ def test_check_config_accepts_remote_write_2(
 
 def test_every_refusal_of_a_file_is_reported() -> None:
     """The issue's config, protobuf first and remote write 2.0, gives one problem per refused
-    key (protobuf scraping, native histograms and remote write 2.0 load)."""
+    key (protobuf scraping, native histograms, exemplars and remote write 2.0 load)."""
     text = (
         "global: {scrape_native_histograms: true, convert_classic_histograms_to_nhcb: true}\n"
         "scrape_configs:\n"
@@ -55,12 +55,13 @@ def test_every_refusal_of_a_file_is_reported() -> None:
         "  - url: http://rw.invalid/w\n"
         "    protobuf_message: io.prometheus.write.v2.Request\n"
         "    send_exemplars: true\n"
+        "    round_robin_dns: true\n"
     )
     with pytest.raises(ConfigError) as info:
         load_config_text(text, base_dir="/cfg", env={}, file="c.yml")
     assert [(p.line, p.path) for p in info.value.problems] == [
         (1, "global.convert_classic_histograms_to_nhcb"),
-        (9, "remote_write[0].send_exemplars"),
+        (10, "remote_write[0].round_robin_dns"),
     ]
     assert all("is not supported by collector: " in p.message for p in info.value.problems)
 

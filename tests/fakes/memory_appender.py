@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from collector.model.labels import Labels
 from collector.model.value import float_bits, is_stale
-from collector.storage.appender import HistogramSample, Sample
+from collector.storage.appender import ExemplarSample, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
 __all__ = ["MemoryAppender", "Resolved"]
@@ -26,8 +26,15 @@ class MemoryAppender:
         self.commits: list[list[Resolved]] = []
         self.histograms: list[list[tuple[Labels, bytes, int]]] = []
         """Per commit, its native histograms (labels, Histogram bytes, ts)."""
+        self.exemplars: list[list[tuple[Labels, bytes]]] = []
+        """Per commit, its exemplars (labels of the series, Exemplar bytes)."""
 
-    def commit(self, samples: Sequence[Sample], histograms: Sequence[HistogramSample] = ()) -> None:
+    def commit(
+        self,
+        samples: Sequence[Sample],
+        histograms: Sequence[HistogramSample] = (),
+        exemplars: Sequence[ExemplarSample] = (),
+    ) -> None:
         """Record one transaction (refs resolved now, since they may be released later)."""
         resolved: list[Resolved] = []
         for ref, value, ts in samples:
@@ -41,6 +48,7 @@ class MemoryAppender:
             assert labels is not None, f"committed a released ref {ref}"
             hists.append((labels, body, ts))
         self.histograms.append(hists)
+        self.exemplars.append([(self.registry.labels(ref) or (), raw) for ref, raw, _ in exemplars])
 
     @property
     def last(self) -> list[Resolved]:

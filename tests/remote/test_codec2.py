@@ -239,8 +239,8 @@ def test_broken_bodies_raise_decode_error() -> None:
     good = _v1([(UP, 1.0, T0)])
     with pytest.raises(DecodeError):
         V2Transcoder().encode(good[:-3])
-    exemplar = b"\x1a\x00"  # a TimeSeries with an exemplars field (3): 2.0's histograms
-    body = b"\x0a" + bytes([len(exemplar)]) + exemplar
+    unknown = b"\x2a\x00"  # a TimeSeries field 5, which 1.0 does not have
+    body = b"\x0a" + bytes([len(unknown)]) + unknown
     with pytest.raises(DecodeError):
         V2Transcoder().encode(body)
 

@@ -215,3 +215,66 @@ async def test_histograms_survive_a_restart_in_the_log(
     ]
     assert [s.histograms[0].timestamp for s in sent] == [T0, T0 + 1, T0 + 2]
     assert all(s.histograms[0].SerializeToString().startswith(encode(integer())) for s in sent)
+
+
+# ------------------------------------------------------------------------------- exemplars
+
+
+def test_exemplar_series_field_by_field_and_in_rw2() -> None:
+    """An exemplar is a ``TimeSeries`` of its own (labels, ``exemplars`` field 3), as
+    Prometheus sends it; 2.0 carries it in field 4 with ``labels_refs`` into the symbols."""
+    from collector.model.exemplar import encode as encode_exemplar
+
+    registry = SeriesRegistry()
+    sink = Sealed()
+    enc = encoder(registry, sink, shards=1)
+    up = registry.acquire(UP)
+    enc.commit([(up, 1.0, T0)])
+    raw_ex = encode_exemplar([("trace_id", "abc"), ("a", "")], 0.5, T0 - 3)
+    enc.commit_exemplars([(up, raw_ex, T0 - 3)])
+    enc.seal_all()
+    (raw,) = sink.bodies
+    sample_series, ex_series = request(raw).timeseries
+    assert labels_of(ex_series) == labels_of(sample_series)
+    assert not ex_series.samples
+    (ex,) = ex_series.exemplars
+    assert [(x.name, x.value) for x in ex.labels] == [("trace_id", "abc")]
+    assert (ex.value, ex.timestamp) == (0.5, T0 - 3)
+    v2_raw, count = V2Transcoder(metadata=None, metadata_every=60.0, clock=lambda: 0.0).encode(raw)
+    assert count == 2
+    message = prompb2.Request()
+    message.ParseFromString(v2_raw)
+    _, v2 = message.timeseries
+    (e2,) = v2.exemplars
+    assert [message.symbols[i] for i in e2.labels_refs] == ["trace_id", "abc"]
+    assert (e2.value, e2.timestamp) == (0.5, T0 - 3)
+    assert [message.symbols[i] for i in v2.labels_refs] == [
+        "__name__",
+        "up",
+        "cluster",
+        "c1",
+        "job",
+        "j",
+    ]
+
+
+async def test_exemplars_sent_only_when_asked(
+    receiver: Any, kit: Any, running: Any, idle: Any
+) -> None:
+    from collector.model.exemplar import encode as encode_exemplar
+
+    for send in (False, True):
+        receiver.requests.clear()
+        writer = kit.make(receiver.url, name=f"ex{send}", config_send_exemplars=send)
+        up = kit.ref(*UP)
+        ex = encode_exemplar([("trace_id", "t")], 2.0, T0)
+        async with running(writer):
+            writer.commit([(up, 1.0, T0)], (), [(up, ex, T0)])
+            await receiver.wait_for(lambda r: bool(r.requests))
+            await idle(writer)
+        series = [s for r in receiver.requests for s in request(decompress(r.body)).timeseries]
+        assert [labels_of(s) for s in series if s.samples] == [UP]
+        sent = [s for s in series if s.exemplars]
+        assert len(sent) == (1 if send else 0)
+        if send:
+            assert sent[0].exemplars[0].value == 2.0

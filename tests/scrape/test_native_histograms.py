@@ -247,3 +247,70 @@ def test_native_histograms_put_protobuf_first() -> None:
     assert glob[0].scrape_protocols[0] == "PrometheusProto"
     assert glob[0].always_scrape_classic_histograms
     assert not glob[1].always_scrape_classic_histograms
+
+
+# ------------------------------------------------------------------------------- exemplars
+
+OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def exemplar(raw: bytes) -> Any:
+    m = prompb.Exemplar()
+    m.ParseFromString(raw)
+    return ((tuple((x.name, x.value) for x in m.labels)), m.value, m.timestamp)
+
+
+def om_body(value: int, trace: str = "x") -> bytes:
+    return (
+        "# TYPE foo counter\n"
+        f'foo_total{{a="1"}} {value} # {{trace_id="{trace}",span="",b="2"}} 9.5 1700000000.123\n'
+        f'foo_total{{a="2"}} {value} # {{trace_id="{trace}"}} 1\n'
+        'foo_total{a="3"} 1\n'
+        "# EOF\n"
+    ).encode()
+
+
+async def test_openmetrics_exemplars_are_committed_once() -> None:
+    """Each exemplar goes with its series, labels sorted and empty ones dropped; without a
+    timestamp it takes the scrape's; an exemplar equal to the series' last one is skipped
+    (Prometheus's agent ``AppendExemplar``), a changed one is appended again."""
+    h = harness(om_body(1), om_body(2), om_body(3, trace="y"), content_type=OM)
+    await h.scrape()
+    got = {dict(labels)["a"]: exemplar(raw) for labels, raw in h.appender.exemplars[-1]}
+    assert got == {
+        "1": ((("b", "2"), ("trace_id", "x")), 9.5, 1_700_000_000_123),
+        "2": ((("trace_id", "x"),), 1.0, h.ts_ms()),
+    }
+    await h.scrape()  # same exemplars, new values: nothing
+    assert h.appender.exemplars[-1] == []
+    await h.scrape()
+    assert len(h.appender.exemplars[-1]) == 2
+
+
+async def test_exemplar_of_a_rejected_sample_is_dropped() -> None:
+    """A duplicate sample's exemplar is not appended (only the first one's)."""
+    body = (
+        b"# TYPE foo counter\n"
+        b'foo_total 1 # {trace_id="first"} 1\n'
+        b'foo_total 2 # {trace_id="second"} 2\n'
+        b"# EOF\n"
+    )
+    h = harness(body, content_type=OM)
+    await h.scrape()
+    ((_, raw),) = h.appender.exemplars[-1]
+    assert exemplar(raw)[0] == (("trace_id", "first"),)
+
+
+async def test_protobuf_exemplars_are_committed() -> None:
+    f = pb.MetricFamily(name="pc_total", type=pb.COUNTER)
+    m = f.metric.add()
+    m.counter.value = 5
+    m.counter.exemplar.value = 0.67
+    m.counter.exemplar.label.add(name="trace_id", value="KOO")
+    m.counter.exemplar.timestamp.seconds = 1_700_000_000
+    m.counter.exemplar.timestamp.nanos = 789_000_000
+    h = harness(pb.delimited([f]), content_type=PROTO)
+    await h.scrape()
+    ((labels, raw),) = h.appender.exemplars[-1]
+    assert dict(labels)["__name__"] == "pc_total"
+    assert exemplar(raw) == ((("trace_id", "KOO"),), 0.67, 1_700_000_000_789)
