@@ -72,6 +72,7 @@ from collector.model.textparse.protowire import (
     VALUE_FIELDS,
     Bad,
     Out,
+    check_family,
     double,
     exemplar,
     other,
@@ -264,7 +265,7 @@ def _family(
             pos = other(buf, pos, end, FAMILY_FIELDS, "MetricFamily")
     if not metrics:
         return None  # Prometheus skips a family without metrics before checking it
-    text = _check_family(name, help_text, mtype, unit, begin)
+    text = check_family(name, help_text, mtype, unit, begin)
     out.family = text
     out.metadata[text] = metadata_of(name, mtype, help_text, unit)
     hint: Sequence[bytes] = hints.get(name, ())
@@ -300,32 +301,6 @@ def _family(
         known = hint[j] if j < len(hint) else b""
         region.append(_metric(buf, metrics[i], metrics[i + 1], out, want, prefixes, emit, known))
     return None
-
-
-def _check_family(name: bytes, help_text: bytes, mtype: int, unit: bytes, pos: int) -> str:
-    """Prometheus 3's checks of a family with metrics; its name as str."""
-    try:
-        text = name.decode()
-    except UnicodeDecodeError:
-        text = ""
-    if not text:
-        raise Bad(f"invalid metric name: {name.decode('utf-8', 'replace')}", pos)
-    try:
-        help_text.decode()
-    except UnicodeDecodeError:
-        raise Bad(f"invalid help for metric {_quote(text)}", pos) from None
-    if not 0 <= mtype <= 5:
-        raise Bad(f"unknown metric type for metric {_quote(text)}: {mtype}", pos)
-    if unit:
-        base = name[:-6] if mtype == _COUNTER and name.endswith(b"_total") else name
-        if not base.endswith(b"_" + unit):
-            what = "counter" if base is not name else "metric"
-            raise Bad(
-                f"unit {_quote(unit.decode('utf-8', 'replace'))} not a suffix of {what} "
-                f"{_quote(text)}",
-                pos,
-            )
-    return text
 
 
 def _simple_metrics(
@@ -501,8 +476,3 @@ def _metric(
             key, h, _ = out.histograms[-1]
             out.histograms[-1] = (key, h, ts - (1 << 64) if ts >= 1 << 63 else ts)
     return labels if pieces is None and lab_start == begin else b""
-
-
-def _quote(text: str) -> str:
-    """Go ``%q`` for the common case (backslashes and quotes escaped)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

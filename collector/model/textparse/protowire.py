@@ -3,8 +3,10 @@
 Place in the pipeline: below `collector.model.textparse.protobuf` (families and metrics) and
 `collector.model.textparse.protoclassic` (summaries and histograms): varints, skipping a field
 by its wire type (refusing a known field that comes with another one, as Go's decoder does),
-exemplars and ``google.protobuf.Timestamp``, and `Out`, the columns being built. Every
-position is an offset into the whole body, so an error can say where it is.
+exemplars and ``google.protobuf.Timestamp``, `check_family` (Prometheus 3's family checks),
+and `Out`, the columns being built (float samples, and native histograms for
+`collector.model.textparse.protonative`). Every position is an offset into the whole body, so
+an error can say where it is.
 
 Prometheus counterpart: the generated ``Unmarshal`` code behind
 ``prompb/io/prometheus/client/decoder.go``.
@@ -30,9 +32,11 @@ __all__ = [
     "Bad",
     "Known",
     "Out",
+    "check_family",
     "double",
     "exemplar",
     "other",
+    "quote",
     "uvarint",
 ]
 
@@ -251,3 +255,34 @@ def _timestamp_ms(buf: bytes, pos: int, end: int) -> int:
     if nanos >= 1 << 31:
         nanos -= 1 << 32
     return seconds * 1000 + int(nanos / 1_000_000)
+
+
+def check_family(name: bytes, help_text: bytes, mtype: int, unit: bytes, pos: int) -> str:
+    """Prometheus 3's checks of a family with metrics (type 0 is COUNTER); its name as str."""
+    try:
+        text = name.decode()
+    except UnicodeDecodeError:
+        text = ""
+    if not text:
+        raise Bad(f"invalid metric name: {name.decode('utf-8', 'replace')}", pos)
+    try:
+        help_text.decode()
+    except UnicodeDecodeError:
+        raise Bad(f"invalid help for metric {quote(text)}", pos) from None
+    if not 0 <= mtype <= 5:
+        raise Bad(f"unknown metric type for metric {quote(text)}: {mtype}", pos)
+    if unit:
+        base = name[:-6] if mtype == 0 and name.endswith(b"_total") else name
+        if not base.endswith(b"_" + unit):
+            what = "counter" if base is not name else "metric"
+            raise Bad(
+                f"unit {quote(unit.decode('utf-8', 'replace'))} not a suffix of {what} "
+                f"{quote(text)}",
+                pos,
+            )
+    return text
+
+
+def quote(text: str) -> str:
+    """Go ``%q`` for the common case (backslashes and quotes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
