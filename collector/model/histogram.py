@@ -209,12 +209,15 @@ def _spans(tag: int, index: Sequence[int]) -> bytes:
 def _deltas(tag: int, count: Sequence[float]) -> bytes:
     if not count:
         return b""
-    parts: list[bytes] = []
+    zigzags: list[int] = []
     previous = 0
     for c in count:
-        parts.append(_zigzag(int(c) - previous))
+        delta = int(c) - previous
         previous = int(c)
-    return _field(tag, b"".join(parts))
+        zigzags.append((delta << 1) ^ (delta >> 63))
+    if max(zigzags) < 0x80:  # every delta a one-byte varint
+        return _field(tag, bytes(zigzags))
+    return _field(tag, b"".join(map(_varint, zigzags)))
 
 
 def _doubles(tag: int, count: Sequence[float]) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.config import ScrapeConfig, load_config_text
 from collector.errors import ParseError
@@ -314,3 +316,43 @@ async def test_protobuf_exemplars_are_committed() -> None:
     ((labels, raw),) = h.appender.exemplars[-1]
     assert dict(labels)["__name__"] == "pc_total"
     assert exemplar(raw) == ((("trace_id", "KOO"),), 0.67, 1_700_000_000_789)
+
+
+def _vi(n: int) -> bytes:
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _vi(len(payload)) + payload
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(0, 5000), min_size=1, max_size=12),
+    st.integers(-20, 20),
+    st.booleans(),
+)
+def test_deltas_packed_or_not_give_the_same_buckets(
+    counts: list[int], offset: int, packed: bool
+) -> None:
+    """Deltas one field each (what client_model's proto2 sends; one-byte runs are read
+    inline) or packed, small or multi-byte: the absolute counts, empty ones dropped."""
+    deltas = [b - a for a, b in zip([0, *counts], counts, strict=False)]
+    zz = [_vi((d << 1) ^ (d >> 63)) for d in deltas]
+    span = _ld(0x62, b"\x08" + _vi((offset << 1) ^ (offset >> 63)) + b"\x10" + _vi(len(counts)))
+    unpacked = b"".join(b"\x68" + z for z in zz)
+    delta_fields = _ld(0x6A, b"".join(zz)) if packed else unpacked
+    histogram = b"\x08" + _vi(sum(counts)) + b"\x28" + _vi(4) + span + delta_fields  # schema 2
+    family = _ld(0x0A, b"h") + b"\x18\x04" + _ld(0x22, _ld(0x3A, histogram))
+    body = _vi(len(family)) + family
+    exp = protobuf.parse(body, native=True)
+    ((_, h, _),) = exp.histograms  # a span makes it native, even with no observations
+    want = [(offset + i, c) for i, c in enumerate(counts) if c]
+    assert list(zip(h.pos_index, h.pos_count, strict=True)) == want
+    assert h.schema == 2

@@ -91,7 +91,18 @@ class _Fields:
         self.neg_counts: list[float] = []
 
     def read(self, buf: bytes, pos: int, end: int) -> None:
+        """Merge the fields of ``buf[pos:end]``. client_model is proto2 without ``packed``,
+        so exporters send deltas one field each (tag, varint): a run of one-byte deltas
+        is read inline; anything else takes the general field loop."""
         while pos < end:
+            byte = buf[pos]
+            if (byte == 0x68 or byte == 0x50) and pos + 1 < end and buf[pos + 1] < 0x80:
+                into = self.pos_deltas if byte == 0x68 else self.neg_deltas
+                while pos + 1 < end and buf[pos] == byte and buf[pos + 1] < 0x80:
+                    value = buf[pos + 1]
+                    into.append((value >> 1) ^ -(value & 1))
+                    pos += 2
+                continue
             start = pos
             tag, pos = uvarint(buf, pos, end)
             number, wire = tag >> 3, tag & 7
@@ -141,6 +152,10 @@ class _Fields:
                     )
                 elif number in (10, 13):
                     into = self.neg_deltas if number == 10 else self.pos_deltas
+                    chunk = buf[pos:stop]
+                    if chunk and max(chunk) < 0x80:  # every delta a one-byte varint
+                        into += [(b >> 1) ^ -(b & 1) for b in chunk]
+                        pos = stop
                     while pos < stop:
                         value, pos = uvarint(buf, pos, stop)
                         into.append(_zigzag64(value))
