@@ -136,6 +136,15 @@ class ScrapeCache:
         """Refs tracked so far in this pass (a copy)."""
         return set(self._cur if self._cur_bulk is None else self._cur_bulk)
 
+    def tracked(self) -> set[int]:
+        """This pass's tracked refs as the set itself, for appending beside `append` (native
+        histograms): a bulk pass's list is turned into the set first."""
+        bulk = self._cur_bulk
+        if bulk is not None:
+            self._cur.update(bulk)
+            self._cur_bulk = None
+        return self._cur
+
     @property
     def metadata(self) -> Mapping[str, object]:
         """Family name -> type/help/unit of the last successful scrape (resolved lazily)."""
@@ -208,9 +217,7 @@ class ScrapeCache:
                     batch.extend(zip(refs, values, repeat(now_ms)))
                     self._cur_bulk = refs
                     return AppendResult(scraped=len(refs), post_relabel=len(refs))
-        if self._cur_bulk is not None:  # an earlier append of this pass went in bulk (stream)
-            cur.update(self._cur_bulk)
-            self._cur_bulk = None
+        cur = self.tracked()  # an earlier append of this pass may have gone in bulk (stream)
         cur_add = cur.add
 
         scraped = dropped = appended = added = 0

@@ -491,3 +491,23 @@ def test_steady_passes_keep_a_list_not_a_set() -> None:
 
 def _prev_bulk(cache: ScrapeCache) -> list[int] | None:
     return cache._prev_bulk
+
+
+def test_tracked_is_the_live_set_after_a_bulk_append() -> None:
+    """`tracked` hands appenders beside `append` (native histograms) the pass's set, with a
+    bulk append's refs in it; what they add there counts as tracked for the rest of the pass."""
+    for add_b in (False, True):
+        s = Scrapes()
+        s.append(exp((b"a", 1.0), (b"b", 1.0)))
+        s.append(exp((b"a", 2.0)), end=False)  # bulk: b is not in this body
+        ref_a, ref_b = s.cache.series[b"a"], s.cache.series[b"b"]
+        tracked = s.cache.tracked()
+        assert tracked == {ref_a}
+        assert s.cache.tracked() is tracked
+        result = s.cache.append(exp((b"a", 3.0)), now_ms=s.now, options=s.options, batch=[])
+        assert result.duplicates == 1
+        if add_b:
+            tracked.add(ref_b)  # as a histogram appender does for its series
+        batch: list[Sample] = []
+        s.cache.stale_markers(s.now, batch)
+        assert [ref for ref, v, _ in batch if is_stale(v)] == ([] if add_b else [ref_b])
