@@ -260,8 +260,11 @@ class V2Transcoder:
             if series is None:
                 if not split or _labels_end(raw, pos, split) != split:
                     split = _labels_end(raw, pos, end)
-                    if _check_samples(raw, split, end):
+                    flags = _check_samples(raw, split, end)
+                    if flags & _REWRITE:
                         tail = _v2_tail(raw, split, end, intern, symbols)
+                    if flags & _NO_SAMPLES:
+                        count -= 1  # an exemplar-only series (counted back below)
                     series = cache.get(raw[pos:split])
                 if series is None:
                     key = raw[pos:split]
@@ -334,22 +337,33 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _check_samples(raw: bytes, pos: int, end: int) -> bool:
+_REWRITE = 1
+"""`_check_samples`: an exemplar or a histogram is there (`_v2_tail` rewrites them)."""
+_NO_SAMPLES = 2
+"""`_check_samples`: neither a sample nor a histogram (an exemplar-only series): not counted
+as a sample, since receivers count written samples and histograms only."""
+
+
+def _check_samples(raw: bytes, pos: int, end: int) -> int:
     """The fields after the labels must all be ``Sample`` (2), ``Exemplar`` (3) or
-    ``Histogram`` (4) fields; True when there is an exemplar or a histogram (`_v2_tail`
-    rewrites them). Samples are copied as they are."""
-    histograms = False
+    ``Histogram`` (4) fields; returns `_REWRITE` and `_NO_SAMPLES` flags (0: samples only,
+    copied as they are)."""
+    flags = _NO_SAMPLES
     while pos < end:
         tag = raw[pos]
-        if tag in (0x1A, 0x22):
-            histograms = True
-        elif tag != 0x12:
+        if tag == 0x1A:
+            flags |= _REWRITE
+        elif tag == 0x22:
+            flags = (flags | _REWRITE) & ~_NO_SAMPLES
+        elif tag == 0x12:
+            flags &= ~_NO_SAMPLES
+        else:
             raise DecodeError(f"unexpected TimeSeries field tag {tag:#x} after the labels")
         length, pos = _read_varint(raw, pos + 1)
         pos += length
     if pos != end:
         raise DecodeError("Sample field runs past its TimeSeries")
-    return histograms
+    return flags
 
 
 def _v2_tail(

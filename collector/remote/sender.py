@@ -13,9 +13,11 @@ destination.
 
 Remote write 2.0 (``protobuf_message: io.prometheus.write.v2.Request``): the batch, a 1.0 body
 from the write-ahead log, is turned into a 2.0 body once per send (`collector.remote.codec2`).
-The receiver's ``X-Prometheus-Remote-Write-*-Written`` headers are read: fewer samples written
-than sent is a partial write (``collector_remote_write_partial_writes_total``; the rest counted
-failed, ``reason="partial_write"``). A 415, or a 2xx carrying none of those headers (a 1.0
+The receiver's ``X-Prometheus-Remote-Write-*-Written`` headers are read: fewer samples and
+histograms written than the 2.0 body holds (the transcoder's count: a batch's own count also
+counts its exemplar series, which receivers count apart) is a partial write
+(``collector_remote_write_partial_writes_total``; the rest counted failed,
+``reason="partial_write"``). A 415, or a 2xx carrying none of those headers (a 1.0
 receiver that decoded the 2.0 body as an empty 1.0 message, as Prometheus 2.x does; the spec
 says to treat it as a 415), switches the destination to 1.0 for the rest of the process
 (`ProtocolState`, logged once): the same batch is sent again at once as the 1.0 body it was, so
@@ -140,6 +142,9 @@ class BatchSender:
         began = loop.time()
         protocol = self._protocol
         wire, v2 = body, False
+        # What the receiver's written counts are held to: the batch's count for 1.0; for 2.0
+        # the transcoder's (samples and histograms; a batch also counts its exemplars).
+        sent = count
         while True:
             if self._age_limit_ms and max_ts < int(self._wall() * 1000) - self._age_limit_ms:
                 m.dropped_too_old.inc(count)
@@ -153,9 +158,9 @@ class BatchSender:
                     if encoded is None:
                         self._done(count, began, loop.time())
                         return "corrupt"
-                    wire, v2 = encoded, True
+                    (wire, sent), v2 = encoded, True
                 else:
-                    wire, v2 = body, False
+                    wire, v2, sent = body, False, count
             started = loop.time()
             try:
                 written = await self._client.send(wire, attempt=attempt, v2=v2)
@@ -176,7 +181,7 @@ class BatchSender:
                     refused = count
                     if v2 and isinstance(exc, RefusedWrite) and exc.written.confirmed:
                         # A 4xx partial write: what the receiver wrote is not lost.
-                        refused = max(count - exc.written.all_samples, 0)
+                        refused = max(sent - exc.written.all_samples, 0)
                         m.samples.inc(count - refused)
                         m.partial_writes.inc()
                     m.failed.inc(refused)
@@ -206,20 +211,21 @@ class BatchSender:
             self._failures.succeeded()
             self._done(count, began, now)
             m.bytes.inc(len(wire))
-            if v2 and written.all_samples < count:
-                self._partial(written, count, now)
+            if v2 and written.all_samples < sent:
+                self._partial(written, sent, now)
             else:
-                m.samples.inc(count)
+                m.samples.inc(sent)
             if max_ts / 1000.0 > self.stats.highest_sent_s:
                 self.stats.highest_sent_s = max_ts / 1000.0
                 m.queue_highest_sent.set(self.stats.highest_sent_s)
             return ""
 
-    def _encode_v2(self, body: bytes, count: int) -> bytes | None:
-        """The 2.0 body of a batch; None (counted, logged) if its 1.0 body cannot be read."""
+    def _encode_v2(self, body: bytes, count: int) -> tuple[bytes, int] | None:
+        """The 2.0 body of a batch and the samples and histograms in it; None (counted,
+        logged) if its 1.0 body cannot be read."""
         assert self._transcoder is not None, "a 2.0 destination has a transcoder"
         try:
-            wire, _ = self._transcoder.transcode(body)
+            wire, sent = self._transcoder.transcode(body)
         except DecodeError as exc:
             m = self._m
             m.failed.inc(count)
@@ -231,7 +237,7 @@ class BatchSender:
                 exc,
             )
             return None
-        return wire
+        return wire, sent
 
     def _partial(self, written: Written, count: int, now: float) -> None:
         """A 2xx whose headers count fewer samples than were sent: the rest are lost (logged

@@ -241,7 +241,7 @@ def test_exemplar_series_field_by_field_and_in_rw2() -> None:
     assert [(x.name, x.value) for x in ex.labels] == [("trace_id", "abc")]
     assert (ex.value, ex.timestamp) == (0.5, T0 - 3)
     v2_raw, count = V2Transcoder(metadata=None, metadata_every=60.0, clock=lambda: 0.0).encode(raw)
-    assert count == 2
+    assert count == 1  # receivers count written samples and histograms, not exemplars
     message = prompb2.Request()
     message.ParseFromString(v2_raw)
     _, v2 = message.timeseries
@@ -278,3 +278,35 @@ async def test_exemplars_sent_only_when_asked(
         assert len(sent) == (1 if send else 0)
         if send:
             assert sent[0].exemplars[0].value == 2.0
+
+
+async def test_exemplars_over_rw2_are_not_a_partial_write(
+    receiver: Any, kit: Any, running: Any, idle: Any
+) -> None:
+    """A 2.0 receiver counts written samples and histograms, not exemplars: a batch with an
+    exemplar series is held to its samples (the transcoder's count), so no partial write."""
+    from collector.model.exemplar import encode as encode_exemplar
+    from collector.remote.codec2 import V2
+
+    writer = kit.make(receiver.url, config_protobuf_message=V2, config_send_exemplars=True)
+    up = kit.ref(*UP)
+    written = {
+        "X-Prometheus-Remote-Write-Samples-Written": "1",
+        "X-Prometheus-Remote-Write-Histograms-Written": "0",
+        "X-Prometheus-Remote-Write-Exemplars-Written": "1",
+    }
+    receiver.script.append((204, written))  # collector's own receiver takes floats only
+    async with running(writer):
+        writer.commit([(up, 1.0, T0)], (), [(up, encode_exemplar([("t", "1")], 2.0, T0), T0)])
+        await receiver.wait_for(lambda r: bool(r.requests))
+        await idle(writer)
+    (req,) = receiver.requests
+    assert req.headers["Content-Type"].endswith("io.prometheus.write.v2.Request")
+    message = prompb2.Request()
+    message.ParseFromString(decompress(req.body))
+    assert [len(s.exemplars) for s in message.timeseries] == [0, 1]
+    labels = {"remote_name": "rw"}
+    assert kit.value("collector_remote_write_partial_writes_total", labels) == 0
+    assert (
+        kit.value("prometheus_remote_storage_samples_total", {**labels, "url": receiver.url}) == 1
+    )
