@@ -29,6 +29,7 @@ from collector.discovery.kubernetes.wire import list_problem, status_error
 from collector.errors import ConfigError, DiscoveryError
 from collector.kubernetes.connection import Connection, ConnectionSpec
 from collector.model.textparse import ExpositionError, parse
+from collector.model.textparse.stream import StreamParser
 
 CRASHERS = Path(__file__).resolve().parent / "fixtures" / "fuzz" / "crashers"
 
@@ -248,3 +249,34 @@ def test_list_problem_restarts_the_informer_list() -> None:
     assert isinstance(got, Restart)
     assert got.reason == "bad_list"
     assert str(got) == "list: items[0] is not an object with object metadata"
+
+
+# ----------------------------------------------------------------------------- streamed parse
+def _stream(body: bytes, *, max_entry: int) -> tuple[int, int, str]:
+    """(samples returned, error line, error message) of a byte-by-byte streamed text parse."""
+    parser = StreamParser(openmetrics=False, segment_size=1, max_entry=max_entry)
+    returned = 0
+    try:
+        for pos in range(len(body)):
+            exp = parser.feed(body[pos : pos + 1])
+            returned += len(exp.samples) if exp is not None else 0
+        parser.close()
+    except ExpositionError as exc:
+        return returned + len(exc.partial.samples), exc.line, exc.message
+    raise AssertionError("the streamed parse accepted the body")
+
+
+def test_quoted_value_open_past_max_entry_is_refused_saying_so() -> None:
+    """A label value with a raw newline whose entry outgrows ``max_entry``: refused on its line
+    (6) naming the limit, after the five samples before it; `parse` reads it and fails later."""
+    body = _read("stream", "quoted-value-with-newline-past-max-entry.bin")
+    returned, line, message = _stream(body, max_entry=64)
+    assert (returned, line) == (5, 6)
+    assert message.startswith(
+        "entry longer than 64 bytes with a newline inside a quoted value (the streamed"
+        " parse's limit): expected label value"
+    )
+    with pytest.raises(ExpositionError) as whole:
+        parse(body, openmetrics=False)
+    assert whole.value.line == 8
+    assert _stream(body, max_entry=4096)[1:] == (8, whole.value.message)

@@ -242,7 +242,10 @@ def check_stream(data: bytes) -> None:
     """`StreamParser` over random chunks == `parse` over the whole body, both formats."""
     rng = random.Random(zlib.crc32(data))
     for openmetrics in (False, True):
-        segment_size = rng.choice((1, 7, 64, 512, 4096))
+        # At most ~256 segments a body: the agent cuts 512 KiB segments, so a 1 MiB body of
+        # 7-byte segments would time per-segment overhead the agent never pays (fuzzing: 2 s),
+        # and keeping that many parts here would outgrow the memory bound.
+        segment_size = max(rng.choice((1, 7, 64, 512, 4096)), len(data) >> 8)
         # The agent's ratio is 8 (4 MiB / 512 KiB): an entry carried across cuts is parsed
         # again at each one, so a larger ratio would measure a setup that never runs.
         max_entry = max(64, segment_size * rng.choice((1, 8)))
@@ -259,18 +262,20 @@ def check_stream(data: bytes) -> None:
 
 
 def _long_entry(data: bytes, streamed: Outcome, whole: Outcome, max_entry: int) -> bool:
-    """The documented difference: an entry with a quoted value open past ``max_entry``
-    bytes is reported from the cut, so the message may differ; line and partial samples not.
+    """The documented difference: an entry whose quoted value is open past ``max_entry``
+    bytes is refused on its line, saying so, where `parse` of the whole body fails on that
+    line too (an unterminated quote) or later (a long value with raw newlines). What was
+    returned before it are `parse`'s first samples.
     """
     got, want = streamed[1], whole[1]
-    if not isinstance(got, tuple) or not isinstance(want, tuple):
+    if not isinstance(got, tuple) or not str(got[0]).startswith(f"entry longer than {max_entry}"):
         return False
-    if got[1:] != want[1:] or streamed[0] != whole[0] or got[1] <= 0:
+    if isinstance(want, tuple) and 0 < want[1] < got[1]:
         return False
-    start = 0
-    for _ in range(got[1] - 1):
-        start = data.index(b"\n", start) + 1
-    return len(data) - start > max_entry
+    samples, reference = streamed[0], whole[0]
+    if not isinstance(samples, list) or not isinstance(reference, list):
+        return False
+    return samples == reference[: len(samples)] and len(data) > max_entry
 
 
 def _first_difference(got: Outcome, want: Outcome) -> str:

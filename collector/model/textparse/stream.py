@@ -21,9 +21,12 @@ The text format allows raw newlines inside quoted label values, so a cut may fal
 entry. That entry cannot parse (its closing quote is past the cut); when the error's entry
 holds an odd number of unescaped quotes, it is carried into the next segment instead of being
 reported, as long as it stays under ``max_entry`` bytes. So the result, error message, line
-and partial samples are those of `parse` over the whole body; the one difference is a body
-with a genuine unterminated quote followed by more than ``max_entry`` bytes without a quote,
-whose message may quote less of the entry (same line, same partial samples).
+and partial samples are those of `parse` over the whole body, but for one bound: an entry
+whose quoted value is still open after ``max_entry`` bytes is refused on its line with
+"entry longer than N bytes with a newline inside a quoted value" and `parse`'s message for the
+part read. A genuine unterminated quote fails on that line in `parse` too; a quoted value
+that does close, with raw newlines, past ``max_entry`` bytes, is one that `parse` would have
+read (fuzzing found it; the bound is what keeps the memory below).
 
 Memory: the buffered chunks, one segment and its parse, and the longest entry: bounded by a
 small multiple of ``max(segment_size, longest line)``, never by the body.
@@ -54,6 +57,8 @@ MAX_ENTRY = 4 << 20
 """Longest text entry carried across a cut inside a quoted value (see the module docstring)."""
 
 _EOF_LINE = b"# EOF\n"
+_TOO_LONG = -2
+"""`StreamParser._cut_entry`: the open quote's entry reached ``max_entry`` bytes."""
 _ESCAPE_PAIR = re.compile(rb"\\.", re.S)
 
 
@@ -170,7 +175,13 @@ class StreamParser:
             if start < 0:
                 self._absorb(partial, base)
                 line = exc.line + base if exc.line else 0
-                raise ExpositionError(exc.message, line=line, partial=partial) from None
+                message = exc.message
+                if start == _TOO_LONG:
+                    message = (
+                        f"entry longer than {self._max_entry} bytes with a newline inside a"
+                        f" quoted value (the streamed parse's limit): {message}"
+                    )
+                raise ExpositionError(message, line=line, partial=partial) from None
             # The cut fell inside this entry's quoted value: parse it again with more data.
             self._set_buffer([segment[start:], *self._chunks])
             self._want = self._size + self._segment_size
@@ -194,18 +205,16 @@ class StreamParser:
 
         That is: the entry runs to the segment's end (everything from its line on) with an
         odd number of unescaped quotes, so a quoted value is still open at the cut. -1 when
-        the error is the body's own, or the entry grew beyond ``max_entry``.
+        the error is the body's own; `_TOO_LONG` when the quote is open but the entry grew
+        to ``max_entry`` bytes.
         """
         if line <= 0:
             return -1
         pos = len(segment)
-        limit = len(segment) - self._max_entry
         for _ in range(segment.count(b"\n") - line + 2):
             pos = segment.rfind(b"\n", 0, pos)
-            if pos < limit:
-                return -1
         start = pos + 1
         tail = segment[start:]
         if _ESCAPE_PAIR.sub(b"", tail).count(b'"') % 2 == 0:
             return -1
-        return start
+        return _TOO_LONG if len(tail) >= self._max_entry else start
