@@ -36,10 +36,12 @@ def body() -> bytes:
         m = family.metric.add()
         m.label.add(name="path", value=f"/api/v1/item/{i}")
         h = m.histogram
-        h.sample_count, h.sample_sum = 100 + i, 5.0
+        deltas = [1, 2, -1, 0, 3, -2, 1, 1, 0, -1] * (BUCKETS // 10)
+        counts = [sum(deltas[: j + 1]) for j in range(len(deltas))]
+        h.sample_count, h.sample_sum = sum(counts) + 1, 5.0  # + the zero bucket's
         h.schema, h.zero_threshold, h.zero_count = 3, 1e-9, 1
         h.positive_span.add(offset=-5, length=BUCKETS)
-        h.positive_delta.extend([1, 2, -1, 0, 3, -2, 1, 1, 0, -1] * (BUCKETS // 10))
+        h.positive_delta.extend(deltas)
     return bytes(pb.delimited([family]))
 
 

@@ -111,6 +111,30 @@ class NativeHistogram:
         self.pos_index, self.pos_count = _non_empty(self.pos_index, self.pos_count)
         self.neg_index, self.neg_count = _non_empty(self.neg_index, self.neg_count)
 
+    def invalid(self) -> str:
+        """Why Prometheus's ``Histogram.Validate`` refuses ``h`` ("" when valid): an integer
+        histogram's count must equal its buckets' and zero bucket's observations (be at least
+        that when ``sum`` is NaN); a float histogram's is not checked (rounding). Spans and
+        negative counts are checked where the buckets are decoded."""
+        if self.is_float:
+            return ""
+        observed = int(sum(self.pos_count) + sum(self.neg_count) + self.zero_count)
+        count = int(self.count)
+        if self.sum != self.sum:
+            if observed > count:
+                return (
+                    f"{observed} observations found in buckets, but the Count field is {count}: "
+                    "histogram's observation count should be at least the number of "
+                    "observations found in the buckets"
+                )
+        elif observed != count:
+            return (
+                f"{observed} observations found in buckets, but the Count field is {count}: "
+                "histogram's observation count should equal the number of observations found "
+                "in the buckets (in absence of NaN)"
+            )
+        return ""
+
     def __repr__(self) -> str:
         return (
             f"NativeHistogram(schema={self.schema}, count={self.count}, sum={self.sum}, "

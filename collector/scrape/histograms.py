@@ -20,6 +20,9 @@ Per histogram, in Prometheus's order (``scrapeLoop.append`` and its appenders):
   lowered one step at a time until the buckets fit, and a histogram that does not fit even at
   schema -4 fails the whole scrape with ``histogram bucket limit exceeded``
   (``bucketLimitAppender``);
+* the agent appender's ``Histogram.Validate``: an integer histogram whose count is not its
+  buckets' total fails the scrape with Prometheus's message
+  (`~collector.model.histogram.NativeHistogram.invalid`);
 * `collector.model.histogram.encode`: the remote-write ``Histogram`` bytes, built once here.
 
 Prometheus counterpart: the histogram branch of ``scrapeLoop.append`` in ``scrape/scrape.go``,
@@ -121,6 +124,10 @@ def append_histograms(
             reduce_resolution(h, max_schema)
         if bucket_limit and not fit_bucket_limit(h, bucket_limit):
             error = BucketLimitError(BUCKET_LIMIT_ERROR)
+            break
+        invalid = h.invalid()
+        if invalid:
+            error = ScrapeError(invalid)
             break
         if ts is not None and honor:
             cache._undo.append((ref, lt))

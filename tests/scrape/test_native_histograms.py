@@ -33,7 +33,7 @@ def native(name: str = "rpc_seconds", *, gauge: bool = False, classic: bool = Tr
     m = f.metric.add()
     m.label.add(name="path", value="/a")
     h = m.histogram
-    h.sample_count, h.sample_sum = 12, 33.5
+    h.sample_count, h.sample_sum = 10, 33.5  # 7 positive, 1 negative, 2 zero
     h.schema, h.zero_threshold, h.zero_count = 1, 0.001, 2
     h.positive_span.add(offset=-1, length=2)
     h.positive_span.add(offset=2, length=3)
@@ -79,7 +79,7 @@ def test_decoder_emits_one_native_histogram_without_suffix() -> None:
     assert key.startswith(b"rpc_seconds\xfe")
     assert ts is None
     # indexes -1, 0 | 3, 4, 5 hold 1, 3 | 0, 0, 3; Compact(0) drops 3 and 4
-    assert (h.schema, h.count, h.sum, h.zero_threshold, h.zero_count) == (1, 12, 33.5, 0.001, 2)
+    assert (h.schema, h.count, h.sum, h.zero_threshold, h.zero_count) == (1, 10, 33.5, 0.001, 2)
     assert (h.pos_index, h.pos_count) == ([-1, 0, 5], [1, 3, 3])
     assert (h.neg_index, h.neg_count) == ([0], [1])
     assert not h.is_float
@@ -174,7 +174,7 @@ async def test_loop_commits_one_histogram_series_and_marks_it_stale() -> None:
     assert dict(labels) == {"__name__": "rpc_seconds", "path": "/a", "instance": "h:1", "job": "j"}
     assert ts == h.ts_ms()
     m = hist(raw)
-    assert (m.count_int, m.sum, m.schema, m.zero_count_int) == (12, 33.5, 1, 2)
+    assert (m.count_int, m.sum, m.schema, m.zero_count_int) == (10, 33.5, 1, 2)
     assert [(s.offset, s.length) for s in m.positive_spans] == [(-1, 2), (4, 1)]
     assert list(m.positive_deltas) == [1, 2, 0]
     assert not [s for s in h.appender.commits[-1] if dict(s[0])["__name__"].startswith("rpc")]
@@ -192,7 +192,7 @@ async def test_loop_keeps_classic_series_when_asked() -> None:
     h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
     await h.scrape()
     assert len(h.appender.histograms[-1]) == 1
-    assert h.appender.value("rpc_seconds_count") == 12.0
+    assert h.appender.value("rpc_seconds_count") == 10.0
     assert h.appender.value("scrape_samples_scraped") == 5.0  # histogram + 4 classic
 
 
@@ -232,7 +232,7 @@ async def test_native_off_scrapes_classic_series() -> None:
     h = harness(pb.delimited([native()]), cfg=cfg, content_type=PROTO)
     await h.scrape()
     assert h.appender.histograms[-1] == []
-    assert h.appender.value("rpc_seconds_count") == 12.0
+    assert h.appender.value("rpc_seconds_count") == 10.0
 
 
 def test_native_histograms_put_protobuf_first() -> None:
@@ -356,3 +356,41 @@ def test_deltas_packed_or_not_give_the_same_buckets(
     want = [(offset + i, c) for i, c in enumerate(counts) if c]
     assert list(zip(h.pos_index, h.pos_count, strict=True)) == want
     assert h.schema == 2
+
+
+@pytest.mark.parametrize(
+    ("count", "total", "message"),
+    [
+        (
+            12,
+            33.5,
+            "10 observations found in buckets, but the Count field is 12: histogram's "
+            "observation count should equal the number of observations found in the buckets "
+            "(in absence of NaN)",
+        ),
+        (
+            9,
+            float("nan"),
+            "10 observations found in buckets, but the Count field is 9: histogram's "
+            "observation count should be at least the number of observations found in the "
+            "buckets",
+        ),
+    ],
+)
+async def test_an_invalid_integer_histogram_fails_the_scrape(
+    count: int, total: float, message: str
+) -> None:
+    """Prometheus's agent validates every histogram it appends (``Histogram.Validate``): a
+    count that is not the buckets' total fails the scrape with its message; with a NaN sum a
+    larger count is fine."""
+    f = native()
+    f.metric[0].histogram.sample_count = count
+    f.metric[0].histogram.sample_sum = total
+    h = harness(pb.delimited([f]), cfg=job(), content_type=PROTO)
+    await h.scrape()
+    assert h.appender.value("up") == 0.0
+    assert h.loop.target.last_error == message
+    f.metric[0].histogram.sample_count = 11
+    h = harness(pb.delimited([f]), cfg=job(), content_type=PROTO)
+    await h.scrape()
+    assert h.appender.value("up") == (1.0 if total != total else 0.0)
