@@ -121,6 +121,13 @@ def test_classic_histogram_stays_classic_with_native_on() -> None:
     assert len(exp.columns()[0]) == 4
 
 
+def test_a_negative_float_bucket_fails_the_body() -> None:
+    f = floaty()
+    f.metric[0].histogram.positive_count[1] = -0.5
+    with pytest.raises(ParseError, match=r"positive bucket with a count of -0\.5"):
+        protobuf.parse(pb.delimited([f]), native=True)
+
+
 def test_explicit_timestamp_goes_with_the_histogram() -> None:
     f = native()
     f.metric[0].timestamp_ms = 1_700_000_000_123

@@ -179,6 +179,12 @@ class _Fields:
         if is_float:
             pos_index = _indexes(self.pos_spans, len(self.pos_counts), offset, "positive")
             neg_index = _indexes(self.neg_spans, len(self.neg_counts), offset, "negative")
+            for side, counts in (("positive", self.pos_counts), ("negative", self.neg_counts)):
+                for c in counts:
+                    if c < 0:
+                        raise Bad(
+                            f"native histogram has a {side} bucket with a count of {c}", offset
+                        )
             h = NativeHistogram(
                 schema=schema,
                 count=self.count_float,
