@@ -66,11 +66,7 @@ def append_histograms(
     (its ``error`` is set, and the pass stops, on a series error or the bucket limit)."""
     if not histograms or result.error is not None:
         return
-    # Histogram refs are tracked in the pass's set: leave the float path's bulk list.
-    cur = cache._cur
-    if cache._cur_bulk is not None:
-        cur.update(cache._cur_bulk)
-        cache._cur_bulk = None
+    cur = cache.tracked()  # histogram refs are tracked in the pass's set, with the floats'
     series = cache.series
     last = cache.last_ts
     honor = options.honor_timestamps
