@@ -32,8 +32,6 @@ import math
 import struct
 from collections.abc import Sequence
 
-from collector.model.value import STALE_NAN
-
 __all__ = [
     "BUCKET_LIMIT_ERROR",
     "SCHEMA_MAX",
@@ -43,7 +41,6 @@ __all__ = [
     "fit_bucket_limit",
     "pick_schema",
     "reduce_resolution",
-    "stale_marker",
 ]
 
 SCHEMA_MIN = -4
@@ -280,13 +277,3 @@ def encode(h: NativeHistogram) -> bytes:
     if h.gauge:
         parts.append(b"\x70" + _varint(_RESET_GAUGE))
     return b"".join(parts)
-
-
-_STALE_INT = encode(NativeHistogram(schema=0, count=0, total=STALE_NAN))
-_STALE_FLOAT = encode(NativeHistogram(schema=0, count=0.0, total=STALE_NAN, is_float=True))
-
-
-def stale_marker(*, is_float: bool) -> bytes:
-    """The `encode` bytes of a histogram staleness marker: every field zero, ``sum`` the
-    StaleNaN (reference §4), in the integer or float form of the series' histograms."""
-    return _STALE_FLOAT if is_float else _STALE_INT

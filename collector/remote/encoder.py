@@ -42,9 +42,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
-from collector.model.histogram import stale_marker
 from collector.model.labels import Labels, from_dict
-from collector.model.value import is_stale
 from collector.remote.codec import (
     compress,
     encode_exemplar_series,
@@ -400,14 +398,12 @@ class BatchEncoder:
 
 
 def _histogram_series_float(item: bytes, ts: int) -> bytes:
-    """A float sample of a histogram series (``kind + label bytes + packed value``): its
-    staleness marker becomes a histogram one; any other value is sent as a float sample."""
-    labels = item[1:-8]
-    value = _unpack(item[-8:])[0]
-    if is_stale(value):
-        marker = stale_marker(is_float=item[:1] == _FLOAT_KIND)
-        return encode_histogram_series(labels, marker, ts)
-    return encode_timeseries(labels, value, ts)
+    """A float sample of a histogram series (``kind + label bytes + packed value``), in
+    practice its staleness marker: sent as the float StaleNaN sample, as the Prometheus agent
+    sends it (its scrape loop appends a float marker and its agent storage forwards it as is;
+    only a Prometheus server's head turns it into a histogram marker; the spec holds the two
+    equivalent)."""
+    return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
 
 
 def _label_bytes(value_prefix: bytes) -> bytes:

@@ -17,9 +17,7 @@ from collector.model.histogram import (
     fit_bucket_limit,
     pick_schema,
     reduce_resolution,
-    stale_marker,
 )
-from collector.model.value import STALE_NAN_BITS, float_bits
 from collector.remote import prompb
 
 
@@ -97,14 +95,6 @@ def test_float_gauge_histogram_fields() -> None:
     assert list(m.negative_counts) == [0.25]
     assert not m.positive_deltas
     assert m.reset_hint == prompb.Histogram.ResetHint.Value("GAUGE") == 3
-
-
-def test_stale_markers_keep_the_stale_nan_bits() -> None:
-    for is_float in (False, True):
-        m = prompb.Histogram()
-        m.ParseFromString(stale_marker(is_float=is_float))
-        assert float_bits(m.sum) == STALE_NAN_BITS
-        assert m.WhichOneof("count") == ("count_float" if is_float else "count_int")
 
 
 def test_reduce_resolution_merges_neighbours() -> None:
