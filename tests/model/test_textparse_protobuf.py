@@ -101,7 +101,7 @@ def _fmt(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if value == 0:
-        return "0.0" if math.copysign(1, value) > 0 else "-0.0"
+        return "0.0"  # Go's ``f == 0`` holds for -0 as well
     sign, digits, exponent = _digits(value)
     point = len(digits) + exponent  # digits * 10**exponent = 0.digits * 10**point
     exp10 = point - 1
@@ -146,7 +146,7 @@ def test_every_type_as_prometheus_appends_it() -> None:
     h = family("test_histogram3", pb.HISTOGRAM)
     hm = metric(h, ts=1234568).histogram
     hm.sample_count, hm.sample_sum = 6, 50
-    for ub, n in ((-20, 2), (20, 4), (30, 6), (1e6, 6), (123456, 6), (1e-5, 6)):
+    for ub, n in ((-20, 2), (-0.0, 2), (20, 4), (30, 6), (1e6, 6), (123456, 6), (1e-5, 6)):
         hm.bucket.add(upper_bound=ub, cumulative_count=n)
     gh = family("test_gauge_histogram", pb.GAUGE_HISTOGRAM)
     ghm = metric(gh).histogram
@@ -156,7 +156,7 @@ def test_every_type_as_prometheus_appends_it() -> None:
     ghm.bucket.add(upper_bound=99.0, cumulative_count_float=1.0)  # after +Inf
     exp = parse(pb.delimited([c, g, u, s, h, gh]))
     le = [dict(lab)["le"] for lab, _, _ in decoded(exp) if dict(lab).get("le")]
-    histogram_le = ["-20.0", "20.0", "30.0", "1e+06", "123456.0", "1e-05", "+Inf"]
+    histogram_le = ["-20.0", "0.0", "20.0", "30.0", "1e+06", "123456.0", "1e-05", "+Inf"]
     assert le == [*histogram_le, "-0.0004899999999999998", "+Inf"]
     assert decoded(exp) == reference([c, g, u, s, h, gh])
     assert decoded(exp)[:3] == [
