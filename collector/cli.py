@@ -38,8 +38,8 @@ from collector.model.duration import parse_duration, parse_size
 from collector.workers.plan import (
     add_worker_flags,
     describe_auto,
-    resolve_workers,
     with_worker_flags,
+    worker_range,
 )
 
 __all__ = [
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         options = with_worker_flags(with_cluster_flags(options, args), args)
-        resolve_workers(options, clustered=resolve_settings(options, os.environ) is not None)
+        worker_range(options, clustered=resolve_settings(options, os.environ) is not None)
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging(level=options.log_level, fmt=options.log_format)

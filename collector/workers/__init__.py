@@ -1,20 +1,22 @@
 """Scrape workers: the scrape loops of one agent spread over N processes (``--scrape.workers``).
 
 Place in the pipeline: between the CLI and the agent. One asyncio process uses one core; with
-``--scrape.workers=N`` (N > 1) the agent's main process keeps discovery, the web UI/API,
-reloads and signals, and N worker processes each run a scrape manager and their own remote
-writers for their share of the targets::
+N > 1 scrape workers the agent's main process is worker 0 (its whole in-process pipeline, plus
+discovery, the web UI/API, reloads and signals) and N-1 worker processes each run a scrape
+manager and their own remote writers for their share of the targets::
 
-    main:   DiscoveryManager ──full target sets──▶ every worker (pipe, latest wins)
-            web /api/v1/targets, /metrics  ◀──snapshots (1 s)── every worker
-    worker: ScrapeManager (ring share) ──▶ RemoteWriter × destinations
-            (<storage.path>/workers/<i>/<remote_name>/wal)
+    main (worker 0): DiscoveryManager ─▶ its ScrapeManager (share 0) ─▶ RemoteWriter × D
+                                      └▶ full target sets ─pipe─▶ every worker process
+                     web /api/v1/targets, /metrics ◀─snapshots (1 s)─ every worker process
+    worker i:        ScrapeManager (share i) ─▶ RemoteWriter × D
+                     (<storage.path>/workers/<i>/<remote_name>/wal)
 
 Targets are assigned by rendezvous hashing (`collector.model.rendezvous`, the hash cluster
 sharding uses) over the members ``worker-0 .. worker-N-1``: every worker relabels every target
 and keeps those it owns, so a target change moves one target and a change of N moves about
-1/N of them. ``--scrape.workers=1`` (and ``auto`` resolving to 1) is the in-process agent,
-unchanged, with no extra process.
+1/N of them. ``--scrape.workers=1`` is the in-process agent, unchanged, with no extra process;
+``auto`` (the default) starts that way and adds a process only when those running are
+saturated (`collector.workers.growth`).
 
 Differences from the in-process agent, on purpose or not yet done:
 
@@ -23,11 +25,12 @@ Differences from the in-process agent, on purpose or not yet done:
 * a reload is validated and answered by the main process (the file loads, discovery applies);
   a worker that then fails to apply it logs the error and ``prometheus_config_last_reload_
   successful`` (the lowest over the processes) turns 0;
-* ``auto`` is decided at start; it does not add workers while running;
+* ``auto`` adds workers while running but never removes one (a restart starts from one);
 * not with ``--cluster.*`` or the remote-write receiver (refused when asked explicitly).
 
-Modules: ``plan`` (the flag, ``auto``, the ring), ``protocol`` (framed messages on the pipe),
-``queues`` (write-ahead queues left by another worker count, drained), ``metrics`` (one
-``/metrics`` from every process), ``worker`` (the worker process), ``supervisor`` (the main
-process: start, restart, broadcast, merge).
+Modules: ``plan`` (the flag, ``auto``, the ring), ``growth`` (when ``auto`` adds a process),
+``protocol`` (framed messages on the pipe), ``queues`` (write-ahead queues left by another
+worker count, drained), ``metrics`` (one ``/metrics`` from every process), ``views`` (one web
+API), ``worker`` (a worker process), ``handle`` (a worker process seen from the main one),
+``supervisor`` (the main process).
 """

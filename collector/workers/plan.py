@@ -1,20 +1,20 @@
 """How many scrape workers, and which targets each one scrapes (`collector.workers`).
 
-``--scrape.workers=N|auto``. ``auto`` is decided once at start from the CPUs this process may
-use: the cgroup v2 quota (``/sys/fs/cgroup/cpu.max``, ``max`` or ``QUOTA PERIOD``) and the
-scheduler affinity, whichever is lower, rounded down:
+``--scrape.workers=N|auto``, as `worker_range` (start, most): N is (N, N). The main process is
+worker 0 (it scrapes its share like the others), so N workers are N processes.
 
-* under 3 usable CPUs: 1, the in-process agent. On a 2-core box an extra Python process costs
-  30-50 MB of memory for each worker plus the main process, and the targets, the receiver
-  and everything else on the machine share those two cores anyway;
-* otherwise one worker per usable CPU minus one (left to the main process, the kernel's
-  network work and the write-ahead queues' I/O threads), at most `AUTO_MAX`.
-
-``auto`` also resolves to 1 where workers cannot run yet: with ``--cluster.*`` sharding and
-with the remote-write receiver; an explicit N > 1 there is refused with the reason.
+``auto`` starts with one process, the in-process pipeline and no extra process (an extra Python
+process costs 30-50 MB), and adds a worker process only when the ones running are saturated
+(`collector.workers.growth`), up to the CPUs this process may use: the cgroup v2 quota
+(``/sys/fs/cgroup/cpu.max``, ``max`` or ``QUOTA PERIOD``) and the scheduler affinity,
+whichever is lower, rounded down, at most `AUTO_MAX`. It never shrinks while running; a
+restart starts from one again. With one usable CPU, ``--cluster.*`` sharding or the remote-write
+receiver, ``auto`` is (1, 1): exactly the in-process agent (an explicit N > 1 with either of
+the last two is refused with the reason).
 
 Assignment: `worker_ring` is a `Ring` over ``worker-0 .. worker-N-1`` that ignores the
-cluster's ``__cluster_local__`` opt-out (every target belongs to exactly one worker).
+cluster's ``__cluster_local__`` opt-out (every target belongs to exactly one worker). Growing
+from N to N+1 moves only the targets the new worker takes, about 1/(N+1) of them.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ __all__ = [
     "add_worker_flags",
     "describe_auto",
     "parse_workers_flag",
-    "resolve_workers",
     "usable_cpus",
     "with_worker_flags",
     "worker_name",
+    "worker_range",
     "worker_ring",
 ]
 
@@ -74,10 +74,10 @@ def add_worker_flags(parser: argparse.ArgumentParser, defaults: AgentOptions) ->
         default=defaults.scrape_workers,
         type=parse_workers_flag,
         metavar="N|auto",
-        help="scrape in N worker processes, targets split by a consistent hash (one asyncio "
-        "process uses one core); 1 = everything in this process; auto = 1 under 3 usable "
-        "CPUs (cgroup quota and affinity), else one per usable CPU minus one, at most "
-        f"{AUTO_MAX} (default: %(default)s)",
+        help="scrape in N processes, this one included, targets split by a consistent hash "
+        "(one asyncio process uses one core); 1 = everything in this process; auto = start "
+        "with 1 and add a process when those running are saturated, up to the usable CPUs "
+        f"(cgroup quota and affinity), at most {AUTO_MAX} (default: %(default)s)",
     )
     parser.add_argument("--scrape.worker-fd", dest="worker_fd", type=int, help=argparse.SUPPRESS)
 
@@ -111,8 +111,10 @@ def usable_cpus(
     return max(1, math.floor(cpus))
 
 
-def resolve_workers(options: AgentOptions, *, cpus: int | None = None, clustered: bool) -> int:
-    """The number of scrape processes for ``options`` (1: the in-process agent).
+def worker_range(
+    options: AgentOptions, *, cpus: int | None = None, clustered: bool
+) -> tuple[int, int]:
+    """(processes at start, most processes) for ``options``; (1, 1): the in-process agent.
 
     Raises `ConfigError` for an explicit N > 1 with a feature workers do not support yet.
     """
@@ -130,20 +132,20 @@ def resolve_workers(options: AgentOptions, *, cpus: int | None = None, clustered
                 "--web.enable-remote-write-receiver yet (received samples have no worker to "
                 "forward them): use --scrape.workers=1"
             )
-        return count
+        return count, count
     if clustered or options.enable_remote_write_receiver:
-        return 1
+        return 1, 1
     usable = usable_cpus() if cpus is None else cpus
-    if usable < 3:
-        return 1
-    return min(usable - 1, AUTO_MAX)
+    return 1, min(usable, AUTO_MAX)
 
 
 def describe_auto() -> str:
     """What ``--scrape.workers=auto`` means on this machine (``collector --version``)."""
     cpus = usable_cpus()
-    count = resolve_workers(AgentOptions(), cpus=cpus, clustered=False)
-    return f"--scrape.workers=auto: {count} here ({cpus} usable CPUs; 1 = in-process)"
+    _, most = worker_range(AgentOptions(), cpus=cpus, clustered=False)
+    return (
+        f"--scrape.workers=auto: 1 process, up to {most} when saturated here ({cpus} usable CPUs)"
+    )
 
 
 def worker_name(index: int) -> str:

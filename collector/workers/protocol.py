@@ -7,7 +7,8 @@ nothing per sample crosses the pipe.
 
 main -> worker:
     `Init` (first, once), ``("config", Config)`` after a reload, ``("targets", TargetSets)``
-    the newest full map from discovery (latest wins on the worker's side too),
+    the newest full map from discovery (latest wins on the worker's side too), ``("ring", N)``
+    the worker count after ``auto`` added one,
     ``("cardinality", id, pool, url, top)`` a cardinality report request.
 worker -> main:
     `Snapshot` every `SNAPSHOT_INTERVAL` (targets, queues, metric families),
@@ -70,9 +71,6 @@ class Init:
     config: Config
     targets: TargetSets | None
     """The newest full target-set map when the worker is (re)started, if discovery sent one."""
-    drain_roots: tuple[str, ...] = ()
-    """Queue roots of another worker count this worker delivers and then removes
-    (`collector.workers.queues`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

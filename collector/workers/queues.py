@@ -14,18 +14,19 @@ main process would encode and send every worker's samples on one core again. Per
 cost nothing per sample; the price is N queues per destination (N x the shards, N request
 streams to the receiver) and the orphan handling below.
 
-A queue is only ever opened by one process at a time. When the worker count changes across a
-restart, the roots no worker owns any more (``workers/<k>`` for k >= N, and the in-process root
-when workers run) are *orphans*: `orphan_roots` lists them and the supervisor hands each one to
-a worker (round robin), which runs a `drain` writer per destination of the running config
-beside its own: the drain recovers the log exactly like a restart would, sends everything
-still unacknowledged, and once nothing is pending removes that destination's directory. A
-queue of a destination no longer configured is left alone, as the in-process agent leaves it.
+The main process is worker 0 and keeps the in-process root. A queue is only ever opened by one
+process at a time. When the worker count changes across a restart, the roots no worker owns
+(``workers/<k>`` for k >= N) are *orphans*: `orphan_roots` lists them and the main process runs
+a `drain` writer per destination of the running config for each, beside its own writers: the
+drain recovers the log exactly like a restart would, sends everything still unacknowledged, and
+once nothing is pending removes that destination's directory. A queue of a destination no
+longer configured is left alone, as the in-process agent leaves it. When ``auto`` adds worker k
+while ``workers/<k>`` is still being drained, the drain stops (flushing like any writer) and
+worker k takes the queue over as its own.
 
-Going back to ``--scrape.workers=1`` with worker queues on disk starts one worker process
-instead of the in-process agent (`has_worker_queues`): it uses the in-process root as its own
-and drains every ``workers/<k>``; once they are delivered and removed, the next start is the
-in-process agent again.
+``--scrape.workers=1`` with worker queues on disk runs the supervisor with no worker process
+(`has_worker_queues`): it drains them in this process; once they are delivered and removed, the
+next start is the plain in-process agent again.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ WORKERS_DIR = "workers"
 _POLL = 1.0
 
 
-def worker_root(storage_path: str | Path, index: int, count: int) -> Path:
-    """Scrape worker ``index``'s queue root: the in-process root when it is the only one."""
-    if count == 1:
+def worker_root(storage_path: str | Path, index: int) -> Path:
+    """Scrape worker ``index``'s queue root (0, the main process: the in-process root)."""
+    if index == 0:
         return Path(storage_path)
     return Path(storage_path) / WORKERS_DIR / str(index)
 
@@ -67,35 +68,20 @@ def _has_queue(root: Path) -> bool:
 
 
 def orphan_roots(storage_path: str | Path, count: int) -> list[Path]:
-    """Queue roots that none of ``count`` workers owns (`worker_root`): the in-process root
-    first, then ``workers/<k>`` for k >= count (every k when count is 1) in numeric order."""
-    storage = Path(storage_path)
-    found: list[Path] = []
-    if count > 1 and _has_in_process_queue(storage):
-        found.append(storage)
-    first = 0 if count == 1 else count
+    """Queue roots that none of ``count`` workers owns (`worker_root`): ``workers/<k>`` for
+    k >= count (and 0, which no worker uses), in numeric order."""
     try:
-        children = list((storage / WORKERS_DIR).iterdir())
+        children = list((Path(storage_path) / WORKERS_DIR).iterdir())
     except OSError:
-        children = []
-    extra = [
+        return []
+    found = [
         (int(child.name), child)
         for child in children
-        if child.name.isdigit() and int(child.name) >= first and _has_queue(child)
+        if child.name.isdigit()
+        and (int(child.name) >= count or int(child.name) == 0)
+        and _has_queue(child)
     ]
-    found.extend(path for _, path in sorted(extra))
-    return found
-
-
-def _has_in_process_queue(storage: Path) -> bool:
-    try:
-        return any(
-            (child / "wal").is_dir()
-            for child in storage.iterdir()
-            if child.is_dir() and child.name != WORKERS_DIR
-        )
-    except OSError:
-        return False
+    return [path for _, path in sorted(found)]
 
 
 def has_worker_queues(storage_path: str | Path) -> bool:

@@ -4,8 +4,9 @@ Place in the pipeline: started by `collector.workers.supervisor` as
 ``python -m collector --scrape.worker-fd=FD`` (the CLI chooses the event loop and logging, then
 calls `run_worker_process`). A `WorkerAgent` is the in-process `Agent` without discovery, web
 and membership: the same scrape manager (with the `worker_ring` share) and the same remote
-writers, under ``<storage.path>/workers/<i>``. The pipe brings the config (at start and after
-every reload) and discovery's full target sets; every `SNAPSHOT_INTERVAL` the worker sends a
+writers, under ``<storage.path>/workers/<i>`` (i >= 1: the main process is worker 0). The pipe
+brings the config (at start and after every reload), discovery's full target sets and the
+worker count when ``auto`` adds a worker; every `SNAPSHOT_INTERVAL` the worker sends a
 `Snapshot` back for ``/api/v1/targets``, the UI and ``/metrics``.
 
 Stop: SIGTERM (or SIGINT, or the pipe's end when the main process is gone) stops like the
@@ -19,19 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
-from prometheus_client import CollectorRegistry
-
 from collector.agent import Agent
-from collector.config import Config, RemoteWriteConfig
+from collector.config import Config
 from collector.model.targetgroup import TargetSets
-from collector.remote.writer import RemoteWriter
 from collector.scrape.cardinality import cardinality_report_async
 from collector.workers.metrics import families_of
 from collector.workers.plan import worker_name, worker_ring
@@ -44,15 +40,14 @@ from collector.workers.protocol import (
     read_message,
     write_message,
 )
-from collector.workers.queues import drain
 
 __all__ = ["WorkerAgent", "run_worker_process"]
 
 log = logging.getLogger(__name__)
 
 
-class _Latest:
-    """The worker's end of the discovery hand-off: latest wins, like the in-process slot."""
+class LatestTargets:
+    """A scrape manager's end of the discovery hand-off: latest wins, like discovery's slot."""
 
     def __init__(self) -> None:
         self._sets: TargetSets | None = None
@@ -77,7 +72,7 @@ class WorkerAgent(Agent):
         super().__init__(init.options)
         self.index = init.index
         self.scrape.set_ring(worker_ring(init.count, init.index))
-        self.targets = _Latest()
+        self.targets = LatestTargets()
         if init.targets is not None:
             self.targets.put(init.targets)
 
@@ -113,29 +108,11 @@ class WorkerAgent(Agent):
                 families=families_of(self.registry),
             )
         return Snapshot(
-            active_targets=self.active_targets(),
-            dropped_targets=self.dropped_targets() if self.index == 0 else (),
-            dropped_counts=self.dropped_target_counts(),
+            active_targets=self.active_targets(),  # dropped ones: the main process has them
             pools=self.scrape_pools(),
             remote_write=self._remote_write_now(),
             pending=self.writers_pending(),
             families=families_of(self.registry),
-        )
-
-    def _drain_writer(
-        self, config: RemoteWriteConfig, root: Path, registry: CollectorRegistry
-    ) -> RemoteWriter:
-        return RemoteWriter(
-            config,
-            series=self.series,
-            registry=registry,
-            storage_path=root,
-            external_labels=self.config.global_config.external_labels,
-            flush_deadline=self.flush_deadline,
-            flush_until=self._flush_until,
-            sync_interval=self.options.wal_sync_interval,
-            fsync=self.options.wal_fsync,
-            max_disk_bytes=self.options.max_disk_bytes,
         )
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -154,16 +131,6 @@ class WorkerAgent(Agent):
                 if config not in self._writer_tasks:
                     self._start_writer(config, remote)
             remote_tg.create_task(self._forget_released(), name="series gc")
-            for root in self._init.drain_roots:
-                if os.path.isdir(root):  # noqa: ASYNC240 - one stat per orphan root at start
-                    remote_tg.create_task(
-                        drain(
-                            Path(root),
-                            self.config.remote_write,
-                            make_writer=self._drain_writer,
-                        ),
-                        name=f"drain {root}",
-                    )
             await asyncio.gather(*(w.delivery.opened.wait() for w in self.writers.values()))
             async with asyncio.TaskGroup() as scrape_tg:
                 scrape_tg.create_task(self.scrape.run(self.targets), name="scrape manager")
@@ -185,6 +152,9 @@ class WorkerAgent(Agent):
             elif kind == "config":
                 self._apply(message[1])
                 log.info("configuration applied")
+            elif kind == "ring":
+                self.scrape.set_ring(worker_ring(message[1], self.index))
+                log.info("now one of %d scrape workers", message[1])
             elif kind == "cardinality":
                 _, request, pool, url, top = message
                 data: dict[str, Any] = dict(

@@ -25,6 +25,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.agent import Agent, new_registry
+from collector.config import AgentOptions
+from collector.workers.supervisor import SupervisorAgent
 from tests.integration.servers import (
     Server,
     free_port,
@@ -191,7 +194,7 @@ async def test_two_workers_scrape_every_target_once_and_stop_in_order(tmp_path: 
                     lambda: sum(t["health"] == "up" for t in active_targets(base)) == 6,
                     timeout=60,
                 )
-                assert len(children(process.pid)) == 2
+                assert len(children(process.pid)) == 1  # the main process is worker 0
                 listed = sorted(str(t["scrapeUrl"]) for t in active_targets(base))
                 assert listed == sorted(f"http://{a}/metrics" for a in addresses[:6])
                 await until(lambda: min(targets.served.values()) >= 5)
@@ -231,7 +234,7 @@ async def test_two_workers_scrape_every_target_once_and_stop_in_order(tmp_path: 
                 killed_at = time.time()
                 await until(lambda: "exited with signal SIGKILL" in log.read_text())
                 await until(
-                    lambda: len(children(process.pid)) == 2 and victim not in children(process.pid)
+                    lambda: len(children(process.pid)) == 1 and victim not in children(process.pid)
                 )
                 await until(
                     lambda: (
@@ -239,7 +242,7 @@ async def test_two_workers_scrape_every_target_once_and_stop_in_order(tmp_path: 
                             metric_values(base).get(
                                 ("collector_scrape_worker_restarts_total", (("worker", w),)), 0
                             )
-                            for w in ("worker-0", "worker-1")
+                            for w in ("worker-1",)
                         )
                         == 1
                     )
@@ -293,7 +296,8 @@ async def test_queues_left_by_more_workers_are_delivered_by_fewer(tmp_path: Path
             assert await asyncio.to_thread(process.wait, 30) == 0
         queued = dict(targets.served)
         data = tmp_path / "data" / "workers"
-        assert sorted(p.name for p in data.iterdir()) == ["0", "1", "2"]
+        # The main process (worker 0) queues under --storage.path itself.
+        assert sorted(p.name for p in data.iterdir()) == ["1", "2"]
 
         with (
             _vm_on(tmp_path, vm_port) as vm,
@@ -336,3 +340,62 @@ def _vm_on(tmp_path: Path, port: int) -> Iterator[Server]:
         workdir=workdir,
     ) as server:
         yield server
+
+
+async def test_auto_adds_a_worker_that_takes_its_share_without_a_gap(tmp_path: Path) -> None:
+    """``auto`` starts as one process; adding a worker moves its share with every scrape
+    stored once (the pool's hand-off overlap: never unscraped, each scrape numbered)."""
+    with victoria_metrics(tmp_path) as vm:
+        async with counting_targets(8) as targets:
+            addresses = [targets.address(p) for p in targets.ports]
+            config = tmp_path / "collector.yml"
+            write_config(config, addresses, vm.url)
+            options = AgentOptions(
+                config_file=str(config),
+                listen_address=f"127.0.0.1:{free_port()}",
+                storage_path=str(tmp_path / "data"),
+                scrape_workers="auto",
+                wal_fsync=False,
+            )
+            agent = SupervisorAgent(
+                options, registry=new_registry(), reload_interval=0.2, discovery_updatert=0.2
+            )
+            assert agent.count == 1
+            assert agent.growth is not None  # this machine has 2 usable CPUs
+            ready = asyncio.Event()
+            task = asyncio.create_task(agent.run(ready=ready))
+            try:
+                await asyncio.wait_for(ready.wait(), 10)
+                await until(lambda: len(targets.served) == 8 and min(targets.served.values()) >= 3)
+                assert agent.handles == []
+                await agent._grow()
+                (handle,) = agent.handles
+                assert agent.count == 2
+                assert handle.snapshot is not None
+                share = {str(t["scrapeUrl"]) for t in handle.snapshot.active_targets}
+                assert 0 < len(share) < 8
+                # After the overlap the main process keeps only the rest.
+                await until(
+                    lambda: (
+                        {str(t["scrapeUrl"]) for t in Agent.active_targets(agent)}
+                        == {f"http://{a}/metrics" for a in addresses} - share
+                    ),
+                    timeout=20,
+                )
+                assert len(agent.active_targets()) == 8
+                served = dict(targets.served)
+                await until(lambda: all(targets.served[p] >= served[p] + 5 for p in served))
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            final = dict(targets.served)
+
+        def all_once() -> bool:
+            got = delivered(vm)
+            return all(
+                exactly_once([v for _, v in got.get(a, [])], final[p])
+                for a, p in zip(addresses, targets.ports, strict=True)
+            )
+
+        await until(all_once, timeout=30)

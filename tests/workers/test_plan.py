@@ -14,8 +14,8 @@ from collector.model.rendezvous import LOCAL_LABEL, Sharder, shard_key
 from collector.workers.plan import (
     AUTO_MAX,
     parse_workers_flag,
-    resolve_workers,
     usable_cpus,
+    worker_range,
     worker_ring,
 )
 
@@ -92,27 +92,27 @@ def test_flag_values() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpus", "expected"), [(1, 1), (2, 1), (3, 2), (4, 3), (16, AUTO_MAX), (64, AUTO_MAX)]
+    ("cpus", "most"), [(1, 1), (2, 2), (3, 3), (4, 4), (16, AUTO_MAX), (64, AUTO_MAX)]
 )
-def test_auto(cpus: int, expected: int) -> None:
-    assert resolve_workers(AgentOptions(), cpus=cpus, clustered=False) == expected
+def test_auto_starts_with_one_process_and_may_grow_to_the_usable_cpus(cpus: int, most: int) -> None:
+    assert worker_range(AgentOptions(), cpus=cpus, clustered=False) == (1, most)
 
 
 def test_auto_is_one_where_workers_cannot_run() -> None:
-    assert resolve_workers(AgentOptions(), cpus=16, clustered=True) == 1
+    assert worker_range(AgentOptions(), cpus=16, clustered=True) == (1, 1)
     receiver = AgentOptions(enable_remote_write_receiver=True)
-    assert resolve_workers(receiver, cpus=16, clustered=False) == 1
+    assert worker_range(receiver, cpus=16, clustered=False) == (1, 1)
 
 
 def test_an_explicit_count_is_kept_or_refused_with_the_reason() -> None:
-    assert resolve_workers(AgentOptions(scrape_workers="3"), cpus=1, clustered=False) == 3
+    assert worker_range(AgentOptions(scrape_workers="3"), cpus=1, clustered=False) == (3, 3)
     with pytest.raises(ConfigError, match="--cluster"):
-        resolve_workers(AgentOptions(scrape_workers="2"), clustered=True)
+        worker_range(AgentOptions(scrape_workers="2"), clustered=True)
     with pytest.raises(ConfigError, match="remote-write-receiver"):
-        resolve_workers(
+        worker_range(
             AgentOptions(scrape_workers="2", enable_remote_write_receiver=True), clustered=False
         )
-    assert resolve_workers(AgentOptions(scrape_workers="1"), clustered=True) == 1
+    assert worker_range(AgentOptions(scrape_workers="1"), clustered=True) == (1, 1)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from collector.agent import Agent
 from collector.config import AgentOptions
 from collector.workers import supervisor
 from collector.workers.queues import has_worker_queues, orphan_roots, worker_root
-from collector.workers.supervisor import worker_count
+from collector.workers.supervisor import in_process
 
 
 def queue(root: Path, name: str = "dest") -> Path:
@@ -19,14 +19,15 @@ def queue(root: Path, name: str = "dest") -> Path:
     return root
 
 
-def test_roots_by_worker_count(tmp_path: Path) -> None:
-    assert worker_root(tmp_path, 0, 1) == tmp_path  # one worker: the in-process layout
-    assert worker_root(tmp_path, 1, 3) == tmp_path / "workers" / "1"
+def test_roots_by_worker() -> None:
+    root = Path("/q")
+    assert worker_root(root, 0) == root  # the main process: the in-process layout
+    assert worker_root(root, 1) == root / "workers" / "1"
 
 
-def test_in_process_queues_are_drained_by_workers(tmp_path: Path) -> None:
+def test_the_in_process_queue_is_always_the_main_processes(tmp_path: Path) -> None:
     queue(tmp_path)
-    assert orphan_roots(tmp_path, 2) == [tmp_path]
+    assert orphan_roots(tmp_path, 2) == []
     assert orphan_roots(tmp_path, 1) == []
     assert not has_worker_queues(tmp_path)
 
@@ -36,11 +37,12 @@ def test_fewer_workers_drain_the_removed_workers_queues(tmp_path: Path) -> None:
         queue(tmp_path / "workers" / str(k))
     (tmp_path / "workers" / "3").mkdir()  # no queue in it: nothing to drain
     (tmp_path / "workers" / "x").mkdir()
-    assert orphan_roots(tmp_path, 2) == [tmp_path / "workers" / "2", tmp_path / "workers" / "10"]
-    assert orphan_roots(tmp_path, 11) == []
+    workers = tmp_path / "workers"
+    assert orphan_roots(tmp_path, 2) == [workers / "0", workers / "2", workers / "10"]
+    assert orphan_roots(tmp_path, 11) == [workers / "0"]  # no worker uses 0
     assert has_worker_queues(tmp_path)
-    # Back to one process: its root is the in-process one, every worker root is an orphan.
-    assert orphan_roots(tmp_path, 1) == [tmp_path / "workers" / str(k) for k in (0, 1, 2, 10)]
+    # Back to one process: every worker root is an orphan.
+    assert orphan_roots(tmp_path, 1) == [workers / str(k) for k in (0, 1, 2, 10)]
 
 
 def test_nothing_on_disk(tmp_path: Path) -> None:
@@ -49,14 +51,14 @@ def test_nothing_on_disk(tmp_path: Path) -> None:
 
 
 def test_one_worker_is_the_in_process_agent_unless_worker_queues_wait(tmp_path: Path) -> None:
-    """``--scrape.workers=1`` runs no extra process, except to deliver queues of workers."""
+    """``--scrape.workers=1`` is the plain agent, except to deliver queues of workers."""
     options = AgentOptions(storage_path=str(tmp_path), scrape_workers="1")
-    assert worker_count(options) == 0
+    assert in_process(options)
     queue(tmp_path)  # the in-process agent's own queue: still in-process
-    assert worker_count(options) == 0
-    assert worker_count(dataclasses.replace(options, scrape_workers="3")) == 3
+    assert in_process(options)
+    assert not in_process(dataclasses.replace(options, scrape_workers="3"))
     queue(tmp_path / "workers" / "1")
-    assert worker_count(options) == 1
+    assert not in_process(options)
 
 
 async def test_run_chooses_the_in_process_agent_for_one(
