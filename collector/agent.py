@@ -49,7 +49,7 @@ from collector.errors import CollectorError, ConfigError
 from collector.explain.core import explain_series, explain_target, target_json
 from collector.model.duration import format_duration
 from collector.model.relabel_steps import series_json
-from collector.remote.codec import DecodedSeries
+from collector.remote.received import Received
 from collector.remote.writer import RemoteWriter
 from collector.scrape.cardinality import cardinality_report_async, pool_status
 from collector.scrape.limits import LimitsCollector
@@ -415,7 +415,7 @@ class Agent:
                 max_label_value_length=opts.receiver_max_label_value_length,
             )
             handler = make_receiver_handler(
-                self._accept_remote_write, limits=limits, registry=self.registry
+                on_receive=self._accept_remote_write, limits=limits, registry=self.registry
             )
         return make_app(
             self,
@@ -427,19 +427,22 @@ class Agent:
             cluster=self,
         )
 
-    def _accept_remote_write(self, series: list[DecodedSeries]) -> None:
-        """Received series enter the same forwarding path as scraped ones.
+    def _accept_remote_write(self, got: Received) -> None:
+        """Received series enter the same forwarding path as scraped ones: float samples,
+        native histograms and exemplars (each writer sends the last two as configured).
 
         Each request's refs are released right after the commit: the writers encode a ref's
         labels during ``commit``, so nothing needs the ref afterwards.
         """
         samples: list[tuple[int, float, int]] = []
         refs: list[int] = []
-        for labels, points in series:
+        for labels, points in got.series:
             ref = self.series.acquire(tuple(sorted(labels)))
             refs.append(ref)
             samples.extend((ref, value, ts) for value, ts in points)
-        self.fanout.commit(samples)
+        histograms = [(refs[i], body, ts) for i, body, ts in got.histograms]
+        exemplars = [(refs[i], body, ts) for i, body, ts in got.exemplars]
+        forward(self.fanout, samples, histograms, exemplars)
         for ref in refs:
             self.series.release(ref)
 

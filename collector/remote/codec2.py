@@ -34,10 +34,8 @@ Prometheus counterpart: ``storage/remote/queue_manager.go`` (``populateV2TimeSer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from collector.model.labels import Labels
-from collector.remote import prompb2
+from collector.remote import received
 from collector.remote.codec import (
     METRIC_TYPES,
     DecodedSeries,
@@ -88,8 +86,8 @@ MetadataLookup = Callable[[], Iterable[tuple[str, str, str, str]]]
 """``(family, type, help, unit)`` entries, as `collector.remote.metadata.MetadataSource`."""
 
 DecodedV2 = tuple[list[DecodedSeries], int, int, list[tuple[str, int, str, str]]]
-"""A decoded 2.0 request: its series (float samples), histogram and exemplar counts (which the
-receiver cannot forward) and the distinct metadata ``(metric name, type, help, unit)`` it
+"""A decoded 2.0 request: its series (float samples), histogram and exemplar counts and the
+distinct metadata ``(metric name, type, help, unit)`` it
 carried (2.0 metadata belongs to a series, so it is keyed by the series' ``__name__``)."""
 
 
@@ -440,38 +438,10 @@ def _parse_series(label_bytes: bytes) -> V2Series:
 
 
 def decode_v2(raw: bytes) -> DecodedV2:
-    """Parse an uncompressed 2.0 ``Request`` with the protobuf classes (receiver, tests).
+    """Parse an uncompressed 2.0 ``Request`` with the protobuf classes (tests; the receiver
+    uses `collector.remote.received.decode_v2`, which this summarises).
 
     Raises `DecodeError` for a body that is not a ``Request`` or whose refs do not resolve.
     """
-    from google.protobuf.message import DecodeError as ProtobufDecodeError
-
-    message: Any = prompb2.Request()
-    try:
-        message.ParseFromString(raw)
-    except ProtobufDecodeError as exc:
-        raise DecodeError(f"invalid io.prometheus.write.v2.Request protobuf: {exc}") from exc
-    symbols = list(message.symbols)
-    if symbols and symbols[0] != "":
-        raise DecodeError("symbols[0] must be the empty string")
-    out: list[DecodedSeries] = []
-    histograms = exemplars = 0
-    metadata: dict[tuple[str, int, str, str], None] = {}
-    try:
-        for i, series in enumerate(message.timeseries):
-            refs = series.labels_refs
-            if len(refs) % 2:
-                raise DecodeError(f"timeseries[{i}]: odd number of labels_refs")
-            labels: Labels = tuple(
-                (symbols[refs[j]], symbols[refs[j + 1]]) for j in range(0, len(refs), 2)
-            )
-            out.append((labels, [(s.value, s.timestamp) for s in series.samples]))
-            histograms += len(series.histograms)
-            exemplars += len(series.exemplars)
-            if series.HasField("metadata"):
-                meta = series.metadata
-                family = dict(labels).get("__name__", "")
-                metadata[family, meta.type, symbols[meta.help_ref], symbols[meta.unit_ref]] = None
-    except IndexError as exc:
-        raise DecodeError(f"a symbol ref is out of range ({len(symbols)} symbols)") from exc
-    return out, histograms, exemplars, list(metadata)
+    got = received.decode_v2(raw)
+    return got.series, len(got.histograms) + got.refused, len(got.exemplars), got.metadata

@@ -16,11 +16,17 @@ reaches ``on_write``. aiohttp's own 1 MiB ``client_max_size`` is not used: it on
 The message is chosen by ``Content-Type`` as the 2.0 spec says: ``application/x-protobuf`` or
 ``...;proto=prometheus.WriteRequest`` is 1.0, ``...;proto=io.prometheus.write.v2.Request`` is
 2.0 (decoded with `collector.remote.prompb2`, symbols resolved; the same caps), any other
-``proto`` 415. A 2.0 answer carries ``X-Prometheus-Remote-Write-Samples-Written`` (and the
-histogram and exemplar ones, 0: they are not forwarded), so a 2.0 sender can tell it from a 1.0
-receiver; a 2.0 request with native histograms or exemplars gets its float samples written and
-a 400 that says what was not (a partial write, spec 2.0 §Partial Write). 2.0 metadata is read
-and not forwarded (``on_write`` takes series), like 1.0 metadata-only requests.
+``proto`` 415. Both are decoded into a `collector.remote.received.Received`: float samples,
+native histograms (integer and float) and exemplars, which an ``on_receive`` callback (the
+agent's) commits as a scrape does, so a relay loses none of them. A 2.0 answer carries the
+three ``X-Prometheus-Remote-Write-*-Written`` counts of what was written, so a 2.0 sender can
+tell it from a 1.0 receiver. What cannot be written is a partial write (spec 2.0 §Partial
+Write; 1.0 §Retries: 400 for invalid samples, the valid ones may be ingested): the rest is
+written and the answer is 400 saying what was not, counted by reason: custom-bucket native
+histograms (``unsupported_histograms``: collector has no model for them), and the histograms
+and exemplars sent to a float-only ``on_write`` callback (``unsupported_histograms``,
+``unsupported_exemplars``; the demo's receiver). 2.0 metadata is read and not forwarded, like
+1.0 metadata-only requests.
 
 Answers: 204 on success; 413 for a body or decompressed size over its cap; 400 with a one-line
 reason for a body that is not snappy, not a ``WriteRequest``/``Request``, or breaks a
@@ -37,20 +43,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from prometheus_client import CollectorRegistry, Counter
 
-from collector.remote import prompb
+from collector.remote import received
 from collector.remote.client import WRITTEN_HEADERS
 from collector.remote.codec import DecodedSeries, DecodeError, decompress
-from collector.remote.codec2 import V2, decode_v2
+from collector.remote.codec2 import V2
+from collector.remote.received import Received
 
 __all__ = [
     "REJECT_REASONS",
+    "OnReceive",
     "OnWrite",
+    "Received",
     "ReceiverLimits",
     "make_receiver_app",
     "make_receiver_handler",
@@ -60,7 +67,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OnWrite = Callable[[list[DecodedSeries]], None]
-"""Called once per accepted request with its series (empty for metadata-only requests)."""
+"""Called once per accepted request with its series (empty for metadata-only requests), for
+callers that take float samples only: histograms and exemplars are then refused (400)."""
+
+OnReceive = Callable[[Received], None]
+"""Called once per accepted request with all it carried (the agent's relay)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,6 +89,8 @@ REJECT_REASONS = (
     "label_value_too_long",
     "unsupported_encoding",
     "unsupported_protocol",
+    "unsupported_histograms",
+    "unsupported_exemplars",
 )
 """Values of the ``reason`` label of the rejected-requests counter."""
 
@@ -113,16 +126,20 @@ class _Rejected(Exception):
 
 
 def make_receiver_handler(
-    on_write: OnWrite,
+    on_write: OnWrite | None = None,
     *,
+    on_receive: OnReceive | None = None,
     limits: ReceiverLimits | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Handler:
-    """An aiohttp handler for remote-write 1.0 ``POST`` requests.
+    """An aiohttp handler for remote-write 1.0 and 2.0 ``POST`` requests.
 
+    Exactly one of ``on_write`` (float samples only) and ``on_receive`` (everything) is given.
     ``registry`` gets the rejected-requests counter (a private registry when None, so that
     making a handler is cheap and can be repeated).
     """
+    if (on_write is None) == (on_receive is None):
+        raise ValueError("make_receiver_handler takes exactly one of on_write and on_receive")
     caps = limits if limits is not None else ReceiverLimits()
     rejected = Counter(
         "collector_remote_write_receiver_rejected_requests_total",
@@ -135,51 +152,75 @@ def make_receiver_handler(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         v2 = False
-        not_written = ""
         try:
             v2 = _check_headers(request)
             body = await _read_body(request, caps)
-            if v2:
-                series, not_written = _decode_v2(body, caps)
-            else:
-                series = _decode(body, caps)
+            got = _decode(body, caps, v2)
         except _Rejected as exc:
             rejected.labels(reason=exc.reason).inc()
             log.debug("remote write request refused (%s): %s", exc.reason, exc.message)
-            return web.Response(status=exc.status, text=f"{exc.message}\n", headers=_written(v2, 0))
+            return web.Response(status=exc.status, text=f"{exc.message}\n", headers=_written(v2))
+        not_written: list[str] = []
+        if got.refused:
+            rejected.labels(reason="unsupported_histograms").inc()
+            not_written.append(
+                f"{got.refused} native histogram samples with custom buckets (schema -53) were "
+                "not written: this receiver does not forward them"
+            )
+        if on_write is not None and (got.histograms or got.exemplars):
+            for kind, items in (("histograms", got.histograms), ("exemplars", got.exemplars)):
+                if items:
+                    rejected.labels(reason=f"unsupported_{kind}").inc()
+            not_written.append(
+                f"{len(got.histograms)} native histogram samples and {len(got.exemplars)} "
+                "exemplars were not written: this receiver takes float samples only"
+            )
+            got.histograms = []
+            got.exemplars = []
         try:
-            on_write(series)
+            if on_write is not None:
+                on_write(got.series)
+            elif on_receive is not None:
+                on_receive(got)
         except Exception as exc:  # the callback's failure is the sender's recoverable 500
             log.exception("remote write receiver callback failed")
             return web.Response(
-                status=500, text=f"{type(exc).__name__}: {exc}\n", headers=_written(v2, 0)
+                status=500, text=f"{type(exc).__name__}: {exc}\n", headers=_written(v2)
             )
-        written = _written(v2, sum(len(samples) for _, samples in series))
+        written = _written(v2, got)
         if not_written:
-            return web.Response(status=400, text=f"{not_written}\n", headers=written)
+            text = "; ".join(not_written)
+            log.debug("remote write request written in part: %s", text)
+            return web.Response(status=400, text=f"{text}\n", headers=written)
         return web.Response(status=204, headers=written)
 
     return handle
 
 
 def make_receiver_app(
-    on_write: OnWrite,
+    on_write: OnWrite | None = None,
     *,
+    on_receive: OnReceive | None = None,
     path: str = "/api/v1/write",
     limits: ReceiverLimits | None = None,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """An aiohttp application serving `make_receiver_handler` at ``POST path``."""
     app = web.Application()
-    app.router.add_post(path, make_receiver_handler(on_write, limits=limits, registry=registry))
+    app.router.add_post(
+        path,
+        make_receiver_handler(on_write, on_receive=on_receive, limits=limits, registry=registry),
+    )
     return app
 
 
-def _written(v2: bool, samples: int) -> dict[str, str] | None:
-    """The 2.0 written-count headers (None for a 1.0 request, which has none)."""
+def _written(v2: bool, got: Received | None = None) -> dict[str, str] | None:
+    """The 2.0 written-count headers of what ``got`` holds (0s when None; None for a 1.0
+    request, which has none)."""
     if not v2:
         return None
-    return dict(zip(WRITTEN_HEADERS, (str(samples), "0", "0"), strict=True))
+    counts = (0, 0, 0) if got is None else (got.samples, len(got.histograms), len(got.exemplars))
+    return dict(zip(WRITTEN_HEADERS, map(str, counts), strict=True))
 
 
 def _check_headers(request: web.Request) -> bool:
@@ -271,46 +312,18 @@ def _check_snappy_header(head: bytes, caps: ReceiverLimits) -> None:
         )
 
 
-def _decode(body: bytes, caps: ReceiverLimits) -> list[DecodedSeries]:
+def _decode(body: bytes, caps: ReceiverLimits, v2: bool) -> Received:
     """Decompress and parse ``body``, refusing any series or label over its cap."""
     try:
         raw = decompress(body)
     except DecodeError as exc:
         raise _Rejected(400, "invalid_snappy", str(exc)) from exc
-    message: Any = prompb.WriteRequest()
     try:
-        message.ParseFromString(raw)
-    except _ProtobufDecodeError as exc:
-        raise _Rejected(400, "invalid_protobuf", f"invalid WriteRequest protobuf: {exc}") from exc
-    del raw
-    count = len(message.timeseries)
-    if caps.max_series_per_request and count > caps.max_series_per_request:
-        raise _Rejected(
-            400,
-            "too_many_series",
-            f"request has {count} series, more than {caps.max_series_per_request} "
-            "(--web.remote-write-receiver.max-series-per-request)",
-        )
-    out: list[DecodedSeries] = []
-    for series in message.timeseries:
-        labels = tuple((label.name, label.value) for label in series.labels)
-        _check_labels(labels, caps)
-        out.append((labels, [(s.value, s.timestamp) for s in series.samples]))
-    return out
-
-
-def _decode_v2(body: bytes, caps: ReceiverLimits) -> tuple[list[DecodedSeries], str]:
-    """A 2.0 body's series under the same caps, and what of it cannot be written ("" if all)."""
-    try:
-        raw = decompress(body)
-    except DecodeError as exc:
-        raise _Rejected(400, "invalid_snappy", str(exc)) from exc
-    try:
-        series, histograms, exemplars, _metadata = decode_v2(raw)
+        got = received.decode_v2(raw) if v2 else received.decode_v1(raw)
     except DecodeError as exc:
         raise _Rejected(400, "invalid_protobuf", str(exc)) from exc
     del raw
-    count = len(series)
+    count = len(got.series)
     if caps.max_series_per_request and count > caps.max_series_per_request:
         raise _Rejected(
             400,
@@ -318,15 +331,9 @@ def _decode_v2(body: bytes, caps: ReceiverLimits) -> tuple[list[DecodedSeries], 
             f"request has {count} series, more than {caps.max_series_per_request} "
             "(--web.remote-write-receiver.max-series-per-request)",
         )
-    for labels, _ in series:
+    for labels, _ in got.series:
         _check_labels(labels, caps)
-    not_written = ""
-    if histograms or exemplars:
-        not_written = (
-            f"{histograms} native histogram samples and {exemplars} exemplars were not written: "
-            "this receiver forwards float samples only"
-        )
-    return series, not_written
+    return got
 
 
 def _check_labels(labels: tuple[tuple[str, str], ...], caps: ReceiverLimits) -> None:
