@@ -4,6 +4,11 @@
   as 2.0 to a second collector's receiver (``--web.enable-remote-write-receiver``), which
   forwards it as 1.0 to another VictoriaMetrics; and the way back, 1.0 to a receiver that sends
   2.0 to a third that sends 1.0. Both stores must hold the same raw samples.
+* Native histograms and exemplars relayed: collector scrapes a protobuf target (integer, float
+  and gauge native histograms, a counter exemplar) and sends 1.0 straight to a Python receiver
+  and 2.0 to a second collector's receiver, which forwards 1.0 to the same Python receiver
+  (VictoriaMetrics 1.79 stores no native histograms): each path's ``TimeSeries``, decoded with
+  `collector.remote.prompb`, are the same multiset, field by field.
 * Real 1.0 receivers: Prometheus 2.42 and VictoriaMetrics answer a 2.0 body with 204 and none of
   the written-count headers (they read it as an empty 1.0 request, nothing stored). collector
   treats that as the 2.0 spec says (as a 415) and sends the batch again as 1.0: both end up with
@@ -14,14 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from collector.agent import Agent
+from collector.remote import prompb
+from collector.remote.codec import decompress
 from tests.integration.running import Target, eventually, running_agent, serve_target
-from tests.integration.servers import Server, prometheus_receiver, victoria_metrics
+from tests.integration.servers import Server, free_port, prometheus_receiver, victoria_metrics
+from tests.integration.test_native_histogram_oracle import families
+from tests.integration.test_protobuf_oracle import PROTO
+from tests.model import client_model as pb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -173,6 +186,102 @@ async def test_relay_through_collectors_receiver_equals_direct_rw1(
             got = _raw(direct)
     names = {dict(key)["__name__"] for key in got}
     assert {"http_requests_total", "temperature_celsius", "latency_seconds_bucket", "up"} <= names
+
+
+def _proto_body(stamp_ms: int) -> bytes:
+    """Native histograms (integer, float, gauge) and a counter with an exemplar."""
+    counter = pb.MetricFamily(name="jobs_total", type=pb.COUNTER, help="Jobs.")
+    m = counter.metric.add()
+    m.counter.value = 12
+    m.counter.exemplar.value = 0.5
+    m.counter.exemplar.label.add(name="trace_id", value="t1")
+    m.counter.exemplar.timestamp.seconds = stamp_ms // 1000
+    m.counter.exemplar.timestamp.nanos = (stamp_ms % 1000) * 1_000_000
+    return pb.delimited([*families(0), counter])
+
+
+def _book(raw: bytes, into: Counter[bytes]) -> None:
+    """Count each ``TimeSeries`` of a 1.0 body, re-serialized from its decoded fields."""
+    message = prompb.WriteRequest()
+    message.ParseFromString(raw)
+    for series in message.timeseries:
+        into[series.SerializeToString(deterministic=True)] += 1
+
+
+async def test_native_histograms_and_exemplars_relayed_through_2_0_equal_direct_1_0(
+    tmp_path: Path,
+) -> None:
+    """collector -> (2.0) collector's receiver -> (1.0) receiver gets exactly the ``TimeSeries``
+    collector -> (1.0) receiver gets: floats, integer/float/gauge native histograms (every
+    field and timestamp) and exemplars; the 2.0 leg reports them all written."""
+    target = Target(body=_proto_body(int(time.time() * 1000) + 3000), content_type=PROTO)
+    books: dict[str, Counter[bytes]] = defaultdict(Counter)
+
+    async def write(request: web.Request) -> web.Response:
+        _book(decompress(await request.read()), books[request.match_info["name"]])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/write/{name}", write)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sink = f"http://127.0.0.1:{port}/write"
+    extra = "    send_native_histograms: true\n    send_exemplars: true\n"
+    try:
+        async with serve_target(target), contextlib.AsyncExitStack() as stack:
+            relay = await stack.enter_async_context(
+                running_agent(
+                    "global: {}\nremote_write:\n" + _destination("out", f"{sink}/relayed") + extra,
+                    _dir(tmp_path, "relay"),
+                    remote_write_receiver=True,
+                )
+            )
+            relay_url = f"http://{relay.options.listen_address}/api/v1/write"
+            config = (
+                _scrape(target).replace(
+                    "static_configs:", "scrape_native_histograms: true\n    static_configs:"
+                )
+                + _destination("direct", f"{sink}/direct")
+                + extra
+                + _destination("next", relay_url, V2)
+                + extra
+            )
+            scraper = await stack.enter_async_context(
+                running_agent(config, _dir(tmp_path, "scraper"))
+            )
+            await eventually(lambda: target.scrapes >= 6, timeout=30)
+            status = await _status(scraper)
+            assert status["next"]["protocol"] == "2.0"
+            assert (
+                _metric(scraper, "collector_remote_write_partial_writes_total", remote_name="next")
+                == 0
+            )
+            await stack.aclose()  # the scraper flushed and stopped, then the relay
+            rejected = _metric(
+                relay, "collector_remote_write_receiver_rejected_requests_total",
+                reason="unsupported_histograms",
+            )  # fmt: skip
+            assert rejected == 0
+    finally:
+        await runner.cleanup()
+    direct, relayed = books["direct"], books["relayed"]
+    assert relayed == direct
+    print(f"relayed == direct: {sum(direct.values())} TimeSeries")
+    decoded = []
+    for raw in direct:
+        series = prompb.TimeSeries()
+        series.ParseFromString(raw)
+        decoded.append(series)
+    histograms = [h for s in decoded for h in s.histograms]
+    kinds = {(h.WhichOneof("count"), h.reset_hint) for h in histograms}
+    assert kinds == {("count_int", 0), ("count_int", 3), ("count_float", 0)}
+    assert sum(len(s.histograms) for s in decoded) >= 3 * 6
+    exemplars = [e for s in decoded for e in s.exemplars]
+    assert [(e.value, [(x.name, x.value) for x in e.labels]) for e in exemplars] == [
+        (0.5, [("trace_id", "t1")])
+    ]
 
 
 async def test_real_1_0_receivers_get_1_0_after_their_2xx_without_headers(
