@@ -76,7 +76,7 @@ def _machine_busy() -> tuple[float, float]:
 
 
 def _rows_inserted() -> int:
-    text = _get(f"http://{RECEIVER}/metrics").decode()
+    text = _get(f"http://{RECEIVER}/metrics", timeout=60.0).decode()
     total = 0.0
     for line in text.splitlines():
         if line.startswith("vm_rows_inserted_total") and 'type="promremotewrite"' in line:
@@ -85,10 +85,19 @@ def _rows_inserted() -> int:
 
 
 def _series(job: str) -> int:
+    """Series of ``job`` the receiver holds (a busy receiver may take seconds to answer)."""
     query = urllib.parse.urlencode({"query": f'count({{job="{job}"}})'})
-    data = json.loads(_get(f"http://{RECEIVER}/api/v1/query?{query}"))
-    result = data["data"]["result"]
-    return int(float(result[0]["value"][1])) if result else 0
+    for attempt in range(3):
+        try:
+            data = json.loads(_get(f"http://{RECEIVER}/api/v1/query?{query}", timeout=60.0))
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(2.0)
+            continue
+        result = data["data"]["result"]
+        return int(float(result[0]["value"][1])) if result else 0
+    raise AssertionError("unreachable")
 
 
 def _config(hosts: Sequence[str], interval_ms: int, *, remote: bool) -> str:
