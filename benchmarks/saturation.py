@@ -2,7 +2,7 @@
 
 Same rig as `benchmarks.side_by_side` (loopback node_exporter-shaped targets in their own
 process, a fresh VictoriaMetrics single-node receiver for every step, agent CPU from /proc): the
-target count stays fixed and the scrape interval shrinks step by step (1 s, 500 ms, 333 ms,
+target count stays fixed and the scrape interval shrinks step by step (1 s, 800 ms, 650 ms,
 ...), so the offered load grows. Each step waits ``--warmup`` first (discovery and the scrape
 manager hand targets over on 5 s ticks: the first scrapes start up to 10 s in). A step passes
 when the receiver got at least `PASS_RATIO` of
@@ -41,7 +41,7 @@ RECEIVER = "127.0.0.1:18528"
 COLLECTOR_LISTEN = "127.0.0.1:19199"
 VMAGENT_LISTEN = "127.0.0.1:18529"
 
-INTERVALS_MS = (1000, 500, 333, 250, 200, 167, 143, 125, 100)
+INTERVALS_MS = (1000, 800, 650, 500, 400, 333, 250, 200, 150, 100)
 PASS_RATIO = 0.98
 """Delivered over offered samples for a step to pass (window edges cost about a scrape)."""
 
