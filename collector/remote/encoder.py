@@ -5,15 +5,27 @@ called synchronously from every scrape's `commit`. It owns the per-series encodi
 open batch of each shard; a sealed batch leaves through ``on_sealed`` to the write-ahead queue
 (`collector.remote.delivery`), which numbers it, logs it and sends it.
 
-Per committed sample the work is a dict lookup (the series' `SeriesEntry`), a float comparison
-with the series' previous value (unchanged: its encoded bytes are reused, else one
-``struct.pack`` and one concatenation) and a list append into the run of the series' shard; the
-timestamp field, shared by a scrape, is added once per shard and commit by joining the run with
-it as the separator (`collector.remote.codec.fast_prefixes` explains the byte layout).
+Per committed sample the work is one dict lookup and, for a non-zero value, one ``struct.pack``
+and one concatenation, then a list append into the run of the series' shard (``ref %
+num_shards``); the timestamp field, shared by a scrape, is added once per shard and commit by
+joining the run with it as the separator (`collector.remote.codec.fast_prefixes` explains the
+byte layout).
+
+Memory: a series is kept as ONE bytes object in one of two ``ref -> bytes`` dicts, by the form
+its last float sample took: ``_value`` holds the value prefix (a non-zero sample is ``prefix +
+pack(value)``), ``_zero`` the whole encoding of a ``0.0`` sample (proto3 omits the value field,
+so it is the same bytes every time: node_exporter's many series that stay at zero reuse it
+with no pack and no concatenation). A sample of the other form misses the dict it is looked up
+in and moves the series across (rare: a value leaving or reaching zero). No per-series object,
+no last value, no copy of the labels per form: about 190 B per series on the node_exporter
+workload (``python -m benchmarks.memory``), against 520 B for an object holding the prefix,
+the zero encoding and the last encoding. Histogram series (``_hist``) and refs seen for the first
+time are found on that miss path too; a series write relabeling dropped is ``b""`` in both
+dicts (one truth test per sample, no exception per dropped sample).
 
 ::
 
-    commit(samples) ── ref -> SeriesEntry (external labels, write relabel, encode: once per series)
+    commit(samples) ── ref -> value prefix | zero encoding (labels encoded once per series)
         │  shard = ref % num_shards
         ▼
     run per shard ──join with the timestamp field──▶ open batch per shard
@@ -24,10 +36,10 @@ it as the separator (`collector.remote.codec.fast_prefixes` explains the byte la
 Native histograms (`commit_histograms`, rare) arrive as their ``Histogram`` bytes, built once at
 append time; each becomes a whole ``TimeSeries`` (labels, histogram, its timestamp field 15)
 added to the open batch of the series' shard, so the write-ahead log and the send path carry
-them unchanged. A series that was sent as histograms keeps an entry whose ``append`` goes to a
-per-shard histogram run: a float sample of it (in practice its staleness marker, which the
-scrape cache writes as the float StaleNaN) is sent as a histogram staleness marker (``sum`` the
-StaleNaN, reference §4) when its timestamp's run is flushed, with no test on the float path.
+them unchanged. A series that was sent as histograms moves to ``_hist`` (its kind byte and
+label bytes): a float sample of it (in practice its staleness marker, which the scrape cache
+writes as the float StaleNaN) misses the float dicts and goes to a per-shard histogram run,
+sent as a float sample when its timestamp's run is flushed (`_histogram_series_float`).
 
 A series always lands in the same shard while the shard count stays the same; the owner changes
 it (`set_shards`) only after sealing everything, and the delivery queue keeps the batches of the
@@ -55,41 +67,27 @@ from collector.remote.codec import (
 from collector.storage.appender import ExemplarSample, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
-__all__ = ["BatchEncoder", "CommitCounts", "SeriesEntry"]
+__all__ = ["BatchEncoder", "CommitCounts"]
 
 _FAST_TS_LEN = 7
 """Length of `timestamp_field` for which `fast_prefixes` are valid (timestamps 2^42..2^49 ms,
 i.e. years 2109 back to 2001)."""
 
+_VALUE_TAIL = 3
+"""Bytes after the labels in a value prefix (Sample tag, length, value tag)."""
+_ZERO_TAIL = 2
+"""Bytes after the labels in a zero encoding (Sample tag, length)."""
+
 _pack = struct.Struct("<d").pack
 _unpack = struct.Struct("<d").unpack
-_NAN = float("nan")
 _INT_KIND = b"\x00"
 _FLOAT_KIND = b"\x01"
-"""First byte of a histogram series' ``value_prefix`` (a float series' is always 0x0a): its
-histograms' form, integer or float, which its staleness marker takes."""
+"""First byte of a ``_hist`` entry (kind + label bytes): its histograms' form, integer or
+float."""
 
 Relabel = Callable[[dict[str, str]], dict[str, str] | None]
 SealedSink = Callable[[bytes, int, int, int], None]
 """``on_sealed(body, count, max_ts, shard)``."""
-
-
-class SeriesEntry:
-    """One series as this destination sends it: the last value and its encoded bytes."""
-
-    __slots__ = ("append", "encoded", "value", "value_prefix", "zero_series")
-
-    def __init__(self, value_prefix: bytes, zero_series: bytes, append: Callable[[bytes], None]):
-        self.value = _NAN
-        """The last value encoded; NaN equals nothing, so the first sample always encodes."""
-        self.encoded = b""
-        """``TimeSeries`` field of the last value, minus the timestamp field."""
-        self.value_prefix = value_prefix
-        self.zero_series = zero_series
-        """The encoding of a ``0.0`` sample (proto3 omits the value field)."""
-        self.append = append
-        """The bound ``append`` of the run of the series' shard (shared by all its series), or
-        of the discard list for a series write relabeling dropped: no branch in the hot loop."""
 
 
 class CommitCounts:
@@ -127,10 +125,15 @@ class BatchEncoder:
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._cache: dict[int, SeriesEntry] = {}
-        self._discard: list[bytes] = []
-        self._hist_refs: set[int] = set()
-        """Refs whose series were sent as histograms (their entries append to `_hist_runs`)."""
+        self._value: dict[int, bytes] = {}
+        """Series whose last float sample was non-zero -> value prefix (`fast_prefixes`);
+        ``b""`` for a series write relabeling dropped (also ``b""`` in ``_zero``)."""
+        self._zero: dict[int, bytes] = {}
+        """Series whose last float sample was ``0.0`` or ``-0.0`` -> its whole encoding minus
+        the timestamp field (`fast_prefixes`). A ref is in at most one of the two, except a
+        dropped series' (``b""`` in both)."""
+        self._hist: dict[int, bytes] = {}
+        """Series sent as native histograms -> kind byte + label bytes (in neither float dict)."""
         self.set_shards(num_shards)
 
     # ------------------------------------------------------------------ layout
@@ -139,6 +142,11 @@ class BatchEncoder:
     def num_shards(self) -> int:
         """Shards batches are built for."""
         return self._num_shards
+
+    @property
+    def cached_series(self) -> int:
+        """Series this destination holds an encoding of (float, zero, histogram or dropped)."""
+        return len(self._value.keys() | self._zero.keys()) + len(self._hist)
 
     def set_shards(self, n: int) -> None:
         """Build batches for ``n`` shards from now on; every open batch must be sealed first."""
@@ -150,17 +158,9 @@ class BatchEncoder:
         self.open_since: list[float] = [0.0] * n
         """Per shard, when its open batch got its first sample (`clock`); 0.0 when empty."""
         self._runs: list[list[bytes]] = [[] for _ in range(n)]
-        appends: list[Callable[[bytes], None]] = [run.append for run in self._runs]
-        self._run_appends = appends
+        self._run_appends: list[Callable[[bytes], None]] = [run.append for run in self._runs]
         self._hist_runs: list[list[bytes]] = [[] for _ in range(n)]
         self._hist_appends: list[Callable[[bytes], None]] = [r.append for r in self._hist_runs]
-        discard = self._discard.append
-        hist = self._hist_refs
-        for ref, entry in self._cache.items():
-            if ref in hist:
-                entry.append = self._hist_appends[ref % n]
-            elif entry.append != discard:
-                entry.append = appends[ref % n]
 
     @property
     def open_samples(self) -> int:
@@ -172,14 +172,17 @@ class BatchEncoder:
     def commit(self, samples: Sequence[Sample]) -> CommitCounts:
         """Encode one scrape's samples into the open batches, sealing full ones."""
         counts = CommitCounts()
-        cache = self._cache
+        values = self._value
+        zeros = self._zero
+        appends = self._run_appends
+        n = self._num_shards
         pack = _pack
         now = self._clock()
         last_ts: int | None = None
         ts_field = b""
         fast = False
         hi = 0
-        entry: SeriesEntry | None
+        dropped = 0
         for ref, value, ts in samples:
             if ts != last_ts:
                 if last_ts is not None:
@@ -189,26 +192,59 @@ class BatchEncoder:
                 fast = len(ts_field) == _FAST_TS_LEN
                 if ts > hi:
                     hi = ts
-            try:
-                entry = cache[ref]
-            except KeyError:
-                entry = self._resolve(ref)
-                if entry is None:
-                    counts.unknown += 1
-                    continue
             if not fast:
-                self._add_slow(ref % self._num_shards, entry, value, ts, now)
-                continue
-            if value != entry.value:  # NaN never equals: its bits are always packed afresh
-                entry.value = value
-                entry.encoded = entry.value_prefix + pack(value) if value else entry.zero_series
-            entry.append(entry.encoded)
+                self._add_slow(ref, value, ts, now, counts)
+            elif value:  # NaN is true: its bits are packed as they are
+                try:
+                    encoded = values[ref]
+                except KeyError:
+                    self._miss(ref, value, counts)
+                    continue
+                if encoded:
+                    appends[ref % n](encoded + pack(value))
+                else:
+                    dropped += 1
+            else:
+                try:
+                    encoded = zeros[ref]
+                except KeyError:
+                    self._miss(ref, value, counts)
+                    continue
+                if encoded:
+                    appends[ref % n](encoded)
+                else:
+                    dropped += 1
         if last_ts is not None:
             self._flush_runs(ts_field, last_ts, now)
-        counts.dropped_series = len(self._discard)
-        self._discard.clear()
+        counts.dropped_series += dropped
         counts.highest_ts = hi
         return counts
+
+    def _miss(self, ref: int, value: float, counts: CommitCounts) -> None:
+        """A fast-path sample whose ref is not in the dict of its form: a histogram series'
+        float sample, a value leaving or reaching zero, or a new series."""
+        shard = ref % self._num_shards
+        hist = self._hist.get(ref)
+        if hist is not None:
+            self._hist_appends[shard](hist + _pack(value))
+            return
+        if value:
+            other = self._zero.pop(ref, None)
+            labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
+        else:
+            other = self._value.pop(ref, None)
+            labels = None if other is None else _label_bytes(other, _VALUE_TAIL)
+        if labels is None:
+            labels = self._resolve(ref, counts)
+            if labels is None:
+                return
+        value_prefix, zero_series = fast_prefixes(labels)
+        if value:
+            self._value[ref] = value_prefix
+            self._run_appends[shard](value_prefix + _pack(value))
+        else:
+            self._zero[ref] = zero_series
+            self._run_appends[shard](zero_series)
 
     def _flush_runs(self, ts_field: bytes, ts: int, now: float) -> None:
         """Move every shard's run of samples stamped ``ts`` into its open batch."""
@@ -216,7 +252,7 @@ class BatchEncoder:
             if run:
                 self._add_run(shard, run, ts_field, ts, now)
                 run.clear()  # the same list: `_run_appends` holds its bound append
-        if self._hist_refs:
+        if self._hist:
             for shard, run in enumerate(self._hist_runs):
                 if run:
                     for item in run:
@@ -245,16 +281,11 @@ class BatchEncoder:
             if count + take >= max_per_send:
                 self.seal(shard)
 
-    def _add_slow(self, shard: int, entry: SeriesEntry, value: float, ts: int, now: float) -> None:
+    def _add_slow(self, ref: int, value: float, ts: int, now: float, counts: CommitCounts) -> None:
         """One sample whose timestamp field is not 7 bytes: encoded whole (rare)."""
-        if entry.append == self._discard.append:
-            self._discard.append(b"")
-            return
-        if entry.value_prefix[:1] in (_INT_KIND, _FLOAT_KIND):  # a histogram series
-            series = _histogram_series_float(entry.value_prefix + _pack(value), ts)
-        else:
-            series = encode_timeseries(_label_bytes(entry.value_prefix), value, ts)
-        self._add_whole(shard, series, ts, now)
+        labels = self._labels(ref, counts)
+        if labels is not None:
+            self._add_whole(ref % self._num_shards, encode_timeseries(labels, value, ts), ts, now)
 
     def _add_whole(self, shard: int, series: bytes, ts: int, now: float) -> None:
         """Append one whole ``TimeSeries`` field to a shard's open batch (sealing when full)."""
@@ -275,67 +306,68 @@ class BatchEncoder:
         series' labels, ``exemplars`` field 3), in the series' shard, as Prometheus sends
         them (a ``TimeSeries`` holds samples, exemplars or histograms)."""
         counts = CommitCounts()
-        cache = self._cache
         now = self._clock()
-        discard = self._discard.append
         n = self._num_shards
         for ref, body, ts in exemplars:
-            entry = cache.get(ref)
-            if entry is None:
-                entry = self._resolve(ref)
-                if entry is None:
-                    counts.unknown += 1
-                    continue
-            if entry.append == discard:
-                counts.dropped_series += 1
-                continue
-            prefix = entry.value_prefix
-            labels = prefix[1:] if prefix[:1] in (_INT_KIND, _FLOAT_KIND) else _label_bytes(prefix)
-            series = encode_exemplar_series(labels, body)
-            self._add_whole(ref % n, series, ts, now)
+            labels = self._labels(ref, counts)
+            if labels is not None:
+                self._add_whole(ref % n, encode_exemplar_series(labels, body), ts, now)
         return counts
 
     def commit_histograms(self, histograms: Sequence[HistogramSample]) -> CommitCounts:
         """Add one scrape's native histograms to the open batches (after its float samples,
         `commit`): one ``TimeSeries`` each, in the series' shard."""
         counts = CommitCounts()
-        cache = self._cache
         now = self._clock()
-        discard = self._discard.append
-        hist = self._hist_refs
+        hist = self._hist
         n = self._num_shards
         for ref, body, ts in histograms:
-            entry = cache.get(ref)
-            if entry is None:
-                entry = self._resolve(ref)
-                if entry is None:
-                    counts.unknown += 1
-                    continue
-            if entry.append == discard:
-                counts.dropped_series += 1
-                continue
             kind = _FLOAT_KIND if body[:1] == b"\x11" else _INT_KIND  # count_float first
-            if ref not in hist or entry.value_prefix[:1] != kind:
-                labels = entry.value_prefix[1:] if ref in hist else _label_bytes(entry.value_prefix)
-                entry.value_prefix = kind + labels
-                entry.zero_series = kind + labels + _pack(0.0)
-                entry.value = _NAN
-                entry.append = self._hist_appends[ref % n]
-                hist.add(ref)
+            entry = hist.get(ref)
+            if entry is None or entry[:1] != kind:
+                labels = self._labels(ref, counts)
+                if labels is None:
+                    continue
+                # From now on its float samples (staleness markers) miss the float dicts.
+                self._value.pop(ref, None)
+                self._zero.pop(ref, None)
+                entry = hist[ref] = kind + labels
             if ts > counts.highest_ts:
                 counts.highest_ts = ts
-            series = encode_histogram_series(entry.value_prefix[1:], body, ts)
-            self._add_whole(ref % n, series, ts, now)
+            self._add_whole(ref % n, encode_histogram_series(entry[1:], body, ts), ts, now)
         return counts
 
-    def _resolve(self, ref: int) -> SeriesEntry | None:
-        """Encode a series for this destination once: external labels, write relabel, bytes.
+    # ------------------------------------------------------------------ series cache
 
-        None when the ref is unknown; a series write relabeling dropped gets an entry that
-        appends to the discard list.
+    def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
+        """The label bytes ``ref``'s series is sent with, from whichever dict holds it, else
+        resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
+        found = self._value.get(ref)
+        if found == b"":
+            counts.dropped_series += 1
+            return None
+        if found is not None:
+            return _label_bytes(found, _VALUE_TAIL)
+        found = self._zero.get(ref)
+        if found is not None:
+            return _label_bytes(found, _ZERO_TAIL)
+        found = self._hist.get(ref)
+        if found is not None:
+            return found[1:]
+        labels = self._resolve(ref, counts)
+        if labels is not None:
+            self._value[ref] = fast_prefixes(labels)[0]
+        return labels
+
+    def _resolve(self, ref: int, counts: CommitCounts) -> bytes | None:
+        """Encode a series for this destination: external labels, write relabel, label bytes.
+
+        None, counted in ``counts``, when the ref is unknown or write relabeling dropped the
+        series (then ``b""`` in both float dicts, so it is relabeled once).
         """
         labels = self._series.labels(ref)
         if labels is None:
+            counts.unknown += 1
             return None
         if self._external or self._relabel is not None:
             builder = dict(labels)
@@ -346,23 +378,18 @@ class BatchEncoder:
                 relabeled = self._relabel(builder)
                 builder = {} if relabeled is None else relabeled
             labels = from_dict(builder)
-        if labels:
-            value_prefix, zero_series = fast_prefixes(encode_labels(labels))
-            entry = SeriesEntry(
-                value_prefix, zero_series, self._run_appends[ref % self._num_shards]
-            )
-        else:
-            entry = SeriesEntry(b"", b"", self._discard.append)
-        self._cache[ref] = entry
-        return entry
+        if not labels:
+            self._value[ref] = self._zero[ref] = b""
+            counts.dropped_series += 1
+            return None
+        return encode_labels(labels)
 
     def forget(self, refs: Iterable[int]) -> None:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
-        cache = self._cache
-        hist = self._hist_refs
         for ref in refs:
-            cache.pop(ref, None)
-            hist.discard(ref)
+            self._value.pop(ref, None)
+            self._zero.pop(ref, None)
+            self._hist.pop(ref, None)
 
     # ------------------------------------------------------------------ sealing
 
@@ -406,9 +433,11 @@ def _histogram_series_float(item: bytes, ts: int) -> bytes:
     return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
 
 
-def _label_bytes(value_prefix: bytes) -> bytes:
-    """The ``Label`` fields inside a `fast_prefixes` value prefix (tag, varint, labels, 3 bytes)."""
+def _label_bytes(encoded: bytes, tail: int) -> bytes:
+    """The ``Label`` fields inside a `fast_prefixes` form: its tag and length varint, then the
+    labels, then ``tail`` bytes (`_VALUE_TAIL` for a value prefix, `_ZERO_TAIL` for a zero
+    encoding)."""
     i = 1
-    while value_prefix[i] & 0x80:
+    while encoded[i] & 0x80:
         i += 1
-    return value_prefix[i + 1 : -3]
+    return encoded[i + 1 : -tail]

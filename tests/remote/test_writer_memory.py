@@ -1,4 +1,4 @@
-"""The encoder's per-series cache: entries of one shard share one bound ``append``."""
+"""The encoder's per-series cache: one bytes object per series, routed to its shard by ref."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def test_entries_share_their_shard_append_and_encode_zero(kit: Any) -> None:
     values = [1.0, 0.0, 0.0, 2.5, -0.0, 3.0]
     for i, value in enumerate(values):
         encoder.commit([(ref, value, T0 + i * 1000) for ref in refs])
-    appends = {id(entry.append) for entry in encoder._cache.values()}
-    assert len(appends) == 2
+        # One encoding per series, in the dict of its last value's form.
+        assert set(encoder._zero if value == 0 else encoder._value) == set(refs)
+        assert not (encoder._value.keys() & encoder._zero.keys())
+    assert encoder.cached_series == 6
     assert encoder.open_samples == 36
     encoder.seal_all()
     assert encoder.open_samples == 0
