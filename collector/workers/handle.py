@@ -98,7 +98,10 @@ class WorkerHandle:
         backoff = 1.0
         while True:
             started = loop.time()
-            status = await self._run_once()
+            try:
+                status: int | str = await self._run_once()
+            except OSError as exc:  # no process could be started (fds, memory, ...)
+                status = f"a failed start ({exc})"
             self.up.set(0)
             if self.snapshot is not None:
                 self.owner.merged.retire(self.snapshot.families)
@@ -210,7 +213,9 @@ async def _send_all(writer: asyncio.StreamWriter, outbox: asyncio.Queue[object])
             return  # the process is gone; its end of file ends the handle's run
 
 
-def _describe_status(status: int) -> str:
+def _describe_status(status: int | str) -> str:
+    if isinstance(status, str):
+        return status
     if status < 0:
         try:
             return f"signal {signal.Signals(-status).name}"
