@@ -17,7 +17,10 @@ its cost is the 1.0 commit + seal plus `V2Transcoder.transcode` (decompress, int
 printed per sample next to 1.0's, with bytes per sample compressed and not, for two label
 shapes: the mixed batch above (2,000 instances) and one node_exporter-like target (200 families
 of 10 series, one instance), both with HELP metadata per family (2.0 carries it in every series,
-1.0 sends it separately). Run: ``python -m benchmarks.remote``.
+1.0 sends it separately). The transcode is timed in steady state (the same series batch after
+batch, so written from the last request's layout, `collector.remote.v2layout`) and without
+layouts (every series the ordinary way: a batch whose series or order changed). Run:
+``python -m benchmarks.remote``.
 """
 
 from __future__ import annotations
@@ -164,6 +167,13 @@ def _rw2(labels: list[Labels]) -> None:
         return transcode(bodies[scrape % 64])[0]
 
     per_transcode = 1e6 / _rate(send_v2)
+    plain = V2Transcoder(metadata=lambda: meta, layouts=False).transcode
+    assert plain(body) == transcode(body), "layouts change the bytes"
+
+    def send_v2_plain(scrape: int) -> bytes:
+        return plain(bodies[scrape % 64])[0]
+
+    per_plain = 1e6 / _rate(send_v2_plain)
     print(f"  bytes/sample 1.0 uncompressed       : {len(raw1) / SERIES:8.1f}")
     print(f"  bytes/sample 2.0 uncompressed       : {len(raw2) / SERIES:8.1f}  (metadata inline)")
     print(f"  bytes/sample 1.0 + metadata request : {(len(raw1) + meta1) / SERIES:8.1f}")
@@ -171,6 +181,7 @@ def _rw2(labels: list[Labels]) -> None:
     print(f"  bytes/sample 2.0 snappy             : {len(body2) / SERIES:8.1f}")
     print(f"  CPU us/sample 1.0 commit + seal     : {per_commit:8.3f}")
     print(f"  CPU us/sample 2.0 transcode at send : {per_transcode:8.3f}")
+    print(f"  CPU us/sample 2.0 same, no layouts  : {per_plain:8.3f}")
     print(f"  CPU us/sample 2.0 total             : {per_commit + per_transcode:8.3f}")
 
 

@@ -9,8 +9,9 @@ sent (`V2Transcoder.transcode`), and a 415 fallback sends the record itself, unc
 ::
 
     record body (snappy(WriteRequest 1.0)) ─decompress─▶ TimeSeries fields
-        │ per TimeSeries: label bytes -> V2Series (cached per destination: the symbol fields of
-        │ its label names and values, its metadata) ; the Sample field is copied as it is
+        │ leading series as in an earlier batch: its Layout's bytes around each Sample field
+        │ then per TimeSeries: label bytes -> V2Series (cached per destination: the symbol
+        │ fields of its label names and values, its metadata); the Sample field is copied
         ▼
     snappy(Request 2.0) = symbols (field 4, element 0 "") + TimeSeries (field 5) per sample
 
@@ -20,12 +21,19 @@ so its bytes are reused verbatim; ``labels_refs`` (field 1) is a packed ``uint32
 symbol indexes, name then value, in label order; ``Metadata`` (field 5) is ``type`` (1),
 ``help_ref`` (3), ``unit_ref`` (4).
 
-Per sample the work is: find where the ``Sample`` field starts (a fixed offset for the encoder's
-fast layout, else a parse), one dict lookup of the label bytes, one dict lookup per label of its
-two refs in this request (labels repeat across series: job, instance, names), and for a label
-new to the request one ``dict.setdefault`` per name and value into the symbol table (keyed by
-the *encoded* symbol field, so the table is written by joining its keys). No object per sample
-beyond the bytes of the output.
+A batch that begins with the same series as an earlier one (in steady state a shard sends the
+same series in the same order) is first matched against that request's layout
+(`collector.remote.v2layout`): the series that match, in order, are written from it with one
+``startswith`` and one slice each, in ``map`` calls (measured 0.2 us per sample instead of
+2.3-2.6, `benchmarks.remote`), and the same bytes as the ordinary way below, which takes over
+from the first series that does not match and records the layout for the next batch.
+
+In the ordinary way, per sample the work is: find where the ``Sample`` field starts (a fixed
+offset for the encoder's fast layout, else a parse), one dict lookup of the label bytes, one
+dict lookup per label of its two refs in this request (labels repeat across series: job,
+instance, names), and for a label new to the request one ``dict.setdefault`` per name and value
+into the symbol table (keyed by the *encoded* symbol field, so the table is written by joining
+its keys). No object per sample beyond the bytes of the output.
 
 Prometheus counterpart: ``storage/remote/queue_manager.go`` (``populateV2TimeSeries``,
 ``buildV2WriteRequest``), ``storage/remote/codec.go``.
@@ -43,6 +51,19 @@ from collector.remote.codec import (
     compress,
     decompress,
     varint,
+)
+from collector.remote.v2layout import Layout, first_key, replay
+from collector.remote.v2wire import (
+    MAX_FAST_SYMBOLS,
+    NO_SAMPLES,
+    REWRITE,
+    VARINTS,
+    check_samples,
+    labels_end,
+    parse_labels,
+    read_varint,
+    ref,
+    v2_tail,
 )
 
 __all__ = [
@@ -62,10 +83,9 @@ V2 = "io.prometheus.write.v2.Request"
 CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
 CONTENT_TYPE_V1 = "application/x-protobuf"
 
-_VARINTS: tuple[bytes, ...] = tuple(varint(i) for i in range(1 << 14))
-"""Varints of 0..16383: a symbol ref is one tuple index, not an encoding loop."""
-
-_MAX_FAST_SYMBOLS = len(_VARINTS)
+_MAX_LAYOUT_SERIES = 16_000
+"""Series kept in layouts per destination, in all (~450 bytes each once replayed, so ~7 MB at
+most: 8 batches of 2,000); the least recently used layouts go first."""
 
 _EMPTY_SYMBOL = b"\x22\x00"
 """``symbols`` element 0, the empty string (spec: MUST be first)."""
@@ -137,7 +157,10 @@ class V2Transcoder:
     ``metadata`` (None: no metadata is sent) is read again when ``metadata_every`` seconds of
     ``clock`` have passed since the last read, so families seen by later scrapes get theirs.
     The series cache is bounded by time: a series not sent for between ``forget_after`` and
-    twice that is dropped (rebuilt from its label bytes if it comes back).
+    twice that is dropped (rebuilt from its label bytes if it comes back). With ``layouts``
+    (the default) a batch that begins like an earlier one is written from that request's
+    `Layout` as far as it has the same series in the same order: the same bytes, cheaper
+    (False: every series the ordinary way; the tests compare the two).
     """
 
     def __init__(
@@ -147,7 +170,9 @@ class V2Transcoder:
         metadata_every: float = 60.0,
         forget_after: float = 600.0,
         clock: Callable[[], float] | None = None,
+        layouts: bool = True,
     ) -> None:
+        self._use_layouts = layouts
         self._cache: dict[bytes, V2Series] = {}
         self._old: dict[bytes, V2Series] = {}
         """The previous generation: series not sent for ``forget_after`` seconds are dropped."""
@@ -160,6 +185,9 @@ class V2Transcoder:
         self._families: dict[str, tuple[str, str, str]] = {}
         self._version = 0
         self._read_at: float | None = None
+        self._layouts: dict[bytes, Layout] = {}
+        """The last layout of the requests beginning with each first series (oldest first)."""
+        self._layout_series = 0
 
     @property
     def cached_series(self) -> int:
@@ -175,6 +203,8 @@ class V2Transcoder:
             self._rotated_at = now
             self._old = self._cache
             self._cache = {}
+            self._layouts = {}
+            self._layout_series = 0
         source = self._metadata
         if source is None:
             return
@@ -213,27 +243,71 @@ class V2Transcoder:
     def encode(self, raw: bytes) -> tuple[bytes, int]:
         """An uncompressed 1.0 body -> (uncompressed 2.0 body, samples).
 
-        1.0 ``metadata`` fields (3) are skipped: 2.0 carries metadata per series.
+        1.0 ``metadata`` fields (3) are skipped: 2.0 carries metadata per series. The series
+        the last request that began with the same series had in the same order are written
+        from its `Layout` (`collector.remote.v2layout`); the rest the ordinary way.
         """
         self._tick()
+        key = first_key(raw) if self._use_layouts else None
+        layout = self._layouts.pop(key, None) if key is not None else None
+        if layout is not None:
+            self._layout_series -= len(layout)
+        if key is not None and layout is not None and layout.version == self._version:
+            out, pos, done = replay(layout, raw)
+            if done == len(layout) and pos == len(raw):
+                self._keep(key, layout)
+                return layout.table + b"".join(out), done
+            record = layout.prefix(done)
+            symbols = layout.symbols_at(done)
+        else:
+            out, pos, done = [], 0, 0
+            record = Layout(self._version)
+            symbols = {_EMPTY_SYMBOL: 0}
+        body = self._encode_from(raw, pos, out, done, symbols, record)
+        if key is not None and len(record):
+            record.seal(raw, symbols)
+            self._keep(key, record)
+        return body
+
+    def _keep(self, key: bytes, layout: Layout) -> None:
+        """Keep ``layout`` for batches beginning with ``key``, within `_MAX_LAYOUT_SERIES`."""
+        layouts = self._layouts
+        layouts[key] = layout
+        self._layout_series += len(layout)
+        while self._layout_series > _MAX_LAYOUT_SERIES and len(layouts) > 1:
+            oldest = next(iter(layouts))
+            self._layout_series -= len(layouts.pop(oldest))
+
+    def _encode_from(
+        self,
+        raw: bytes,
+        pos: int,
+        out: list[bytes],
+        count: int,
+        symbols: dict[bytes, int],
+        record: Layout,
+    ) -> tuple[bytes, int]:
+        """The ordinary way from ``pos`` on, after ``count`` series in ``out`` and ``symbols``;
+        each series with one ``Sample`` field is added to ``record`` until one is not."""
         version = self._version
         cache = self._cache
-        symbols: dict[bytes, int] = {_EMPTY_SYMBOL: 0}
         intern = symbols.setdefault
-        v = _VARINTS
+        v = VARINTS
         meta_fields: dict[int, bytes] = {}
         pair_refs: dict[bytes, bytes] = {}
         label_refs = pair_refs.get
         join = b"".join
-        fast = _MAX_FAST_SYMBOLS
-        out: list[bytes] = []
-        count = 0
-        pos = 0
+        fast = MAX_FAST_SYMBOLS
+        recording = self._use_layouts
+        add_at, add_split, add_end = record.ats.append, record.splits.append, record.ends.append
+        add_refs_len, add_refs = record.refs_lens.append, record.refs.append
+        add_meta, add_nsyms = record.metas.append, record.nsyms.append
         n = len(raw)
         while pos < n:
+            at = pos
             tag = raw[pos]
             pos += 1
-            length, pos = _read_varint(raw, pos)
+            length, pos = read_varint(raw, pos)
             end = pos + length
             if end > n:
                 raise DecodeError("WriteRequest field runs past the end of the body")
@@ -253,19 +327,20 @@ class V2Transcoder:
                 split = end - 9
             else:
                 split = 0
-            series = cache.get(raw[pos:split]) if split else None
+            key = raw[pos:split] if split else b""
+            series = cache.get(key) if split else None
             tail = b""
             if series is None:
-                if not split or _labels_end(raw, pos, split) != split:
-                    split = _labels_end(raw, pos, end)
-                    flags = _check_samples(raw, split, end)
-                    if flags & _REWRITE:
-                        tail = _v2_tail(raw, split, end, intern, symbols)
-                    if flags & _NO_SAMPLES:
+                if not split or labels_end(raw, pos, split) != split:
+                    split = labels_end(raw, pos, end)
+                    flags = check_samples(raw, split, end)
+                    if flags & REWRITE:
+                        tail = v2_tail(raw, split, end, intern, symbols)
+                    if flags & NO_SAMPLES:
                         count -= 1  # an exemplar-only series (counted back below)
-                    series = cache.get(raw[pos:split])
-                if series is None:
                     key = raw[pos:split]
+                    series = cache.get(key)
+                if series is None:
                     series = self._old.pop(key, None) or _parse_series(key)
                     cache[key] = series
             if series.meta_version != version:
@@ -275,9 +350,9 @@ class V2Transcoder:
                 fields = series.fields
                 for i, pair in enumerate(series.pairs):
                     if parts[i] is None:
-                        parts[i] = pair_refs[pair] = _ref(
-                            intern(fields[2 * i], len(symbols))
-                        ) + _ref(intern(fields[2 * i + 1], len(symbols)))
+                        parts[i] = pair_refs[pair] = ref(intern(fields[2 * i], len(symbols))) + ref(
+                            intern(fields[2 * i + 1], len(symbols))
+                        )
             refs = join(parts)  # type: ignore[arg-type]  # no None is left in parts
             meta = series.meta
             if meta is None:
@@ -299,6 +374,17 @@ class V2Transcoder:
             refs_len = v[size] if size < fast else varint(size)
             rest = tail or raw[split:end]
             size += 1 + len(refs_len) + len(rest) + len(meta_field)
+            if recording:
+                if tail or not 2 <= len(rest) < 0x82 or rest[0] != 0x12 or rest[1] != len(rest) - 2:
+                    recording = False  # not one Sample field: the layout ends before it
+                else:
+                    add_at(at)
+                    add_split(split)
+                    add_end(end)
+                    add_refs_len(refs_len)
+                    add_refs(refs)
+                    add_meta(meta_field)
+                    add_nsyms(len(symbols))
             out += (
                 b"\x2a",
                 v[size] if size < fast else varint(size),
@@ -313,128 +399,9 @@ class V2Transcoder:
         return b"".join(symbols) + b"".join(out), count
 
 
-def _ref(index: int) -> bytes:
-    """The varint of a symbol ref (a table lookup below 16384)."""
-    return _VARINTS[index] if index < _MAX_FAST_SYMBOLS else varint(index)
-
-
-def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
-    byte = raw[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    result = byte & 0x7F
-    shift = 7
-    while True:
-        pos += 1
-        if pos >= len(raw) or shift > 63:
-            raise DecodeError("truncated or overlong varint in WriteRequest")
-        byte = raw[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos + 1
-        shift += 7
-
-
-_REWRITE = 1
-"""`_check_samples`: an exemplar or a histogram is there (`_v2_tail` rewrites them)."""
-_NO_SAMPLES = 2
-"""`_check_samples`: neither a sample nor a histogram (an exemplar-only series): not counted
-as a sample, since receivers count written samples and histograms only."""
-
-
-def _check_samples(raw: bytes, pos: int, end: int) -> int:
-    """The fields after the labels must all be ``Sample`` (2), ``Exemplar`` (3) or
-    ``Histogram`` (4) fields; returns `_REWRITE` and `_NO_SAMPLES` flags (0: samples only,
-    copied as they are)."""
-    flags = _NO_SAMPLES
-    while pos < end:
-        tag = raw[pos]
-        if tag == 0x1A:
-            flags |= _REWRITE
-        elif tag == 0x22:
-            flags = (flags | _REWRITE) & ~_NO_SAMPLES
-        elif tag == 0x12:
-            flags &= ~_NO_SAMPLES
-        else:
-            raise DecodeError(f"unexpected TimeSeries field tag {tag:#x} after the labels")
-        length, pos = _read_varint(raw, pos + 1)
-        pos += length
-    if pos != end:
-        raise DecodeError("Sample field runs past its TimeSeries")
-    return flags
-
-
-def _v2_tail(
-    raw: bytes,
-    pos: int,
-    end: int,
-    intern: Callable[[bytes, int], int],
-    symbols: dict[bytes, int],
-) -> bytes:
-    """The fields after the labels in 2.0's numbering: a ``histograms`` field (1.0: 4) becomes
-    field 3 with its bytes kept (the ``Histogram`` messages share field numbers 1-16,
-    reference §2); an ``exemplars`` field (1.0: 3) becomes field 4, its ``Label`` fields
-    replaced by ``labels_refs`` (1, packed) into ``symbols``, its value (2) and timestamp (3)
-    kept; samples are kept."""
-    out: list[bytes] = []
-    while pos < end:
-        tag = raw[pos]
-        length, start = _read_varint(raw, pos + 1)
-        stop = start + length
-        if tag == 0x22:
-            out.append(b"\x1a" + raw[pos + 1 : stop])
-        elif tag == 0x1A:
-            labels_end = _labels_end(raw, start, stop)
-            refs = b"".join(
-                _ref(intern(field, len(symbols)))
-                for field in _parse_series(raw[start:labels_end]).fields
-            )
-            body = (b"\x0a" + varint(len(refs)) + refs if refs else b"") + raw[labels_end:stop]
-            out.append(b"\x22" + varint(len(body)) + body)
-        else:
-            out.append(raw[pos:stop])
-        pos = stop
-    return b"".join(out)
-
-
-def _labels_end(raw: bytes, pos: int, end: int) -> int:
-    """The offset of the first field that is not a ``Label`` (field 1) in ``raw[pos:end]``."""
-    while pos < end and raw[pos] == 0x0A:
-        length, after = _read_varint(raw, pos + 1)
-        if after + length > end:
-            return pos
-        pos = after + length
-    return pos
-
-
 def _parse_series(label_bytes: bytes) -> V2Series:
-    """The symbol fields of the ``Label`` fields ``label_bytes`` (a cache miss: rare)."""
-    fields: list[bytes] = []
-    name = ""
-    pos = 0
-    n = len(label_bytes)
-    while pos < n:
-        if label_bytes[pos] != 0x0A:
-            raise DecodeError(f"unexpected TimeSeries field tag {label_bytes[pos]:#x}")
-        length, pos = _read_varint(label_bytes, pos + 1)
-        end = pos + length
-        label_name = label_value = b""
-        while pos < end:
-            tag = label_bytes[pos]
-            size, pos = _read_varint(label_bytes, pos + 1)
-            if tag == 0x0A:
-                label_name = label_bytes[pos : pos + size]
-            elif tag == 0x12:
-                label_value = label_bytes[pos : pos + size]
-            else:
-                raise DecodeError(f"unexpected Label field tag {tag:#x}")
-            pos += size
-        if pos != end:
-            raise DecodeError("Label field runs past its length")
-        if label_name == b"__name__":
-            name = label_value.decode("utf-8", "replace")
-        fields.extend(b"\x22" + varint(len(part)) + part for part in (label_name, label_value))
-    return V2Series(tuple(fields), name)
+    """The `V2Series` of the ``Label`` fields ``label_bytes`` (a cache miss: rare)."""
+    return V2Series(*parse_labels(label_bytes))
 
 
 def decode_v2(raw: bytes) -> DecodedV2:
