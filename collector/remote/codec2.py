@@ -253,17 +253,22 @@ class V2Transcoder:
         if layout is not None:
             self._layout_series -= len(layout)
         if key is not None and layout is not None and layout.version == self._version:
-            out, pos, done = replay(layout, raw)
+            out, pos, done, exact = replay(layout, raw)
             if done == len(layout) and pos == len(raw):
                 self._keep(key, layout)
                 return layout.table + b"".join(out), done
-            record = layout.prefix(done)
             symbols = layout.symbols_at(done)
+            if exact:
+                record = layout.prefix(done)
+            else:  # offsets moved: this batch is not recorded, the layout stays as it was
+                self._keep(key, layout)
+                key = None
+                record = Layout(self._version)
         else:
             out, pos, done = [], 0, 0
             record = Layout(self._version)
             symbols = {_EMPTY_SYMBOL: 0}
-        body = self._encode_from(raw, pos, out, done, symbols, record)
+        body = self._encode_from(raw, pos, out, done, symbols, record if key else None)
         if key is not None and len(record):
             record.seal(raw, symbols)
             self._keep(key, record)
@@ -285,7 +290,7 @@ class V2Transcoder:
         out: list[bytes],
         count: int,
         symbols: dict[bytes, int],
-        record: Layout,
+        record: Layout | None,
     ) -> tuple[bytes, int]:
         """The ordinary way from ``pos`` on, after ``count`` series in ``out`` and ``symbols``;
         each series with one ``Sample`` field is added to ``record`` until one is not."""
@@ -298,7 +303,9 @@ class V2Transcoder:
         label_refs = pair_refs.get
         join = b"".join
         fast = MAX_FAST_SYMBOLS
-        recording = self._use_layouts
+        recording = record is not None
+        if record is None:
+            record = Layout(version)
         add_at, add_split, add_end = record.ats.append, record.splits.append, record.ends.append
         add_refs_len, add_refs = record.refs_lens.append, record.refs.append
         add_meta, add_nsyms = record.metas.append, record.nsyms.append

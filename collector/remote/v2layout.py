@@ -14,10 +14,12 @@ kept bytes with the batch's own ``Sample`` fields, copied as they are; both run 
 the layout's lists, with no Python-level step per series, no lookup per label and no symbol
 interning.
 
-Where the batch stops matching (a new series, another order, a value that turned 0 or from 0,
-whose ``Sample`` field has another length, a histogram or an exemplar), the transcoder goes on
-from there the ordinary way, with the symbol table the layout had at that point
-(`Layout.symbols_at`): the prefix's bytes are exactly what the ordinary way would have
+A series with the recorded labels whose ``Sample`` field has another length (a value that
+turned 0 or from 0: proto3 leaves a zero value out) is written with its size computed, and the
+series after it are looked for that many bytes further on (`_MAX_RESYNCS` times per batch).
+Where the batch stops matching (a new series, another order, a histogram or an exemplar), the
+transcoder goes on from there the ordinary way, with the symbol table the layout had at that
+point (`Layout.symbols_at`): the prefix's bytes are exactly what the ordinary way would have
 written, so the request is the same bytes as without the layout (a property test holds this).
 Layouts are kept per first series of a batch (a shard's batches begin with its own series),
 within a bound on the series they hold in all.
@@ -28,8 +30,9 @@ Prometheus counterpart: none (Prometheus builds its symbol table per request fro
 
 from __future__ import annotations
 
-from itertools import compress, count
-from operator import not_
+from collections.abc import Iterable
+from itertools import compress, count, repeat
+from operator import add, not_
 
 from collector.remote.codec import varint
 from collector.remote.v2wire import read_varint
@@ -143,28 +146,106 @@ def first_key(raw: bytes) -> bytes | None:
     return raw[start:pos]
 
 
-def replay(layout: Layout, raw: bytes) -> tuple[list[bytes], int, int]:
+_MAX_RESYNCS = 256
+"""Series per batch whose ``Sample`` field changed length (a value that turned 0 or from 0)
+`replay` steps over; past that the ordinary way takes the rest."""
+
+
+def replay(layout: Layout, raw: bytes) -> tuple[list[bytes], int, int, bool]:
     """The 2.0 fields of the leading series of ``raw`` that match ``layout``: (the bytes to
-    join, where the first series that does not match starts, how many matched)."""
+    join, where the first series that does not match starts, how many matched, whether all of
+    them sat at the recorded offsets).
+
+    A series with the recorded labels whose one ``Sample`` field has another length (zero
+    values have none, proto3) matches as well: its 2.0 size is computed, and the series after
+    it are looked for that many bytes further on.
+    """
     prefixes = layout.prefixes
     if prefixes is None:
         prefixes = layout._build()
+    ats, splits, ends, statics = layout.ats, layout.splits, layout.ends, layout.statics
     m = len(prefixes)
-    matches = map(raw.startswith, prefixes, layout.ats)
-    k = next(compress(count(), map(not_, matches)), m)
-    ends = layout.ends
     n = len(raw)
-    while k and ends[k - 1] > n:  # a cut body: its last series is not whole
-        k -= 1
-    if not k:
-        return [], 0, 0
-    statics, splits = layout.statics, layout.splits
-    if k < m:
-        statics, splits, ends = statics[:k], splits[:k], ends[:k]
-    out: list[bytes] = [b""] * (2 * k)
-    out[0::2] = statics
-    out[1::2] = map(raw.__getitem__, map(slice, splits, ends))
-    meta = layout.metas[k - 1]
+    startswith = raw.startswith
+    out: list[bytes] = []
+    k = shift = resyncs = 0
+    pos = 0
+    # One pass over the layout: after a series whose Sample field changed length, the same
+    # iterators go on, the offsets shifted.
+    prefix_iter, at_iter = iter(prefixes), iter(ats)
+    while True:
+        at: Iterable[int] = map(add, at_iter, repeat(shift)) if shift else at_iter
+        matches = map(startswith, prefix_iter, at)
+        j = next(compress(count(k), map(not_, matches)), m)
+        while j > k and ends[j - 1] + shift > n:  # a cut body: its last series is not whole
+            j -= 1
+        if j > k:
+            _emit(out, raw, statics, splits, ends, k, j, shift)
+            pos = ends[j - 1] + shift
+        if j == m or resyncs == _MAX_RESYNCS:
+            break
+        step = _resync(layout, raw, j, ats[j] + shift)
+        if step is None:
+            break
+        static, split, end = step
+        out += (static, raw[split:end])
+        pos = end
+        shift = end - ends[j]
+        resyncs += 1
+        k = j + 1
+        if k == m:
+            j = m
+            break
+    if not pos:
+        return [], 0, 0, True
+    meta = layout.metas[j - 1]
     if meta:
         out.append(meta)
-    return out, ends[k - 1], k
+    return out, pos, j, not resyncs
+
+
+def _emit(
+    out: list[bytes],
+    raw: bytes,
+    statics: list[bytes],
+    splits: list[int],
+    ends: list[int],
+    k: int,
+    j: int,
+    shift: int,
+) -> None:
+    """Series ``k`` to ``j - 1``: each one's static bytes and its ``Sample`` field, which sits
+    ``shift`` bytes after its recorded offset."""
+    if k or j < len(statics):
+        statics, splits, ends = statics[k:j], splits[k:j], ends[k:j]
+    part: list[bytes] = [b""] * (2 * (j - k))
+    part[0::2] = statics
+    if shift:
+        slices = map(slice, map(add, splits, repeat(shift)), map(add, ends, repeat(shift)))
+    else:
+        slices = map(slice, splits, ends)
+    part[1::2] = map(raw.__getitem__, slices)
+    out += part
+
+
+def _resync(layout: Layout, raw: bytes, j: int, pos: int) -> tuple[bytes, int, int] | None:
+    """Series ``j`` at ``pos`` if it has the recorded labels and one ``Sample`` field (of any
+    length under 128): (its 2.0 bytes before that field, where the field starts, its end)."""
+    n = len(raw)
+    if pos >= n or raw[pos] != 0x0A:
+        return None
+    prefix = layout.prefixes[j]  # type: ignore[index]  # built by replay
+    _, key_at = read_varint(prefix, 1)
+    key = prefix[key_at:-2]
+    length, start = read_varint(raw, pos + 1)
+    split = start + len(key)
+    end = start + length
+    rest = end - split
+    if end > n or not 2 <= rest < 0x82 or raw[split] != 0x12 or raw[split + 1] != rest - 2:
+        return None
+    if not raw.startswith(key, start):
+        return None
+    refs_len, refs, meta = layout.refs_lens[j], layout.refs[j], layout.metas[j]
+    size = 1 + len(refs_len) + len(refs) + rest + len(meta)
+    before = layout.metas[j - 1] if j else b""
+    return before + b"\x2a" + varint(size) + b"\x0a" + refs_len + refs, split, end

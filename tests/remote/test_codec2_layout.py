@@ -61,29 +61,48 @@ def test_the_same_series_are_replayed_whole() -> None:
     """Same series, same order, new values and timestamp: every series from the layout."""
     layout = _layout(_v1(_samples(range(12), 1.0)))
     raw = _v1(_samples(range(12), 5.0, T0 + 15_000))
-    out, pos, done = replay(layout, raw)
-    assert (pos, done) == (len(raw), 12)
-    assert layout.table + b"".join(out) == V2Transcoder(metadata=lambda: META).encode(raw)[0]
+    out, pos, done, exact = replay(layout, raw)
+    assert (pos, done, exact) == (len(raw), 12, True)
+    assert layout.table + b"".join(out) == _plain(raw)
+
+
+def _plain(raw: bytes) -> bytes:
+    return V2Transcoder(metadata=lambda: META, layouts=False).encode(raw)[0]
+
+
+def test_a_sample_field_of_another_length_is_stepped_over() -> None:
+    """Values that turned 0 (no value field: 9 bytes less) at 3 and 8, and from 0 back at 10:
+    every series still comes from the layout, the ones after each at their new offsets."""
+    first = _samples(range(12), 1.0)
+    first[10] = (10, "s", 0.0, T0)
+    layout = _layout(_v1(first))
+    items = _samples(range(12), 2.0, T0 + 15_000)
+    items[3] = (3, "s", 0.0, T0 + 15_000)
+    items[8] = (8, "s", -0.0, T0 + 15_000)
+    raw = _v1(items)
+    out, pos, done, exact = replay(layout, raw)
+    assert (pos, done, exact) == (len(raw), 12, False)
+    assert layout.table + b"".join(out) == _plain(raw)
 
 
 def test_replay_stops_at_the_first_series_that_differs() -> None:
-    """Another series at 5, a zero value at 3 (a shorter Sample field), a histogram at 7, a
-    cut body: the series before it are replayed, from where it starts the ordinary way."""
+    """Another series at 5, a histogram at 7 (after a zero value at 2), a cut body: the series
+    before it are replayed, from where it starts the ordinary way."""
     layout = _layout(_v1(_samples(range(12), 1.0)))
     other = _samples(range(12), 2.0)
     other[5] = (0, "s", 2.0, T0)
-    zero = _samples(range(12), 2.0)
-    zero[3] = (3, "s", 0.0, T0)
     histogram = _samples(range(12), 2.0)
+    histogram[2] = (2, "s", 0.0, T0)
     histogram[7] = (7, "h", 2.0, T0)
-    for items, matched in ((other, 5), (zero, 3), (histogram, 7)):
+    for items, matched, exact in ((other, 5, True), (histogram, 7, False)):
         raw = _v1(items)
-        _, pos, done = replay(layout, raw)
-        assert done == matched
+        out, pos, done, same_offsets = replay(layout, raw)
+        assert (done, same_offsets) == (matched, exact)
         assert pos == len(_v1(items[:matched]))
+        assert b"".join(out) in _plain(raw)  # the series right after the symbol table
     whole = _v1(_samples(range(12), 2.0))
-    assert replay(layout, whole[:-1])[2] == 11
-    assert replay(layout, _v1(_samples(range(1, 12), 2.0)))[2] == 0
+    assert replay(layout, whole[:-1])[1:] == (len(_v1(_samples(range(11), 2.0))), 11, True)
+    assert replay(layout, _v1(_samples(range(1, 12), 2.0)))[1:] == (0, 0, True)
 
 
 def test_first_key_is_the_labels_of_the_first_series() -> None:
