@@ -179,15 +179,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             finally:
                 target.close()
+            _write(results, args)  # as each target ends: a later failure loses nothing
+    _write(results, args)
+    print(report(results))
+    return 1 if any(stats.crashes for stats in results) else 0
+
+
+def _write(results: list[Stats], args: argparse.Namespace) -> None:
+    """The slowest inputs, ``report.md`` in the crash directory and the ``--json`` file."""
     for stats in results:
         if stats.slowest_input:
             folder = args.crash_dir / stats.target
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "slowest.bin").write_bytes(stats.slowest_input)
-    print(report(results))
+    args.crash_dir.mkdir(parents=True, exist_ok=True)
+    (args.crash_dir / "report.md").write_text(report(results) + "\n")
     if args.json is not None:
         args.json.write_text(json.dumps([stats_to_json(s) for s in results], indent=1))
-    return 1 if any(stats.crashes for stats in results) else 0
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from benchmarks.fuzzing.harness import (
     stats_to_json,
 )
 from benchmarks.fuzzing.mutate import Mutator, alias_ladder
-from benchmarks.fuzzing.trees import dump_json
+from benchmarks.fuzzing.trees import dump_json, mutate_tree
 
 FUZZ = Path(__file__).resolve().parent / "fixtures" / "fuzz"
 MAX_SIZE = 64 * 1024
@@ -283,3 +283,14 @@ def test_alias_ladder_is_small_and_expands() -> None:
     assert len(ladder) < 1000
     assert b"&l0" in ladder
     assert b"*l0" in ladder
+
+
+def test_tree_edits_survive_trees_nested_past_the_recursion_limit() -> None:
+    """Copying a subtree nested 5,000 deep (an earlier edit's) falls back to a new value: the
+    benchmark run of 00:06 UTC died of the RecursionError in ``copy.deepcopy``."""
+    tree: object = "x"
+    for _ in range(5000):
+        tree = [tree]
+    rng = random.Random(0)
+    for _ in range(200):
+        mutate_tree(rng, [tree, {"a": 1}], ["a"])

@@ -95,7 +95,10 @@ def mutate_tree(rng: random.Random, tree: Tree, keys: Sequence[str]) -> Tree:
     elif action == 2:
         other, other_key = rng.choice(slots)
         # A copy: the slot may be an ancestor of this one, and a shared one would be a cycle.
-        new = copy.deepcopy(other[other_key])  # type: ignore[index]  # a slot of a dict/list
+        try:
+            new = copy.deepcopy(other[other_key])  # type: ignore[index]  # a slot of a dict/list
+        except RecursionError:  # a subtree nested past the interpreter's limit (an edit's)
+            new = odd_value(rng, keys)
     elif action == 3:
         if isinstance(container, dict | list):
             del container[key]  # type: ignore[arg-type]  # a slot of a dict or list
