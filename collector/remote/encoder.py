@@ -5,23 +5,28 @@ called synchronously from every scrape's `commit`. It owns the per-series encodi
 open batch of each shard; a sealed batch leaves through ``on_sealed`` to the write-ahead queue
 (`collector.remote.delivery`), which numbers it, logs it and sends it.
 
-Per committed sample the work is one dict lookup and, for a non-zero value, one ``struct.pack``
-and one concatenation, then a list append into the run of the series' shard (``ref %
-num_shards``); the timestamp field, shared by a scrape, is added once per shard and commit by
-joining the run with it as the separator (`collector.remote.codec.fast_prefixes` explains the
-byte layout).
+Per committed sample the work is one dict lookup and, for a value that changed, one
+``struct.pack`` and one concatenation (an unchanged one reuses its bytes), then a list append
+into the run of the series' shard (``ref % num_shards``); the timestamp field, shared by a
+scrape, is added once per shard and commit by joining the run with it as the separator
+(`collector.remote.codec.fast_prefixes` explains the byte layout).
 
-Memory: a series is kept as ONE bytes object in one of two ``ref -> bytes`` dicts, by the form
-its last float sample took: ``_value`` holds the value prefix (a non-zero sample is ``prefix +
-pack(value)``), ``_zero`` the whole encoding of a ``0.0`` sample (proto3 omits the value field,
-so it is the same bytes every time: node_exporter's many series that stay at zero reuse it
-with no pack and no concatenation). A sample of the other form misses the dict it is looked up
-in and moves the series across (rare: a value leaving or reaching zero). No per-series object,
-no last value, no copy of the labels per form: about 190 B per series on the node_exporter
-workload (``python -m benchmarks.memory``), against 520 B for an object holding the prefix,
-the zero encoding and the last encoding. Histogram series (``_hist``) and refs seen for the first
-time are found on that miss path too; a series write relabeling dropped is ``b""`` in both
-dicts (one truth test per sample, no exception per dropped sample).
+Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two dicts, by
+the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
+(proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
+that stay at zero reuse it). ``_value`` holds, for a non-zero value, ``(value, its encoding)``
+while the value has not changed (info metrics, constant gauges, idle counters: reused as is)
+and, once it changes, the value prefix alone (``prefix + pack(value)`` every sample; no last
+value is kept for a series that keeps changing). A sample of the other form misses the dict it
+is looked up in and moves the series across (a value leaving or reaching zero, rare).
+``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 210 B per
+series (the bytes and a dict slot), against 545 B for the former object holding the prefix,
+the zero encoding, the last encoding and the last value; a series whose non-zero value stays
+the same costs about 90 B more (a tuple, a float, 8 value bytes), the price of not packing it
+again. Histogram series
+(``_hist``) and refs seen for the first time are found on that miss path too; a series write
+relabeling dropped is ``b""`` in both dicts (one truth test per sample, no exception per
+dropped sample).
 
 ::
 
@@ -125,8 +130,10 @@ class BatchEncoder:
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._value: dict[int, bytes] = {}
-        """Series whose last float sample was non-zero -> value prefix (`fast_prefixes`);
+        self._value: dict[int, bytes | tuple[float, bytes]] = {}
+        """Series whose last float sample was non-zero -> its value prefix (`fast_prefixes`)
+        once its value changed, else ``(value, encoding of that value)`` (a value that has
+        not changed since the series was first seen or left zero: sent as is, no pack);
         ``b""`` for a series write relabeling dropped (also ``b""`` in ``_zero``)."""
         self._zero: dict[int, bytes] = {}
         """Series whose last float sample was ``0.0`` or ``-0.0`` -> its whole encoding minus
@@ -196,14 +203,23 @@ class BatchEncoder:
                 self._add_slow(ref, value, ts, now, counts)
             elif value:  # NaN is true: its bits are packed as they are
                 try:
-                    encoded = values[ref]
+                    entry = values[ref]
                 except KeyError:
                     self._miss(ref, value, counts)
                     continue
-                if encoded:
-                    appends[ref % n](encoded + pack(value))
+                # `type() is`, not isinstance: 3.11 specializes type(x); isinstance of a tuple
+                # against bytes looks up __instancecheck__ (about 200 instructions more).
+                if type(entry) is bytes:
+                    if entry:
+                        appends[ref % n](entry + pack(value))
+                    else:
+                        dropped += 1
+                # mypy does not narrow on an exact type: entry is the tuple from here on.
+                elif entry[0] == value:  # NaN never equals: its entry becomes a prefix
+                    appends[ref % n](entry[1])  # type: ignore[arg-type]
                 else:
-                    dropped += 1
+                    prefix = values[ref] = entry[1][:-8]  # type: ignore[index]
+                    appends[ref % n](prefix + pack(value))  # changed once: assume it changes
             else:
                 try:
                     encoded = zeros[ref]
@@ -232,16 +248,17 @@ class BatchEncoder:
             other = self._zero.pop(ref, None)
             labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
         else:
-            other = self._value.pop(ref, None)
-            labels = None if other is None else _label_bytes(other, _VALUE_TAIL)
+            entry = self._value.pop(ref, None)
+            labels = None if entry is None else _value_labels(entry)
         if labels is None:
             labels = self._resolve(ref, counts)
             if labels is None:
                 return
         value_prefix, zero_series = fast_prefixes(labels)
         if value:
-            self._value[ref] = value_prefix
-            self._run_appends[shard](value_prefix + _pack(value))
+            encoded = value_prefix + _pack(value)
+            self._value[ref] = (value, encoded)
+            self._run_appends[shard](encoded)
         else:
             self._zero[ref] = zero_series
             self._run_appends[shard](zero_series)
@@ -342,12 +359,12 @@ class BatchEncoder:
     def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
         """The label bytes ``ref``'s series is sent with, from whichever dict holds it, else
         resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
-        found = self._value.get(ref)
+        found: bytes | tuple[float, bytes] | None = self._value.get(ref)
         if found == b"":
             counts.dropped_series += 1
             return None
         if found is not None:
-            return _label_bytes(found, _VALUE_TAIL)
+            return _value_labels(found)
         found = self._zero.get(ref)
         if found is not None:
             return _label_bytes(found, _ZERO_TAIL)
@@ -431,6 +448,13 @@ def _histogram_series_float(item: bytes, ts: int) -> bytes:
     only a Prometheus server's head turns it into a histogram marker; the spec holds the two
     equivalent)."""
     return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
+
+
+def _value_labels(entry: bytes | tuple[float, bytes]) -> bytes:
+    """The label bytes of a ``_value`` entry: a value prefix or ``(value, encoding)``."""
+    if isinstance(entry, bytes):
+        return _label_bytes(entry, _VALUE_TAIL)
+    return _label_bytes(entry[1], _VALUE_TAIL + 8)
 
 
 def _label_bytes(encoded: bytes, tail: int) -> bytes:

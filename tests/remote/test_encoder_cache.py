@@ -112,6 +112,35 @@ def test_every_sample_arrives_with_its_bits_in_its_shard(
         assert [e for e in got if e[0] == name] == [e for e in expected if e[0] == name]
 
 
+def test_an_unchanged_value_reuses_its_encoding_until_it_changes() -> None:
+    """A non-zero value is kept with its encoding while it stays the same (sent as the same
+    bytes object, no pack); its first change leaves the prefix alone; leaving zero keeps the
+    value again; NaN never equals, so it is always packed afresh."""
+    registry = SeriesRegistry()
+    ref = registry.acquire(series_labels(1))
+    sealed: Sealed = []
+    encoder = make(registry, sealed, shards=1)
+    values = [2.5, 2.5, 2.5, 3.0, 3.0, 0.0, 4.0, 4.0, STALE_NAN, STALE_NAN, 5.0]
+    forms = []
+    for n, value in enumerate(values):
+        encoder.commit([(ref, value, T0 + n)])
+        entry = encoder._value.get(ref, encoder._zero.get(ref))
+        assert entry is not None
+        forms.append(type(entry).__name__)
+        if n == 1:
+            first = entry
+        if n == 2:
+            assert entry is first  # the same tuple: the same encoding, sent again
+    assert forms == [
+        "tuple", "tuple", "tuple", "bytes", "bytes", "bytes", "tuple", "tuple",
+        "bytes", "bytes", "bytes",
+    ]  # fmt: skip
+    encoder.seal_all()
+    assert [(v, t) for _, v, t, _ in received(sealed)] == [
+        (float_bits(v), T0 + n) for n, v in enumerate(values)
+    ]
+
+
 def test_dropped_series_are_relabeled_once_and_counted_on_every_path() -> None:
     calls: list[str] = []
 
