@@ -15,7 +15,8 @@ Memory: a series is kept as ONE bytes object (its labels encoded once) in one of
 the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
 (proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
 that stay at zero reuse it). ``_value`` holds, for a non-zero value, ``(value, its encoding)``
-while the value has not changed (info metrics, constant gauges, idle counters: reused as is)
+while the value has not changed (info metrics, constant gauges, idle counters: reused as is,
+with its shard's bound ``append``)
 and, once it changes, the value prefix alone (``prefix + pack(value)`` every sample; no last
 value is kept for a series that keeps changing). A sample of the other form misses the dict it
 is looked up in and moves the series across (a value leaving or reaching zero, rare).
@@ -90,6 +91,11 @@ _FLOAT_KIND = b"\x01"
 """First byte of a ``_hist`` entry (kind + label bytes): its histograms' form, integer or
 float."""
 
+Append = Callable[[bytes], None]
+Kept = tuple[float, bytes, Append]
+"""A ``_value`` entry for a value that has not changed: the value, its encoding, and the bound
+``append`` of its shard's run (no ``ref % num_shards`` on that path)."""
+
 Relabel = Callable[[dict[str, str]], dict[str, str] | None]
 SealedSink = Callable[[bytes, int, int, int], None]
 """``on_sealed(body, count, max_ts, shard)``."""
@@ -130,7 +136,7 @@ class BatchEncoder:
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._value: dict[int, bytes | tuple[float, bytes]] = {}
+        self._value: dict[int, bytes | Kept] = {}
         """Series whose last float sample was non-zero -> its value prefix (`fast_prefixes`)
         once its value changed, else ``(value, encoding of that value)`` (a value that has
         not changed since the series was first seen or left zero: sent as is, no pack);
@@ -168,6 +174,10 @@ class BatchEncoder:
         self._run_appends: list[Callable[[bytes], None]] = [run.append for run in self._runs]
         self._hist_runs: list[list[bytes]] = [[] for _ in range(n)]
         self._hist_appends: list[Callable[[bytes], None]] = [r.append for r in self._hist_runs]
+        values = self._value
+        for ref, entry in values.items():
+            if not isinstance(entry, bytes):
+                values[ref] = (entry[0], entry[1], self._run_appends[ref % n])
 
     @property
     def open_samples(self) -> int:
@@ -216,7 +226,7 @@ class BatchEncoder:
                         dropped += 1
                 # mypy does not narrow on an exact type: entry is the tuple from here on.
                 elif entry[0] == value:  # NaN never equals: its entry becomes a prefix
-                    appends[ref % n](entry[1])  # type: ignore[arg-type]
+                    entry[2](entry[1])  # type: ignore[arg-type,operator]
                 else:
                     prefix = values[ref] = entry[1][:-8]  # type: ignore[index]
                     appends[ref % n](prefix + pack(value))  # changed once: assume it changes
@@ -257,7 +267,7 @@ class BatchEncoder:
         value_prefix, zero_series = fast_prefixes(labels)
         if value:
             encoded = value_prefix + _pack(value)
-            self._value[ref] = (value, encoded)
+            self._value[ref] = (value, encoded, self._run_appends[shard])
             self._run_appends[shard](encoded)
         else:
             self._zero[ref] = zero_series
@@ -359,7 +369,7 @@ class BatchEncoder:
     def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
         """The label bytes ``ref``'s series is sent with, from whichever dict holds it, else
         resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
-        found: bytes | tuple[float, bytes] | None = self._value.get(ref)
+        found: bytes | Kept | None = self._value.get(ref)
         if found == b"":
             counts.dropped_series += 1
             return None
@@ -450,7 +460,7 @@ def _histogram_series_float(item: bytes, ts: int) -> bytes:
     return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
 
 
-def _value_labels(entry: bytes | tuple[float, bytes]) -> bytes:
+def _value_labels(entry: bytes | Kept) -> bytes:
     """The label bytes of a ``_value`` entry: a value prefix or ``(value, encoding)``."""
     if isinstance(entry, bytes):
         return _label_bytes(entry, _VALUE_TAIL)
