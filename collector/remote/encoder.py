@@ -197,21 +197,23 @@ class BatchEncoder:
         now = self._clock()
         last_ts: int | None = None
         ts_field = b""
-        fast = False
         hi = 0
         dropped = 0
         for ref, value, ts in samples:
             if ts != last_ts:
                 if last_ts is not None:
                     self._flush_runs(ts_field, last_ts, now)
-                last_ts = ts
-                ts_field = timestamp_field(ts)
-                fast = len(ts_field) == _FAST_TS_LEN
                 if ts > hi:
                     hi = ts
-            if not fast:
-                self._add_slow(ref, value, ts, now, counts)
-            elif value:  # NaN is true: its bits are packed as they are
+                ts_field = timestamp_field(ts)
+                if len(ts_field) != _FAST_TS_LEN:
+                    # Rare: encoded whole. last_ts None: the runs are flushed, and the next
+                    # sample's timestamp is checked again (no per-sample test of the layout).
+                    last_ts = None
+                    self._add_slow(ref, value, ts, now, counts)
+                    continue
+                last_ts = ts
+            if value:  # NaN is true: its bits are packed as they are
                 try:
                     entry = values[ref]
                 except KeyError:
