@@ -14,20 +14,19 @@ scrape, is added once per shard and commit by joining the run with it as the sep
 Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two dicts, by
 the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
 (proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
-that stay at zero reuse it). ``_value`` holds, for a non-zero value, ``(value, its encoding)``
-while the value has not changed (info metrics, constant gauges, idle counters: reused as is,
-with its shard's bound ``append``)
-and, once it changes, the value prefix alone (``prefix + pack(value)`` every sample; no last
-value is kept for a series that keeps changing). A sample of the other form misses the dict it
-is looked up in and moves the series across (a value leaving or reaching zero, rare).
+that stay at zero reuse it). ``_value`` holds, for a non-zero value that has not changed since
+the series was first seen or left zero (info metrics, constant gauges, idle counters), the
+tuple ``(value, its encoding, its shard's bound append)``, sent again as is; once the value
+changes, the value prefix alone (``prefix + pack(value)`` every sample; no last value is kept
+for a series that keeps changing). A sample of the other form misses the dict it is looked up
+in and moves the series across (a value leaving or reaching zero, rare).
 ``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 210 B per
 series (the bytes and a dict slot), against 545 B for the former object holding the prefix,
 the zero encoding, the last encoding and the last value; a series whose non-zero value stays
-the same costs about 90 B more (a tuple, a float, 8 value bytes), the price of not packing it
-again. Histogram series
-(``_hist``) and refs seen for the first time are found on that miss path too; a series write
-relabeling dropped is ``b""`` in both dicts (one truth test per sample, no exception per
-dropped sample).
+the same costs about 100 B more (the tuple, a float, 8 value bytes), the price of not packing
+it again. Histogram series (``_hist``) and refs seen for the first time are found on that miss
+path too; a series write relabeling dropped is ``b""`` in both dicts (one truth test per
+sample, no exception per dropped sample).
 
 ::
 
