@@ -33,6 +33,7 @@ from benchmarks.fuzzing.harness import (
     stats_to_json,
 )
 from benchmarks.fuzzing.mutate import Mutator, alias_ladder
+from benchmarks.fuzzing.remote import _times
 from benchmarks.fuzzing.trees import dump_json, mutate_tree
 
 FUZZ = Path(__file__).resolve().parent / "fixtures" / "fuzz"
@@ -294,3 +295,11 @@ def test_tree_edits_survive_trees_nested_past_the_recursion_limit() -> None:
     rng = random.Random(0)
     for _ in range(200):
         mutate_tree(rng, [tree, {"a": 1}], ["a"])
+
+
+def test_protobuf_repetition_edits_stay_near_4_mib() -> None:
+    """A field repeated by an edit stops at ~4 MiB, however large the field already is: the
+    benchmark run of 01:04 UTC died of a MemoryError multiplying a 1 MiB field by 2**13."""
+    rng = random.Random(0)
+    assert all(_times(rng, b"x" * (1 << 20), 14) <= 4 for _ in range(1000))
+    assert max(_times(rng, b"x", 14) for _ in range(1000)) > 1000

@@ -149,7 +149,7 @@ def _edit_message(rng: random.Random, buf: bytes, depth: int = 0) -> bytes:
     if action == 0:
         del fields[k]
     elif action == 1:
-        fields[k : k + 1] = [fields[k]] * int(2 ** rng.uniform(1, 12))
+        fields[k : k + 1] = [fields[k]] * _times(rng, value, 12)
     elif action == 2:
         fields[k] = (number, rng.choice((0, 1, 2, 5)), value)  # wrong wire type
     elif action == 3:
@@ -158,7 +158,7 @@ def _edit_message(rng: random.Random, buf: bytes, depth: int = 0) -> bytes:
         odd = rng.choice(ODD_UNICODE)
         fields[k] = (number, wire, value + odd if rng.random() < 0.5 else odd + value)
     elif action == 5 and isinstance(value, bytes):
-        fields[k] = (number, wire, value * int(2 ** rng.uniform(1, 14)))
+        fields[k] = (number, wire, value * _times(rng, value, 14))
     elif action == 6:
         fields.insert(k, (rng.choice((1, 2, 3, 4, 5, 15, 16, 1 << 28)), 2, b""))
     elif action == 7:
@@ -171,6 +171,17 @@ def _edit_message(rng: random.Random, buf: bytes, depth: int = 0) -> bytes:
     else:
         return encode_fields(fields[:k]) + _new_field(rng) + encode_fields(fields[k:])
     return encode_fields(fields)
+
+
+_REPEAT_BYTES = 4 << 20
+"""A repetition edit stops at about this many bytes (nested edits multiply: the 01:04 UTC
+benchmark run died of a MemoryError in one)."""
+
+
+def _times(rng: random.Random, value: int | bytes, max_log2: int) -> int:
+    """How many copies of ``value`` a repetition edit makes (up to 2**max_log2, ~4 MiB)."""
+    size = len(value) if isinstance(value, bytes) else 10
+    return max(1, min(int(2 ** rng.uniform(1, max_log2)), _REPEAT_BYTES // max(1, size)))
 
 
 def _new_field(rng: random.Random) -> bytes:
