@@ -280,3 +280,12 @@ def test_quoted_value_open_past_max_entry_is_refused_saying_so() -> None:
         parse(body, openmetrics=False)
     assert whole.value.line == 8
     assert _stream(body, max_entry=4096)[1:] == (8, whole.value.message)
+
+
+def test_yaml_integer_past_int_digit_limit_is_invalid_yaml(tmp_path: Path) -> None:
+    """A 4,310-digit YAML integer: once int()'s ValueError, now "invalid YAML" + the path."""
+    path = tmp_path / "targets.yml"
+    path.write_bytes(_read("file_sd", "integer-of-4310-digits.bin"))
+    with pytest.raises(DiscoveryError) as caught:
+        read_file(str(path))
+    assert str(caught.value).startswith(f"{path}: invalid YAML: unreadable value: Exceeds the")

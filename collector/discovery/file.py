@@ -122,6 +122,8 @@ def _load_yaml(content: bytes) -> object:
         return loader.construct_document(node)
     except RecursionError:
         raise yaml.YAMLError("document is nested too deeply") from None
+    except ValueError as exc:  # an integer of over 4,300 digits: int()'s limit (fuzzing)
+        raise yaml.YAMLError(f"unreadable value: {exc}") from None
     finally:
         loader.dispose()
 
