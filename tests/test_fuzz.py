@@ -303,3 +303,18 @@ def test_protobuf_repetition_edits_stay_near_4_mib() -> None:
     rng = random.Random(0)
     assert all(_times(rng, b"x" * (1 << 20), 14) <= 4 for _ in range(1000))
     assert max(_times(rng, b"x", 14) for _ in range(1000)) > 1000
+
+
+def test_state_carried_from_the_previous_input_counts_its_size(
+    targets: dict[str, Target],
+) -> None:
+    """http_sd keeps the last answer's groups and frees them during the next input: a small
+    input after a 1 MiB one is held to the 1 MiB bound (the 01:31 UTC run's "crash")."""
+    big = _read(FUZZ / "crashers" / "http_sd" / "previous-answer-1-mib.bin.gz")
+    recorder = harness.Recorder(targets["http_sd"], crash_dir=None)
+    tracemalloc.start()
+    try:
+        assert recorder.run(big) is None
+        assert recorder.run(b'[{"targets":["a:1"]}]') is None
+    finally:
+        tracemalloc.stop()

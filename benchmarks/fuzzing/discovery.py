@@ -234,6 +234,7 @@ def targets(*, max_size: int) -> list[Target]:
             mutate=mutator.mutate,
             seeds=seeds,
             memory_factor=256,
+            carries_state=True,  # the discoverer diffs each answer against the last one
         ),
     ]
 
