@@ -16,6 +16,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from collector.remote.protodesc import add_field as _field
+
 __all__ = [
     "BucketSpan",
     "Exemplar",
@@ -30,27 +32,6 @@ __all__ = [
 _F = descriptor_pb2.FieldDescriptorProto
 
 _METRIC_TYPES = ("UNKNOWN", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO")
-
-
-def _field(
-    message: descriptor_pb2.DescriptorProto,
-    name: str,
-    number: int,
-    kind: int,
-    *,
-    repeated: bool = False,
-    type_name: str = "",
-    oneof: int | None = None,
-) -> None:
-    field = message.field.add()
-    field.name = name
-    field.number = number
-    field.type = kind  # type: ignore[assignment]  # the stubs want the enum wrapper type
-    field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    if type_name:
-        field.type_name = type_name
-    if oneof is not None:
-        field.oneof_index = oneof
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:

@@ -19,6 +19,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from collector.remote.protodesc import add_field
+
 __all__ = [
     "BucketSpan",
     "Exemplar",
@@ -55,15 +57,9 @@ def _field(
     type_name: str = "",
     oneof: int | None = None,
 ) -> None:
-    field = message.field.add()
-    field.name = name
-    field.number = number
-    field.type = kind  # type: ignore[assignment]  # the stubs want the enum wrapper type
-    field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    if type_name:
-        field.type_name = f".{_PKG}.{type_name}"
-    if oneof is not None:
-        field.oneof_index = oneof
+    """`add_field` with ``type_name`` a message of this package."""
+    qualified = f".{_PKG}.{type_name}" if type_name else ""
+    add_field(message, name, number, kind, repeated=repeated, type_name=qualified, oneof=oneof)
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
