@@ -111,9 +111,10 @@ def start_server(
 
 
 @contextlib.contextmanager
-def victoria_metrics(workdir: Path) -> Iterator[Server]:
-    """VictoriaMetrics single-node: remote-write receiver at ``/api/v1/write``."""
-    port = free_port()
+def victoria_metrics(workdir: Path, port: int | None = None) -> Iterator[Server]:
+    """VictoriaMetrics single-node: remote-write receiver at ``/api/v1/write``; on ``port``
+    when given (a port chosen before it starts), else on a free one."""
+    port = port or free_port()
     argv = [
         "victoria-metrics",
         f"-storageDataPath={workdir / 'vm-data'}",

@@ -31,7 +31,6 @@ from collector.workers.supervisor import SupervisorAgent
 from tests.integration.servers import (
     Server,
     free_port,
-    start_server,
     victoria_metrics,
     wait_until,
 )
@@ -324,21 +323,7 @@ def _vm_on(tmp_path: Path, port: int) -> Iterator[Server]:
     """VictoriaMetrics on a port chosen before it starts (the agent already writes to it)."""
     workdir = tmp_path / "vm"
     workdir.mkdir()
-    argv = [
-        "victoria-metrics",
-        f"-storageDataPath={workdir / 'vm-data'}",
-        f"-httpListenAddr=127.0.0.1:{port}",
-        "-retentionPeriod=100y",
-        "-search.latencyOffset=0s",
-        "-dedup.minScrapeInterval=0",
-    ]
-    with start_server(
-        "victoria-metrics",
-        argv,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/health",
-        workdir=workdir,
-    ) as server:
+    with victoria_metrics(workdir, port) as server:
         yield server
 
 
