@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,9 @@ from collector.agent import Agent, new_registry
 from collector.config import AgentOptions
 from tests.integration.servers import free_port
 
-__all__ = ["Target", "eventually", "running_agent", "serve_target"]
+__all__ = ["Target", "eventually", "running_agent", "serve_routes", "serve_target"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def eventually(
@@ -121,3 +123,25 @@ async def serve_target(target: Target) -> AsyncIterator[Target]:
         yield target
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_routes(routes: Sequence[tuple[str, str, Handler]]) -> AsyncIterator[list[str]]:
+    """One loopback app per ``(method, path, handler)``, each on a free port, until the block
+    ends; yields their ``host:port`` addresses in order (targets and receivers of a test)."""
+    runners: list[web.AppRunner] = []
+    addresses: list[str] = []
+    try:
+        for method, path, handler in routes:
+            app = web.Application()
+            app.router.add_route(method, path, handler)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runners.append(runner)
+            await runner.setup()
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            addresses.append(f"127.0.0.1:{port}")
+        yield addresses
+    finally:
+        for runner in runners:
+            await runner.cleanup()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-__all__ = ["Server", "free_port", "start_server", "wait_until"]
+__all__ = ["Server", "free_port", "prometheus_agent", "start_server", "wait_until"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -148,6 +148,31 @@ def prometheus_receiver(workdir: Path) -> Iterator[Server]:
     ]
     with start_server(
         "prometheus",
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/-/ready",
+        workdir=workdir,
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def prometheus_agent(workdir: Path, config: str, *, features: str) -> Iterator[Server]:
+    """Prometheus 2.42 in agent mode with ``config``, ``--enable-feature=agent,<features>``
+    (the oracle tests' peer: ``native-histograms`` makes it negotiate protobuf)."""
+    workdir.mkdir()
+    path = workdir / "prometheus.yml"
+    path.write_text(config)
+    port = free_port()
+    argv = [
+        "prometheus",
+        f"--enable-feature=agent,{features}",
+        f"--config.file={path}",
+        f"--storage.agent.path={workdir / 'agent-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with start_server(
+        "prometheus-agent",
         argv,
         url=f"http://127.0.0.1:{port}",
         ready_path="/-/ready",

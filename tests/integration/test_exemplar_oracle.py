@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +30,9 @@ from aiohttp import web
 
 from collector.remote import prompb
 from collector.remote.codec import decompress
-from tests.integration.running import eventually, running_agent
-from tests.integration.servers import Server, free_port, start_server
+from tests.integration import servers
+from tests.integration.running import eventually, running_agent, serve_routes
+from tests.integration.servers import Server
 from tests.integration.test_protobuf_oracle import PROTO
 from tests.model import client_model as pb
 
@@ -115,25 +116,13 @@ async def serve(stamp_ms: int) -> AsyncIterator[tuple[list[str], str, dict[str, 
     async def proto(request: web.Request) -> web.Response:
         return web.Response(body=proto_body(stamp_ms), headers={"Content-Type": PROTO})
 
-    runners = []
-    addresses = []
-    for handler, method in ((om, "get"), (proto, "get"), (write, "post")):
-        app = web.Application()
-        if method == "get":
-            app.router.add_get("/metrics", handler)
-        else:
-            app.router.add_post("/write/{sender}", handler)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        addresses.append(f"127.0.0.1:{port}")
-    try:
+    routes = [
+        ("GET", "/metrics", om),
+        ("GET", "/metrics", proto),
+        ("POST", "/write/{sender}", write),
+    ]
+    async with serve_routes(routes) as addresses:
         yield addresses[:2], addresses[2], sent
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 def config(targets: list[str], receiver: str, sender: str) -> str:
@@ -147,28 +136,9 @@ def config(targets: list[str], receiver: str, sender: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def prometheus_agent(workdir: Path, text: str) -> Iterator[Server]:
-    """Prometheus 2.42 in agent mode with exemplar storage (as the protobuf oracle test's)."""
-    workdir.mkdir()
-    path = workdir / "prometheus.yml"
-    path.write_text(text)
-    port = free_port()
-    argv = [
-        "prometheus",
-        "--enable-feature=agent,exemplar-storage",
-        f"--config.file={path}",
-        f"--storage.agent.path={workdir / 'agent-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with start_server(
-        "prometheus-agent",
-        argv,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/-/ready",
-        workdir=workdir,
-    ) as server:
-        yield server
+def prometheus_agent(workdir: Path, text: str) -> contextlib.AbstractContextManager[Server]:
+    """Prometheus 2.42 in agent mode with exemplar storage."""
+    return servers.prometheus_agent(workdir, text, features="exemplar-storage")
 
 
 def _name(key: Labels) -> str:

@@ -40,8 +40,7 @@ from aiohttp import web
 from collector.model.value import STALE_NAN_BITS, float_bits, is_stale
 from collector.remote import prompb
 from collector.remote.codec import decompress
-from tests.integration.running import eventually, running_agent
-from tests.integration.servers import free_port
+from tests.integration.running import eventually, running_agent, serve_routes
 from tests.integration.test_protobuf_oracle import PROTO, prometheus_agent
 from tests.model import client_model as pb
 
@@ -166,25 +165,9 @@ async def serve(targets: int) -> AsyncIterator[tuple[list[str], str, dict[str, S
 
         return handle
 
-    runners = []
-    addresses = []
-    for i in range(targets + 1):
-        app = web.Application()
-        if i < targets:
-            app.router.add_get("/metrics", metrics(i))
-        else:
-            app.router.add_post("/write/{sender}", write)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        addresses.append(f"127.0.0.1:{port}")
-    try:
+    routes = [("GET", "/metrics", metrics(i)) for i in range(targets)]
+    async with serve_routes([*routes, ("POST", "/write/{sender}", write)]) as addresses:
         yield addresses[:-1], addresses[-1], sent, state
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 def config(targets: list[str], receiver: str, sender: str, *, collector: bool) -> str:

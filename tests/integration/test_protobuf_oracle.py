@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ from aiohttp import web
 
 from collector.model.value import float_bits, is_stale
 from collector.remote.codec import decode_metadata, decode_request, decompress
-from tests.integration.running import eventually, running_agent
-from tests.integration.servers import Server, free_port, start_server
+from tests.integration import servers
+from tests.integration.running import eventually, running_agent, serve_routes
+from tests.integration.servers import Server
 from tests.model import client_model as pb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -156,25 +157,9 @@ async def serve(
 
         return handle
 
-    runners = []
-    addresses = []
-    for i in range(targets + 1):
-        app = web.Application()
-        if i < targets:
-            app.router.add_get("/metrics", metrics(i))
-        else:
-            app.router.add_post("/write/{sender}", write)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        addresses.append(f"127.0.0.1:{port}")
-    try:
+    routes = [("GET", "/metrics", metrics(i)) for i in range(targets)]
+    async with serve_routes([*routes, ("POST", "/write/{sender}", write)]) as addresses:
         yield addresses[:-1], addresses[-1], accepts, sent
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 def config(targets: list[str], receiver: str, sender: str, *, collector: bool) -> str:
@@ -193,28 +178,9 @@ def config(targets: list[str], receiver: str, sender: str, *, collector: bool) -
     )
 
 
-@contextlib.contextmanager
-def prometheus_agent(workdir: Path, text: str) -> Iterator[Server]:
+def prometheus_agent(workdir: Path, text: str) -> contextlib.AbstractContextManager[Server]:
     """Prometheus 2.42 in agent mode with native histograms on (so it negotiates protobuf)."""
-    workdir.mkdir()
-    path = workdir / "prometheus.yml"
-    path.write_text(text)
-    port = free_port()
-    argv = [
-        "prometheus",
-        "--enable-feature=agent,native-histograms",
-        f"--config.file={path}",
-        f"--storage.agent.path={workdir / 'agent-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with start_server(
-        "prometheus-agent",
-        argv,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/-/ready",
-        workdir=workdir,
-    ) as server:
-        yield server
+    return servers.prometheus_agent(workdir, text, features="native-histograms")
 
 
 def _names(book: Sent) -> set[str]:
