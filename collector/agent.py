@@ -460,19 +460,13 @@ class Agent:
             async with asyncio.TaskGroup() as remote_tg:
                 self._remote_tg = remote_tg
                 self._apply(self.config)
-                for config, writer in self.writers.items():
-                    if config not in self._writer_tasks:
-                        self._start_writer(config, writer)
-                remote_tg.create_task(self._forget_released(), name="series gc")
-                remote_tg.create_task(self.history.run(), name="remote write history")
+                self._start_remote(remote_tg)
                 # Scraping starts once every log is recovered (as Prometheus replays its WAL
                 # before scraping): a batch sealed before its log is open stays in memory until
                 # then, and a recovery that takes seconds would make that a window of loss.
                 await asyncio.gather(*(w.delivery.opened.wait() for w in self.writers.values()))
                 async with asyncio.TaskGroup() as scrape_tg:
-                    scrape_tg.create_task(
-                        self.scrape.run(self.discovery.sync_channel), name="scrape manager"
-                    )
+                    self._start_scraping(scrape_tg)
                     # The informer pool outlives the discoverers: they leave it (stopping the
                     # informers and closing the connections they started) before it stops.
                     async with asyncio.TaskGroup() as informers_tg:
@@ -491,6 +485,18 @@ class Agent:
             self._remote_tg = None
             await runner.cleanup()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_remote(self, remote_tg: asyncio.TaskGroup) -> None:
+        """Start, in ``remote_tg``, the writers not yet running and their helpers."""
+        for config, writer in self.writers.items():
+            if config not in self._writer_tasks:
+                self._start_writer(config, writer)
+        remote_tg.create_task(self._forget_released(), name="series gc")
+        remote_tg.create_task(self.history.run(), name="remote write history")
+
+    def _start_scraping(self, scrape_tg: asyncio.TaskGroup) -> None:
+        """Start, in ``scrape_tg``, what scrapes (stopped after discovery, before writers)."""
+        scrape_tg.create_task(self.scrape.run(self.discovery.sync_channel), name="scrape manager")
 
     async def _forget_released(self) -> NoReturn:
         while True:

@@ -270,54 +270,33 @@ class SupervisorAgent(Agent):
 
     # ------------------------------------------------------------------ running
 
+    def _start_remote(self, remote_tg: asyncio.TaskGroup) -> None:
+        """`Agent`'s writers, plus a drain of every queue left by a larger worker count."""
+        super()._start_remote(remote_tg)
+        for root in orphan_roots(self.options.storage_path, self.count):
+            self._drains[root] = remote_tg.create_task(
+                drain(root, self.config.remote_write, make_writer=self._drain_writer),
+                name=f"drain {root}",
+            )
+
+    def _start_scraping(self, scrape_tg: asyncio.TaskGroup) -> None:
+        """This process's share of the targets, and the workers beside it."""
+        self._scrape_tg = scrape_tg
+        scrape_tg.create_task(self.scrape.run(self._local), name="scrape manager")
+        scrape_tg.create_task(self._broadcast_targets(), name="target sets")
+        for index in range(1, self.count):
+            self._start_handle(index)
+        if self.growth is not None:
+            scrape_tg.create_task(
+                self._grow_when_saturated(self.growth), name="scrape workers growth"
+            )
+
     async def run(self, *, ready: asyncio.Event | None = None) -> NoReturn:
-        """`Agent.run`'s nesting, with the workers beside this process's scrape manager."""
-        runner = web.AppRunner(self.make_web_app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        host, _, port = self.options.listen_address.rpartition(":")
-        site = web.TCPSite(
-            runner, host or None, int(port), ssl_context=self.web_security.ssl_context
-        )
-        await site.start()
-        log.info("listening on %s; %s", self.options.listen_address, self.web_security.describe())
+        """`Agent.run`, with the workers beside this process's scrape manager."""
         try:
-            async with asyncio.TaskGroup() as remote_tg:
-                self._remote_tg = remote_tg
-                self._apply(self.config)
-                for config, writer in self.writers.items():
-                    if config not in self._writer_tasks:
-                        self._start_writer(config, writer)
-                remote_tg.create_task(self._forget_released(), name="series gc")
-                remote_tg.create_task(self.history.run(), name="remote write history")
-                for root in orphan_roots(self.options.storage_path, self.count):
-                    self._drains[root] = remote_tg.create_task(
-                        drain(root, self.config.remote_write, make_writer=self._drain_writer),
-                        name=f"drain {root}",
-                    )
-                await asyncio.gather(*(w.delivery.opened.wait() for w in self.writers.values()))
-                async with asyncio.TaskGroup() as scrape_tg:
-                    self._scrape_tg = scrape_tg
-                    scrape_tg.create_task(self.scrape.run(self._local), name="scrape manager")
-                    scrape_tg.create_task(self._broadcast_targets(), name="target sets")
-                    for index in range(1, self.count):
-                        self._start_handle(index)
-                    if self.growth is not None:
-                        scrape_tg.create_task(
-                            self._grow_when_saturated(self.growth), name="scrape workers growth"
-                        )
-                    async with asyncio.TaskGroup() as informers_tg:
-                        informers_tg.create_task(self.informers.run(), name="kubernetes informers")
-                        await self.informers.running.wait()
-                        async with asyncio.TaskGroup() as discovery_tg:
-                            discovery_tg.create_task(self.discovery.run(), name="discovery manager")
-                            if ready is not None:
-                                ready.set()
-                            await asyncio.Event().wait()  # until cancelled
+            await super().run(ready=ready)
         finally:
-            self._remote_tg = None
             self._scrape_tg = None
-            await runner.cleanup()
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _with_storage(options: AgentOptions, root: Path) -> AgentOptions:
