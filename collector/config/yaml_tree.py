@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import yaml
 
@@ -114,8 +114,8 @@ def compose(text: str, *, file: str) -> Composed:
         out.tree, out.complete = None, False
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        where = _go_line(exc)
         out.problems.append(
             ConfigError(
                 f"yaml: {where}{exc.problem or exc.context}", file=file, line=line, column=column
@@ -131,38 +131,107 @@ def compose(text: str, *, file: str) -> Composed:
     return out
 
 
+def _go_line(exc: yaml.MarkedYAMLError) -> str:
+    """The ``line N: `` of Go yaml.v2's message for a syntax error, so that collector words it
+    as Prometheus does (``parser.fail`` in yaml.v2's ``decode.go``).
+
+    yaml.v2 is a port of libyaml and says the problem mark's 0-based line for a parser error
+    (the line before the one the mark is on: "global: [" is "line 1" though the stream ends
+    on line 2) and the 1-based line for a scanner error; without a problem line, the context's
+    0-based line; "line 0" is left out. The error's location (``file:line:column``) is the
+    true 1-based position either way. Problems of our own (nesting depth, aliasing) are not
+    libyaml's and say their own 1-based line.
+    """
+    if isinstance(exc, _UnknownAnchor):
+        return ""
+    problem, context = exc.problem_mark, exc.context_mark
+    scanner = isinstance(exc, yaml.scanner.ScannerError)
+    if not isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError)):
+        mark = problem or context
+        return f"line {mark.line + 1}: " if mark is not None else ""
+    if problem is not None and problem.line:
+        line = problem.line + 1 if scanner else problem.line
+    else:
+        line = context.line if context is not None else 0
+    return f"line {line}: " if line else ""
+
+
 _MAX_FLOW_DEPTH = 64
 _TOO_DEEP = f"exceeded maximum nesting depth ({_MAX_FLOW_DEPTH})"
 
 
-class _Loader(yaml.SafeLoader):
-    """``SafeLoader`` refusing collections nested deeper than ``_MAX_FLOW_DEPTH``.
+class _UnknownAnchor(yaml.composer.ComposerError):
+    """An alias to no anchor, worded as yaml.v2 words it (which names no line)."""
 
-    PyYAML's scanner rechecks every open flow level on every token, so ``[[[[...`` costs
-    quadratic time (fuzzing: 4 KB took 1.2 s), and its composer recurses per level of any
-    kind, so ~300 block levels overflow the stack (fuzzing). libyaml refuses depth past 1,000
-    with this message; no config comes near 64 (the deepest shipped one has 8 levels).
+
+class _DepthLimit(yaml.composer.Composer):
+    """PyYAML's composer refusing collections nested deeper than ``_MAX_FLOW_DEPTH``.
+
+    The composer recurses per level of any kind, so ~300 block levels overflow the stack
+    (fuzzing); libyaml itself refuses depth past 1,000 with this message. No config comes near
+    64 (the deepest shipped one has 8 levels).
     """
 
     _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         """One node, one level deeper, if allowed."""
+        if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
+            event = self.peek_event()  # type: ignore[attr-defined]
+            if event.anchor not in self.anchors:
+                raise _UnknownAnchor(
+                    None, None, f"unknown anchor '{event.anchor}' referenced", event.start_mark
+                )
         self._depth += 1
         try:
             if self._depth > _MAX_FLOW_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]
                 raise yaml.composer.ComposerError("while composing a node", mark, _TOO_DEEP, mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
-        """``[`` or ``{``: one flow level deeper, if allowed."""
-        if self.flow_level >= _MAX_FLOW_DEPTH:
-            mark = self.get_mark()
-            raise yaml.scanner.ScannerError("while increasing flow level", mark, _TOO_DEEP, mark)
-        super().fetch_flow_collection_start(TokenClass)
+
+# libyaml's parser, if PyYAML was built with it (PyPI's wheels are).
+_CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
+
+if _CParser is not None:
+
+    class _Loader(
+        _DepthLimit,
+        _CParser,  # type: ignore[misc]
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+    ):
+        """libyaml's scanner and parser (C: ~15x PyYAML's), our composer, safe constructors.
+
+        Composing in Python keeps the depth limit and PyYAML's node marks; libyaml's events
+        carry the same line and column.
+        """
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            _DepthLimit.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Loader(_DepthLimit, yaml.SafeLoader):  # type: ignore[no-redef]
+        """Pure-Python ``SafeLoader`` with the depth limit on flow levels too.
+
+        PyYAML's scanner rechecks every open flow level on every token, so ``[[[[...`` costs
+        quadratic time (fuzzing: 4 KB took 1.2 s).
+        """
+
+        def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
+            """``[`` or ``{``: one flow level deeper, if allowed."""
+            if self.flow_level >= _MAX_FLOW_DEPTH:
+                mark = self.get_mark()
+                raise yaml.scanner.ScannerError(
+                    "while increasing flow level", mark, _TOO_DEEP, mark
+                )
+            super().fetch_flow_collection_start(TokenClass)
 
 
 _ALIAS_RATIO_LOW = 400_000

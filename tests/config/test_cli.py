@@ -133,7 +133,7 @@ def test_check_config_yaml_syntax_is_invalid(
     assert cli.main(["check", "config", path]) == 1
     _out, err = capsys.readouterr()
     assert err.splitlines() == [
-        f"  FAILED: {path}:3:1: yaml: line 3: expected ',' or ']', but got '<stream end>'"
+        f"  FAILED: {path}:3:1: yaml: line 2: did not find expected ',' or ']'"
     ]
 
 

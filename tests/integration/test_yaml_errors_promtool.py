@@ -1,0 +1,63 @@
+"""YAML syntax errors are worded as Prometheus words them, checked against the real promtool.
+
+Prometheus reads its config with Go's yaml.v2, a port of libyaml; collector reads it through
+libyaml (`collector.config.yaml_tree`) and numbers the line as yaml.v2 does. For each broken
+file both ``promtool check config`` (Debian's ``prometheus`` package, 2.42) and
+``collector check config`` run, and the ``yaml: ...`` part of their messages must be equal;
+collector's message also starts with the true ``file:line:column`` of the problem.
+
+Not compared, on purpose: a file of several YAML documents. yaml.v2 decodes the first and
+ignores the rest, broken or not; collector refuses the file ("but found another document"),
+because a second document is never meant to be ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BROKEN = {
+    "unclosed-flow-sequence": "global: [",
+    "unclosed-flow-sequence-nested": "scrape_configs:\n  - job_name: [a\n",
+    "unclosed-flow-mapping": "scrape_configs:\n  - job_name: a\n    labels: {a: b\n",
+    "unclosed-quote": 'a: "x\n',
+    "tab-indent": "a:\n\t- b\n",
+    "bad-indent": "scrape_configs:\n  - job_name: a\n   scrape_interval: 5s\n",
+    "mapping-in-plain": "global:\n  scrape_interval: a: b\n",
+    "undefined-alias": "global: *nowhere\n",
+    "block-end-missing": (
+        "scrape_configs:\n- job_name: a\n  static_configs:\n  - targets: [a]\n b: c\n"
+    ),
+}
+
+
+def _yaml_message(output: str) -> str:
+    """The ``yaml: ...`` part of a check's one FAILED line."""
+    found: list[str] = re.findall(r"FAILED: .*?(yaml: .*)$", output, re.MULTILINE)
+    assert len(found) == 1, output
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_yaml_syntax_error_matches_promtool(tmp_path: Path, name: str) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is required"
+    path = tmp_path / "prometheus.yml"
+    path.write_text(BROKEN[name])
+    theirs = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    ours = subprocess.run(
+        [sys.executable, "-m", "collector", "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert theirs.returncode == ours.returncode == 1, (theirs, ours)
+    assert _yaml_message(ours.stderr) == _yaml_message(theirs.stdout + theirs.stderr)
+    assert re.search(rf"FAILED: {re.escape(str(path))}:\d+:\d+: yaml: ", ours.stderr), ours.stderr
