@@ -1,13 +1,18 @@
 """Fuzz the hostile-input surfaces (issue 13 §2): parsers, remote write, watch streams, SD, config.
 
-Run: ``python -m benchmarks.fuzz [--target NAME ...] [--inputs N] [--seed S]
-[--engine mutator|atheris] [--max-seconds T]``. Every target gets ``--inputs`` inputs (default
-1,000,000; fewer if ``--max-seconds`` runs out first, and the report's count is what ran): its
-seeds, then structured edits of them (`benchmarks.fuzzing.mutate`). Each input is held to the
-contract of `benchmarks.fuzzing.harness`: only the errors the API documents escape, at most
-1 s, a tracemalloc peak proportional to its size. The report has one row per target: inputs
-run and per second, crashes, the slowest input, the largest memory peak, the
-worst peak as a share of its bound and the process's peak RSS.
+Run: ``python -m benchmarks.fuzz [--target NAME ...] [--inputs N] [--seed S] [--jobs J]
+[--trace-every K] [--engine mutator|atheris] [--max-seconds T]``. Every target gets
+``--inputs`` inputs (default 1,000,000; fewer if ``--max-seconds`` runs out first, and the
+report's count is what ran): its seeds, then structured edits of them
+(`benchmarks.fuzzing.mutate`). Each input is held to the contract of
+`benchmarks.fuzzing.harness`: only the errors the API documents escape, at most 1 s, a
+tracemalloc peak proportional to its size (one input in ``--trace-every`` traced, and every
+input that grew the process's peak RSS). The report has one row per target: inputs run and
+per second, crashes, the slowest input, inputs traced, the largest memory peak, the worst
+peak as a share of its bound and the process's peak RSS.
+
+``--jobs J`` runs up to J targets at once, each in a process of its own (the same inputs as
+one after another: each target's edits come from its own seeded stream).
 
 Engines: ``mutator`` (the default) draws edits from ``--seed`` in this process, so a run is
 reproducible input by input. ``atheris`` runs each target in a worker process under
@@ -29,10 +34,18 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.fuzzing import TARGETS, load_targets
-from benchmarks.fuzzing.harness import Stats, run_one, run_target, stats_from_json, stats_to_json
+from benchmarks.fuzzing.harness import (
+    TRACE_EVERY,
+    Stats,
+    run_one,
+    run_target,
+    stats_from_json,
+    stats_to_json,
+)
 
 __all__ = ["main", "report"]
 
@@ -56,6 +69,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " the report says how many ran)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the edits")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="targets run at once, a process each (mutator engine)"
+    )
+    parser.add_argument(
+        "--trace-every",
+        type=int,
+        default=TRACE_EVERY,
+        help="one input in this many runs under tracemalloc (1: every input)",
+    )
     parser.add_argument("--max-size", type=int, default=1 << 20, help="largest input (bytes)")
     parser.add_argument("--engine", choices=("mutator", "atheris"), default="mutator")
     parser.add_argument(
@@ -126,14 +148,15 @@ def _retimed(stats: Stats, max_size: int) -> Stats:
 def report(results: Sequence[Stats]) -> str:
     """The results table (Markdown, so that it pastes into README as is)."""
     rows = [
-        "| target | inputs | inputs/s | crashes | slowest input (CPU) | largest peak |"
+        "| target | inputs | inputs/s | crashes | slowest input (CPU) | traced | largest peak |"
         " worst peak/bound | max RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows.extend(
         f"| {s.target} | {s.inputs:,} | {s.rate:,.0f} | {len(s.crashes)}"
-        f" | {s.slowest * 1000:.1f} ms ({s.slowest_size:,} B) | {s.peak / _MiB:.1f} MiB"
-        f" ({s.peak_size:,} B) | {s.worst_ratio:.2f} | {s.max_rss / _MiB:.0f} MiB |"
+        f" | {s.slowest * 1000:.1f} ms ({s.slowest_size:,} B) | {s.traced:,}"
+        f" | {s.peak / _MiB:.1f} MiB ({s.peak_size:,} B) | {s.worst_ratio:.2f}"
+        f" | {s.max_rss / _MiB:.0f} MiB |"
         for s in results
     )
     rows.extend(
@@ -149,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the fuzz targets; 1 if any crashed."""
     args = _parse_args(argv)
     names = args.target or list(TARGETS)
-    if args.worker:
+    if args.worker and args.engine == "atheris":
         from benchmarks.fuzzing.coverage import run_atheris  # imports atheris: worker only
 
         run_atheris(  # never returns: libFuzzer exits the process
@@ -160,29 +183,78 @@ def main(argv: Sequence[str] | None = None) -> int:
             crash_dir=args.crash_dir,
             stats_file=args.stats_file,
         )
+    if args.worker:  # one target of a --jobs run, in a process of its own
+        (stats,) = _run_mutator(names, args)
+        args.stats_file.write_text(json.dumps(stats_to_json(stats)))
+        return 0
     results: list[Stats] = []
     if args.engine == "atheris":
         results = [_run_worker(name, args) for name in names]
+    elif args.jobs > 1 and len(names) > 1:
+        results = _run_jobs(names, args)
     else:
-        for target in load_targets(names, max_size=args.max_size):
-            print(f"{target.name}: {target.summary}", file=sys.stderr, flush=True)
-            try:
-                results.append(
-                    run_target(
-                        target,
-                        inputs=args.inputs,
-                        seed=args.seed,
-                        crash_dir=args.crash_dir,
-                        progress=_progress,
-                        max_seconds=args.max_seconds,
-                    )
-                )
-            finally:
-                target.close()
-            _write(results, args)  # as each target ends: a later failure loses nothing
+        results = _run_mutator(names, args)
     _write(results, args)
     print(report(results))
     return 1 if any(stats.crashes for stats in results) else 0
+
+
+def _run_mutator(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
+    """The named targets one after another in this process (mutator engine)."""
+    results: list[Stats] = []
+    for target in load_targets(names, max_size=args.max_size):
+        print(f"{target.name}: {target.summary}", file=sys.stderr, flush=True)
+        try:
+            results.append(
+                run_target(
+                    target,
+                    inputs=args.inputs,
+                    seed=args.seed,
+                    crash_dir=args.crash_dir,
+                    progress=_progress,
+                    max_seconds=args.max_seconds,
+                    trace_every=args.trace_every,
+                )
+            )
+        finally:
+            target.close()
+        if not args.worker:
+            _write(results, args)  # as each target ends: a later failure loses nothing
+    return results
+
+
+def _run_jobs(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
+    """Up to ``--jobs`` targets at once, each in a child process (``--worker``)."""
+
+    def one(name: str) -> Stats:
+        with tempfile.TemporaryDirectory(prefix="fuzz-stats-") as tmp:
+            stats_file = Path(tmp) / "stats.json"
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.fuzz",
+                "--worker",
+                f"--target={name}",
+                f"--inputs={args.inputs}",
+                f"--seed={args.seed}",
+                f"--max-size={args.max_size}",
+                f"--trace-every={args.trace_every}",
+                f"--crash-dir={args.crash_dir}",
+                f"--stats-file={stats_file}",
+            ]
+            if args.max_seconds is not None:
+                command.append(f"--max-seconds={args.max_seconds}")
+            subprocess.run(command, cwd=ROOT, check=False)
+            if not stats_file.exists():
+                raise SystemExit(f"fuzz worker for {name} ended without its stats")
+            return stats_from_json(json.loads(stats_file.read_text()))
+
+    results: list[Stats] = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for stats in pool.map(one, names):  # report order: the targets' order
+            results.append(stats)
+            _write(results, args)
+    return results
 
 
 def _write(results: list[Stats], args: argparse.Namespace) -> None:

@@ -26,7 +26,6 @@ import random
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 from typing import NoReturn
 
@@ -70,7 +69,6 @@ def run_atheris(
     for index, seed_input in enumerate(target.seeds):
         (corpus / f"seed-{index:04d}").write_bytes(seed_input[:max_size])
     flush()
-    tracemalloc.start()
     argv = [
         sys.argv[0],
         f"-runs={inputs}",

@@ -16,6 +16,19 @@ The contract every target is held to, input by input (`run_one`):
 - memory stays proportional to the input: the tracemalloc peak of the call (above what was
   allocated before it) stays under ``target.memory_bound(len(data))``.
 
+Tracing every input with tracemalloc costs 2-10x the input's own time, which put a million
+inputs per target out of reach (config: 10 hours). A run (`Recorder`) therefore traces one
+input in ``trace_every`` (64 by default) and watches every other one through the peak RSS of
+the process during that input (`PeakRss`: Linux resets the peak, ``VmHWM``, when ``5`` is
+written to ``/proc/self/clear_refs``; ~20 us an input): an input whose peak rose more than
+``RSS_SLACK`` above the RSS it started with is run again under tracemalloc and held to its
+bound like a traced one. Its blind spot: memory that the allocator kept resident from
+earlier inputs is reused without raising the RSS, so an input can allocate up to that much
+unseen unless it is one of the sampled ones (`benchmarks.fuzz --jobs` runs each target in a
+fresh process). Where the reset is not allowed, the process's lifetime peak (``ru_maxrss``)
+stands in, and an input then shows only when it raises that peak.
+``trace_every=1`` traces every input (the strict mode, ``--trace-every 1``).
+
 A crash is written to ``crash_dir/<target>/<kind>-<sha1>.bin`` after `minimize` shrank it,
 so that it can become a regression fixture (``tests/fixtures/fuzz/crashers/<target>/``) once
 the code is fixed. There is no list of tolerated crashes: any crash fails the run.
@@ -27,6 +40,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 import random
 import resource
 import signal
@@ -41,7 +55,10 @@ from typing import Any
 
 __all__ = [
     "LIMIT_SECONDS",
+    "RSS_SLACK",
+    "TRACE_EVERY",
     "Crash",
+    "PeakRss",
     "Recorder",
     "Stats",
     "Target",
@@ -65,7 +82,14 @@ above the limit: under tracemalloc a legitimate 1 MiB input may take ten times i
 RETIME_SECONDS = 0.05
 """An input slower than this under tracemalloc is timed again without it (the time reported)."""
 
+TRACE_EVERY = 64
+"""One input in this many runs under tracemalloc (the others are watched through the RSS)."""
+
 _MiB = 1 << 20
+
+RSS_SLACK = 1 * _MiB
+"""Growth of the process's peak RSS that makes an untraced input be run again traced."""
+
 _CHAIN_SIZE = 64 * 1024
 """Inputs larger than this are not edited further (each huge input costs seconds to run)."""
 
@@ -132,6 +156,10 @@ class Stats:
     slowest: float = 0.0
     slowest_size: int = 0
     slowest_input: bytes = b""
+    traced: int = 0
+    """Inputs whose memory tracemalloc measured (sampled, or re-run after growing the RSS)."""
+    rss_exact: bool = True
+    """Whether every untraced input's own peak RSS was watched (`PeakRss.exact`)."""
     peak: int = 0
     """Largest tracemalloc peak of one input."""
     peak_size: int = 0
@@ -344,6 +372,8 @@ def minimize(target: Target, crash: Crash, *, budget: int = 400, seconds: float 
     """
     if crash.kind == "slow":
         return crash
+    # A memory crash only shows under tracemalloc; other kinds are minimized without it.
+    traced = crash.kind == "memory"
     best = crash
     attempts = 0
     deadline = time.perf_counter() + seconds
@@ -353,7 +383,7 @@ def minimize(target: Target, crash: Crash, *, budget: int = 400, seconds: float 
         while pos < len(best.data) and attempts < budget and time.perf_counter() < deadline:
             candidate = best.data[:pos] + best.data[pos + chunk :]
             attempts += 1
-            _, _, found = run_one(target, candidate)
+            _, _, found = _traced(target, candidate, 0) if traced else run_one(target, candidate)
             if found is not None and found.signature == crash.signature:
                 best = found
             else:
@@ -374,21 +404,104 @@ def write_crash(crash: Crash, crash_dir: Path) -> Path:
     return path
 
 
-class Recorder:
-    """Runs inputs one by one and keeps the `Stats` (both engines feed it)."""
+def _max_rss() -> int:
+    """The process's peak resident set so far (bytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    def __init__(self, target: Target, *, crash_dir: Path | None) -> None:
+
+class PeakRss:
+    """How far the resident set rose above its start during one input (bytes).
+
+    `start` resets Linux's peak (``VmHWM``) to the current RSS and `rise` reads it back, so the
+    rise is that input's alone, allocations freed before it returned included. Without
+    ``/proc/self/clear_refs`` the process's lifetime peak (``ru_maxrss``) stands in: the rise
+    is then what the input added to the highest peak so far.
+    """
+
+    def __init__(self) -> None:
+        self._status = -1
+        self._clear = -1
+        try:
+            self._status = os.open("/proc/self/status", os.O_RDONLY)
+            self._clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
+            os.write(self._clear, b"5")
+        except OSError:
+            self.close()
+        self.exact = self._clear >= 0
+        """Whether the peak is the input's own (not the process's lifetime peak)."""
+        self._base = self._read()[1] if self.exact else _max_rss()
+
+    def _read(self) -> tuple[int, int]:
+        """(VmHWM, VmRSS) in bytes."""
+        status = os.pread(self._status, 4096, 0)
+        hwm = status.index(b"VmHWM:")
+        rss = status.index(b"VmRSS:")
+        return int(status[hwm + 6 : status.index(b"kB", hwm)]) * 1024, int(
+            status[rss + 6 : status.index(b"kB", rss)]
+        ) * 1024
+
+    def rise(self) -> int:
+        """The rise since the last `rise` (or since this object was made); resets the peak."""
+        if self._clear < 0:
+            peak = _max_rss()
+            rise, self._base = peak - self._base, max(peak, self._base)
+            return rise
+        peak, rss = self._read()
+        rise = peak - self._base
+        os.write(self._clear, b"5")
+        self._base = rss
+        return rise
+
+    def close(self) -> None:
+        """Close the /proc files."""
+        for fd in (self._status, self._clear):
+            if fd >= 0:
+                os.close(fd)
+        self._status = self._clear = -1
+
+
+class Recorder:
+    """Runs inputs one by one and keeps the `Stats` (both engines feed it).
+
+    Memory: one input in ``trace_every`` runs under tracemalloc, and so does again any input
+    that raised the process's peak RSS by more than `RSS_SLACK` (see the module docs). If the
+    caller already runs tracemalloc, every input is traced.
+    """
+
+    def __init__(
+        self, target: Target, *, crash_dir: Path | None, trace_every: int = TRACE_EVERY
+    ) -> None:
         self.target = target
         self.crash_dir = crash_dir
+        self.trace_every = max(1, trace_every)
         self.stats = Stats(target=target.name)
         self._seen: set[tuple[str, str]] = set()
         self._previous = 0
+        self._rss = PeakRss()
         self._began = time.perf_counter()
+
+    def _measure(self, data: bytes) -> tuple[float, int, Crash | None, bool]:
+        """Run one input: (seconds, tracemalloc peak or 0, crash, whether it was traced)."""
+        target, previous = self.target, self._previous
+        if tracemalloc.is_tracing():  # the caller traces everything
+            return (*run_one(target, data, previous=previous), True)
+        if self.stats.inputs % self.trace_every == 0:
+            result = _traced(target, data, previous)
+            self._rss.rise()  # not this input's: tracemalloc's own tables
+            return (*result, True)
+        self._rss.rise()
+        seconds, peak, crash = run_one(target, data, previous=previous)
+        if crash is not None or self._rss.rise() <= RSS_SLACK:
+            return seconds, peak, crash, False
+        # This input grew the process: measure what it allocates, and hold it to its bound.
+        _, peak, crash = _traced(target, data, previous)
+        return seconds, peak, crash, True
 
     def run(self, data: bytes) -> Crash | None:
         """Run one input; a crash of a new signature is minimized, kept and written."""
         target, stats = self.target, self.stats
-        seconds, peak, crash = run_one(target, data, previous=self._previous)
+        seconds, peak, crash, traced = self._measure(data)
+        stats.traced += traced
         size = max(len(data), self._previous if target.carries_state else 0)
         self._previous = len(data)
         stats.inputs += 1
@@ -409,11 +522,25 @@ class Recorder:
                 write_crash(small, self.crash_dir)
         return crash
 
+    def close(self) -> None:
+        """Release the /proc files of the RSS watch."""
+        self._rss.close()
+
     def finish(self) -> Stats:
         """The stats with the elapsed time and the process's peak RSS filled in."""
         self.stats.seconds = time.perf_counter() - self._began
-        self.stats.max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.stats.rss_exact = self._rss.exact
+        self.stats.max_rss = _max_rss()
         return self.stats
+
+
+def _traced(target: Target, data: bytes, previous: int) -> tuple[float, int, Crash | None]:
+    """`run_one` under tracemalloc (started and stopped around it)."""
+    tracemalloc.start()
+    try:
+        return run_one(target, data, previous=previous)
+    finally:
+        tracemalloc.stop()
 
 
 def run_target(
@@ -424,6 +551,7 @@ def run_target(
     crash_dir: Path | None = None,
     progress: Callable[[Stats], None] | None = None,
     max_seconds: float | None = None,
+    trace_every: int = TRACE_EVERY,
 ) -> Stats:
     """Run ``inputs`` inputs: the seeds unedited first, then edits drawn from ``seed``.
 
@@ -433,27 +561,24 @@ def run_target(
     fewer inputs ran (``Stats.inputs`` says how many did).
     """
     rng = random.Random(f"{seed}:{target.name}")
-    recorder = Recorder(target, crash_dir=crash_dir)
+    recorder = Recorder(target, crash_dir=crash_dir, trace_every=trace_every)
     seeds = list(target.seeds) or [b""]
     last = seeds[0]
     deadline = time.monotonic() + max_seconds if max_seconds is not None else None
-    tracemalloc.start()
-    try:
-        for index in range(inputs):
-            if index < len(seeds):
-                data = seeds[index]
-            else:
-                chain = len(last) <= _CHAIN_SIZE and rng.random() < 0.2
-                data = target.mutate(rng, last if chain else rng.choice(seeds))
-            last = data
-            recorder.run(data)
-            if index % 1000 == 999:
-                if progress is not None and index % 10_000 == 9_999:
-                    progress(recorder.finish())
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-    finally:
-        tracemalloc.stop()
+    for index in range(inputs):
+        if index < len(seeds):
+            data = seeds[index]
+        else:
+            chain = len(last) <= _CHAIN_SIZE and rng.random() < 0.2
+            data = target.mutate(rng, last if chain else rng.choice(seeds))
+        last = data
+        recorder.run(data)
+        if index % 1000 == 999:
+            if progress is not None and index % 10_000 == 9_999:
+                progress(recorder.finish())
+            if deadline is not None and time.monotonic() > deadline:
+                break
+    recorder.close()
     return recorder.finish()
 
 
