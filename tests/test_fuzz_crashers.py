@@ -270,16 +270,29 @@ def test_quoted_value_open_past_max_entry_is_refused_saying_so() -> None:
     """A label value with a raw newline whose entry outgrows ``max_entry``: refused on its line
     (6) naming the limit, after the five samples before it; `parse` reads it and fails later."""
     body = _read("stream", "quoted-value-with-newline-past-max-entry.bin")
-    returned, line, message = _stream(body, max_entry=64)
+    # The entry with the newline is 64 bytes up to its closing quote: 63 is too little.
+    returned, line, message = _stream(body, max_entry=63)
     assert (returned, line) == (5, 6)
     assert message.startswith(
-        "entry longer than 64 bytes with a newline inside a quoted value (the streamed"
+        "entry longer than 63 bytes with a newline inside a quoted value (the streamed"
         " parse's limit): expected label value"
     )
     with pytest.raises(ExpositionError) as whole:
         parse(body, openmetrics=False)
     assert whole.value.line == 8
     assert _stream(body, max_entry=4096)[1:] == (8, whole.value.message)
+
+
+def test_entry_of_exactly_max_entry_bytes_is_parsed_as_parse_does() -> None:
+    """An open quote whose entry is the whole 64-byte body, fed a byte at a time with
+    ``max_entry=64``: it is not "longer than 64 bytes", so it is carried to the body's end and
+    fails as `parse` does (the fuzzer's stream violation of this session)."""
+    body = _read("stream", "quoted-value-open-entry-of-exactly-max-entry.bin")
+    assert len(body) == 64
+    with pytest.raises(ExpositionError) as whole:
+        parse(body, openmetrics=False)
+    assert _stream(body, max_entry=64) == (0, whole.value.line, whole.value.message)
+    assert _stream(body, max_entry=63)[2].startswith("entry longer than 63 bytes")
 
 
 def test_yaml_integer_past_int_digit_limit_is_invalid_yaml(tmp_path: Path) -> None:

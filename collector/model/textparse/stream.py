@@ -206,7 +206,8 @@ class StreamParser:
         That is: the entry runs to the segment's end (everything from its line on) with an
         odd number of unescaped quotes, so a quoted value is still open at the cut. -1 when
         the error is the body's own; `_TOO_LONG` when the quote is open but the entry grew
-        to ``max_entry`` bytes.
+        past ``max_entry`` bytes (an entry of exactly ``max_entry`` bytes is still carried:
+        the body may end right there, and the error says "longer than").
         """
         if line <= 0:
             return -1
@@ -217,4 +218,4 @@ class StreamParser:
         tail = segment[start:]
         if _ESCAPE_PAIR.sub(b"", tail).count(b'"') % 2 == 0:
             return -1
-        return _TOO_LONG if len(tail) >= self._max_entry else start
+        return _TOO_LONG if len(tail) > self._max_entry else start
