@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -85,6 +86,25 @@ log = logging.getLogger(__name__)
 EventKind = Literal["add", "update", "delete"]
 Handler = Callable[[EventKind, str, SlimObject | None, SlimObject | None], None]
 """``handler(kind, key, old, new)``: called synchronously after the store changed."""
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a list page is decoded and slimmed.
+
+    A 500-pod page is ~60,000 new containers at once, none of them garbage: with the collector
+    on, orjson's decode triggers collections that scan them (and the growing store) over and
+    over, which doubled the decode's time (13 -> 26 ms a page, measured). Nothing else runs
+    meanwhile (no await inside), and the collection owed runs at the next allocation after.
+    """
+    if not gc.isenabled():  # somebody else paused it: leave it to them
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,25 +356,26 @@ class Informer:
                     # Let it send its request before the loop is busy decoding.
                     for _ in range(8):
                         await asyncio.sleep(0)
-                try:
-                    body: RawList = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    restart = Restart("bad_list", f"list: unreadable response: {exc}")
-                    restart.__cause__ = exc
-                    return restart
-                del raw
-                problem = list_problem(body)
-                if problem:
-                    return Restart("bad_list", f"list: {problem}")
-                meta = body.get("metadata") or {}
-                if not token:
-                    list_rv = str(meta.get("resourceVersion", ""))
-                slim = self._slim
-                page = body.get("items") or ()
-                for obj in page:
-                    items[object_key(obj)] = slim(obj)
-                self._received_objects.inc(len(page))
-                del body
+                with _gc_paused():
+                    try:
+                        body: RawList = orjson.loads(raw)
+                    except orjson.JSONDecodeError as exc:
+                        restart = Restart("bad_list", f"list: unreadable response: {exc}")
+                        restart.__cause__ = exc
+                        return restart
+                    del raw
+                    problem = list_problem(body)
+                    if problem:
+                        return Restart("bad_list", f"list: {problem}")
+                    meta = body.get("metadata") or {}
+                    if not token:
+                        list_rv = str(meta.get("resourceVersion", ""))
+                    slim = self._slim
+                    page = body.get("items") or ()
+                    for obj in page:
+                        items[object_key(obj)] = slim(obj)
+                    self._received_objects.inc(len(page))
+                    del body
                 token = str(meta.get("continue") or "")
                 if not token:
                     return items, list_rv
