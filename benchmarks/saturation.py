@@ -14,9 +14,15 @@ On one machine the targets, the receiver and the agent compete for the same core
 the numbers of one run only; the table shows the machine's whole busy CPU too (from
 ``/proc/stat``), which says when the machine rather than the agent was the limit.
 
+Prints one row per step as it ends (agent, interval, offered and delivered samples/s, agent and
+machine CPUs, RSS, pass/FAIL), then the saturation table: each agent's highest samples/s
+delivered in full, collector with N workers over 1 worker, and each collector over vmagent.
+
 Run: ``python -m benchmarks.saturation`` (``--agents collector:1,collector:2,vmagent``,
-``--targets 200``, ``--window 15``); needs ``victoria-metrics`` and ``vmagent`` (Debian
-package ``victoria-metrics``).
+``--targets 200``, ``--warmup 15``, ``--window 15``, ``--intervals 1000,800,...``); needs
+``victoria-metrics`` and ``vmagent`` (Debian package ``victoria-metrics``). The full scoreboard,
+``python -m benchmarks.side_by_side``, runs this ramp too (`ramp`, `print_table`) after its
+workload tables.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.side_by_side import _cpu_seconds, _get, _peak_rss_mb, _process, _wait_http
+from benchmarks.rig import cpu_seconds, get, peak_rss_mb, process, rows_inserted, wait_http
 from benchmarks.targets import target_addresses
 
 # Ports of its own: side_by_side may run beside it on a shared machine.
@@ -41,6 +47,11 @@ RECEIVER = "127.0.0.1:18528"
 COLLECTOR_LISTEN = "127.0.0.1:19199"
 VMAGENT_LISTEN = "127.0.0.1:18529"
 
+AGENTS = ("collector:1", "collector:2", "vmagent")
+TARGETS = 200
+WARMUP = 15.0
+"""Seconds before a step's window: the first scrapes start up to 10 s after the agent does."""
+WINDOW = 15.0
 INTERVALS_MS = (1000, 800, 650, 500, 400, 333, 250, 200, 150, 100)
 PASS_RATIO = 0.98
 """Delivered over offered samples for a step to pass (window edges cost about a scrape)."""
@@ -75,21 +86,12 @@ def _machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def _rows_inserted() -> int:
-    text = _get(f"http://{RECEIVER}/metrics", timeout=60.0).decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("vm_rows_inserted_total") and 'type="promremotewrite"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
 def _series(job: str) -> int:
     """Series of ``job`` the receiver holds (a busy receiver may take seconds to answer)."""
     query = urllib.parse.urlencode({"query": f'count({{job="{job}"}})'})
     for attempt in range(3):
         try:
-            data = json.loads(_get(f"http://{RECEIVER}/api/v1/query?{query}", timeout=60.0))
+            data = json.loads(get(f"http://{RECEIVER}/api/v1/query?{query}", timeout=60.0))
         except OSError:
             if attempt == 2:
                 raise
@@ -150,27 +152,27 @@ def run_step(
         "-retentionPeriod=1d",
         "-search.latencyOffset=0s",
     ]
-    with _process(receiver, log=work / "vm.log"):
-        _wait_http(f"http://{RECEIVER}/health", seconds=30)
-        with _process(_argv(agent, work, config), log=work / f"{name}.log") as proc:
+    with process(receiver, log=work / "vm.log"):
+        wait_http(f"http://{RECEIVER}/health", seconds=30)
+        with process(_argv(agent, work, config), log=work / f"{name}.log") as proc:
             time.sleep(warmup)
             if proc.poll() is not None:
                 raise RuntimeError(f"{agent} exited early; see {work / (name + '.log')}")
             cpu0, rows0, busy0, t0 = (
-                _cpu_seconds(proc.pid),
-                _rows_inserted(),
+                cpu_seconds(proc.pid),
+                rows_inserted(RECEIVER),
                 _machine_busy(),
                 time.monotonic(),
             )
             time.sleep(window)
             cpu1, rows1, busy1, t1 = (
-                _cpu_seconds(proc.pid),
-                _rows_inserted(),
+                cpu_seconds(proc.pid),
+                rows_inserted(RECEIVER),
                 _machine_busy(),
                 time.monotonic(),
             )
             series = _series("bench")
-            peak = _peak_rss_mb(proc.pid)
+            peak = peak_rss_mb(proc.pid)
     elapsed = t1 - t0
     ticks = busy1[1] - busy0[1]
     ncpu = len(Path("/proc/stat").read_text().split("\ncpu")) - 1
@@ -185,51 +187,48 @@ def run_step(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Ramp every agent, print each step and the saturation table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--agents", default="collector:1,collector:2,vmagent")
-    parser.add_argument("--targets", type=int, default=200)
-    parser.add_argument("--body", choices=["node", "ksm"], default="node")
-    parser.add_argument("--warmup", type=float, default=15.0)
-    parser.add_argument("--window", type=float, default=15.0)
-    parser.add_argument(
-        "--intervals",
-        default=",".join(map(str, INTERVALS_MS)),
-        help="the ramp: scrape intervals in ms, longest first (default: %(default)s)",
-    )
-    parser.add_argument("--json", action="store_true", help="also print every step as JSON")
-    args = parser.parse_args(argv)
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    intervals = [int(i) for i in args.intervals.split(",") if i.strip()]
-    hosts = target_addresses(args.targets)
+def ramp(
+    agents: Sequence[str] = AGENTS,
+    *,
+    targets: int = TARGETS,
+    body: str = "node",
+    warmup: float = WARMUP,
+    window: float = WINDOW,
+    intervals: Sequence[int] = INTERVALS_MS,
+    json_lines: bool = False,
+) -> dict[str, Step | None]:
+    """Ramp every agent in turn, printing each step as it ends; return each one's last pass.
+
+    One targets process serves the whole ramp; every step gets a fresh receiver. An agent's
+    ramp stops at its first failing step (``None``: it failed the first one).
+    """
+    hosts = target_addresses(targets)
     best: dict[str, Step | None] = {}
-    print(f"{args.targets} {args.body} targets; pass: delivered >= {PASS_RATIO:.0%} of offered")
+    print(f"{targets} {body} targets; pass: delivered >= {PASS_RATIO:.0%} of offered")
     print(
         f"{'agent':<14}{'interval':>9}{'offered/s':>12}{'delivered/s':>13}"
-        f"{'agent CPUs':>12}{'machine CPUs':>14}{'RSS MB':>8}  result"
+        f"{'agent CPUs':>12}{'machine CPUs':>14}{'RSS MB':>8}  result",
+        flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="saturation-") as tmp:
         work = Path(tmp)
-        targets = [
+        argv = [
             sys.executable,
             "-m",
             "benchmarks.targets",
             "--count",
-            str(args.targets),
+            str(targets),
             "--port",
             str(TARGET_PORT),
             "--body",
-            args.body,
+            body,
         ]
-        with _process(targets, log=work / "targets.log"):
-            _wait_http(f"http://{hosts[-1]}:{TARGET_PORT}/metrics", seconds=30)
+        with process(argv, log=work / "targets.log"):
+            wait_http(f"http://{hosts[-1]}:{TARGET_PORT}/metrics", seconds=30)
             for agent in agents:
                 best[agent] = None
                 for interval in intervals:
-                    step = run_step(
-                        agent, hosts, interval, warmup=args.warmup, window=args.window, work=work
-                    )
+                    step = run_step(agent, hosts, interval, warmup=warmup, window=window, work=work)
                     print(
                         f"{agent:<14}{interval:>7}ms{step.offered:>12.0f}{step.delivered:>13.0f}"
                         f"{step.agent_cpus:>12.2f}{step.machine_cpus:>14.2f}"
@@ -237,21 +236,72 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{'pass' if step.passed else 'FAIL'}",
                         flush=True,
                     )
-                    if args.json:
+                    if json_lines:
                         print(json.dumps({**asdict(step), "passed": step.passed}))
                     if not step.passed:
                         break
                     best[agent] = step
+    return best
+
+
+def _workers(agent: str) -> int | None:
+    """N of ``collector:N`` (None for other agents and ``collector:auto``)."""
+    name, _, workers = agent.partition(":")
+    return int(workers) if name == "collector" and workers.isdigit() else None
+
+
+def _ratio(a: Step | None, b: Step | None) -> str | None:
+    if a is None or b is None or not b.delivered:
+        return None
+    return f"x{a.delivered / b.delivered:.2f}"
+
+
+def print_table(best: dict[str, Step | None]) -> None:
+    """The saturation table: each agent's figure, N workers over 1, each collector over vmagent."""
     print("\nsaturation: highest samples/s delivered in full")
     for agent, top in best.items():
         figure = f"{top.delivered:.0f}/s at {top.interval_ms}ms" if top is not None else "none"
         print(f"  {agent:<14}{figure}")
-    one, two = best.get("collector:1"), best.get("collector:2")
-    if one is not None and two is not None:
-        print(f"  collector 2 workers / 1 worker: x{two.delivered / one.delivered:.2f}")
-    vm = best.get("vmagent")
-    if two is not None and vm is not None:
-        print(f"  collector 2 workers / vmagent: x{two.delivered / vm.delivered:.2f}")
+    one, vm = best.get("collector:1"), best.get("vmagent")
+    collectors = sorted((n, a) for a in best if (n := _workers(a)) is not None)
+    for n, agent in collectors:
+        if n > 1 and (ratio := _ratio(best[agent], one)):
+            print(f"  collector {n} workers / 1 worker: {ratio}")
+    for n, agent in collectors:
+        if ratio := _ratio(best[agent], vm):
+            print(f"  collector {n} worker{'s' * (n > 1)} / vmagent: {ratio}")
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (the ``--agents`` and ``--intervals`` values)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Ramp every agent, print each step and the saturation table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--targets", type=int, default=TARGETS)
+    parser.add_argument("--body", choices=["node", "ksm"], default="node")
+    parser.add_argument("--warmup", type=float, default=WARMUP)
+    parser.add_argument("--window", type=float, default=WINDOW)
+    parser.add_argument(
+        "--intervals",
+        default=",".join(map(str, INTERVALS_MS)),
+        help="the ramp: scrape intervals in ms, longest first (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="also print every step as JSON")
+    args = parser.parse_args(argv)
+    best = ramp(
+        parse_list(args.agents),
+        targets=args.targets,
+        body=args.body,
+        warmup=args.warmup,
+        window=args.window,
+        intervals=[int(i) for i in parse_list(args.intervals)],
+        json_lines=args.json,
+    )
+    print_table(best)
     return 0
 
 

@@ -9,38 +9,57 @@ harness measures, over a fixed window after a warm-up:
 - peak RSS (``VmHWM``) of the agent process;
 - samples delivered vs expected (targets x series x scrapes), so "fast" never means "lossy".
 
-Run: ``python -m benchmarks.side_by_side --workload node --seconds 60`` (needs the Debian
-packages ``prometheus`` and ``victoria-metrics``, installed by ``make test``).
+Printed, in order:
+
+1. one table per workload, W1 (``node``: 200 targets x a node_exporter body) and W2 (``ksm``:
+   20 targets x 2,000 kube-state-metrics-shaped series), one row per agent (CPU us/sample,
+   peak RSS MB, delivered, expected), then collector's CPU-per-sample and peak-RSS ratios
+   against each other agent (``collector / vmagent: CPU per sample x.., peak RSS x..``);
+2. the saturation ramp of `benchmarks.saturation` (the same code, its own ports and targets):
+   one row per step, then the saturation table, the highest samples/s each agent delivers in
+   full with collector on 1 scrape worker and on N, and vmagent measured the same way, with
+   the N-workers/1-worker and collector/vmagent ratios.
+
+Run the whole scoreboard: ``python -m benchmarks.side_by_side`` (W1 and W2, 60 s windows after
+15 s warm-ups, about 8 minutes; then the ramp, about 35 s a step, each agent stepping until it
+first fails). Needs the Debian packages ``prometheus`` and ``victoria-metrics`` (``vmagent``
+included), installed by ``make test``.
+``--workload node|ksm``, ``--agent`` and ``--seconds``/``--warmup`` narrow the workload tables;
+``--no-saturation`` skips the ramp, and ``--saturation-agents``, ``--saturation-targets``,
+``--saturation-warmup``, ``--saturation-window`` and ``--saturation-intervals`` are
+``benchmarks.saturation``'s ``--agents``, ``--targets``, ``--warmup``, ``--window`` and
+``--intervals``. A quick look: ``--seconds 10 --warmup 5 --saturation-warmup 12
+--saturation-window 5 --saturation-intervals 1000,500``.
 
 ``--baseline REF`` adds ``collector@REF``: the same venv running an older commit from a
 temporary git worktree, so a change is measured against its predecessor in the same run (the
-write-ahead queue's cost: ``--baseline <commit before it> --agent collector``).
+write-ahead queue's cost: ``--baseline <commit before it> --agent collector --no-saturation``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import saturation
+from benchmarks.rig import cpu_seconds, get, peak_rss_mb, process, rows_inserted, wait_http
 from benchmarks.targets import target_addresses
 
 WORKLOADS = {"node": (200, "node"), "ksm": (20, "ksm")}
+"""Workload -> (targets, body served by ``benchmarks.targets``)."""
+NAMES = {"node": "W1", "ksm": "W2"}
+"""The workloads' names in issue 9 and the README."""
 TARGET_PORT = 19100
 RECEIVER = "127.0.0.1:18428"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,60 +77,6 @@ class Result:
         return self.cpu_seconds * 1e6 / self.samples if self.samples else float("inf")
 
 
-def _get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body: bytes = response.read()
-        return body
-
-
-def _wait_http(url: str, *, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            _get(url, timeout=1.0)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {seconds}s") from None
-            time.sleep(0.2)
-
-
-def _tree_pids(pid: int) -> list[int]:
-    pids = [pid]
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        for c in child.read_text().split():
-            pids.extend(_tree_pids(int(c)))
-    return pids
-
-
-def _cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in _tree_pids(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / CLK_TCK
-
-
-def _peak_rss_mb(pid: int) -> float:
-    peak = 0
-    for p in _tree_pids(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak += int(line.split()[1])
-    return peak / 1024
-
-
-def _rows_inserted() -> int:
-    text = _get(f"http://{RECEIVER}/metrics").decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("vm_rows_inserted_total") and 'type="promremotewrite"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
 def _scrape_config(hosts: Sequence[str], *, external: bool) -> str:
     targets = ", ".join(f'"{h}:{TARGET_PORT}"' for h in hosts)
     remote = f"remote_write:\n  - url: http://{RECEIVER}/api/v1/write\n" if external else ""
@@ -120,21 +85,6 @@ def _scrape_config(hosts: Sequence[str], *, external: bool) -> str:
         "scrape_configs:\n  - job_name: bench\n"
         f"    static_configs:\n      - targets: [{targets}]\n" + remote
     )
-
-
-@contextlib.contextmanager
-def _process(argv: Sequence[str], *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _agent_argv(agent: str, work: Path, config: Path) -> list[str]:
@@ -200,30 +150,32 @@ def run_one(agent: str, *, workload: str, seconds: float, warmup: float, work: P
         "--body",
         body,
     ]
-    with _process(receiver, log=work / "vm.log"), _process(targets, log=work / "targets.log"):
-        _wait_http(f"http://{RECEIVER}/health", seconds=30)
-        _wait_http(f"http://{hosts[-1]}:{TARGET_PORT}/metrics", seconds=30)
+    with process(receiver, log=work / "vm.log"), process(targets, log=work / "targets.log"):
+        wait_http(f"http://{RECEIVER}/health", seconds=30)
+        wait_http(f"http://{hosts[-1]}:{TARGET_PORT}/metrics", seconds=30)
         series_per_target = sum(
             1
-            for line in _get(f"http://{hosts[0]}:{TARGET_PORT}/metrics").splitlines()
+            for line in get(f"http://{hosts[0]}:{TARGET_PORT}/metrics").splitlines()
             if line and not line.startswith(b"#")
         )
-        with _process(_agent_argv(agent, work, config), log=work / f"{agent}.log") as proc:
+        with process(_agent_argv(agent, work, config), log=work / f"{agent}.log") as proc:
             time.sleep(warmup)
             if proc.poll() is not None:
                 raise RuntimeError(f"{agent} exited early; see {work / (agent + '.log')}")
-            cpu0, rows0, t0 = _cpu_seconds(proc.pid), _rows_inserted(), time.monotonic()
+            cpu0, rows0, t0 = cpu_seconds(proc.pid), rows_inserted(RECEIVER), time.monotonic()
             time.sleep(seconds)
-            cpu1, rows1, t1 = _cpu_seconds(proc.pid), _rows_inserted(), time.monotonic()
-            peak = _peak_rss_mb(proc.pid)
+            cpu1, rows1, t1 = cpu_seconds(proc.pid), rows_inserted(RECEIVER), time.monotonic()
+            peak = peak_rss_mb(proc.pid)
     # Report series (up, scrape_*) come on top of the exposed series: 5 per scrape.
     expected = int(count * (series_per_target + 5) * (t1 - t0))
     return Result(agent, cpu1 - cpu0, rows1 - rows0, expected, peak)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the requested agents and print one table per workload."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Print one table per workload, then (unless ``--no-saturation``) the saturation table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
     parser.add_argument("--agent", choices=["collector", "prometheus", "vmagent"], action="append")
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -231,6 +183,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     parser.add_argument(
         "--baseline", metavar="REF", help="also run collector at this git commit (collector@REF)"
+    )
+    ramp = parser.add_argument_group("saturation ramp (benchmarks.saturation)")
+    ramp.add_argument(
+        "--saturation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the workload tables, run the saturation ramp and print its table",
+    )
+    ramp.add_argument("--saturation-agents", default=",".join(saturation.AGENTS))
+    ramp.add_argument("--saturation-targets", type=int, default=saturation.TARGETS)
+    ramp.add_argument("--saturation-warmup", type=float, default=saturation.WARMUP)
+    ramp.add_argument("--saturation-window", type=float, default=saturation.WINDOW)
+    ramp.add_argument(
+        "--saturation-intervals",
+        default=",".join(map(str, saturation.INTERVALS_MS)),
+        help="scrape intervals in ms, longest first (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     workloads = args.workload or ["node", "ksm"]
@@ -280,7 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         check=False,
                     )
         count = WORKLOADS[workload][0]
-        print(f"\nworkload {workload}: {count} targets, 1s interval, {args.seconds:.0f}s window")
+        print(
+            f"\nworkload {NAMES[workload]} ({workload}): {count} targets, 1s interval, "
+            f"{args.seconds:.0f}s window"
+        )
         print(f"{'agent':<20}{'us/sample':>12}{'peak RSS MB':>14}{'delivered':>12}{'expected':>12}")
         for r in results.values():
             print(
@@ -298,6 +269,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{ours.us_per_sample / peer.us_per_sample:.2f}, "
                         f"peak RSS x{ours.peak_rss_mb / peer.peak_rss_mb:.2f}"
                     )
+        sys.stdout.flush()
+    if args.saturation:
+        print("\nsaturation ramp (benchmarks.saturation)")
+        best = saturation.ramp(
+            saturation.parse_list(args.saturation_agents),
+            targets=args.saturation_targets,
+            warmup=args.saturation_warmup,
+            window=args.saturation_window,
+            intervals=[int(i) for i in saturation.parse_list(args.saturation_intervals)],
+            json_lines=args.json,
+        )
+        saturation.print_table(best)
     return 0
 
 
