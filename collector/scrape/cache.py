@@ -78,9 +78,11 @@ class ScrapeCache:
     """
 
     __slots__ = (
+        "_bulk",
         "_cur",
         "_cur_bulk",
         "_dropped_seen",
+        "_gen",
         "_metadata",
         "_metadata_source",
         "_prev",
@@ -125,6 +127,11 @@ class ScrapeCache:
         """``series_limit``: asked about new series only; travels with the cache on reloads."""
         self.evicted = 0
         """Series released by the last `iter_done` (the "removed" half of churn)."""
+        self._gen = 0
+        """Bumped whenever an entry of `series` is added, changed or removed."""
+        self._bulk: tuple[list[bytes], list[int], int] | None = None
+        """The keys list of the last bulk append, its refs and ``_gen`` when they were
+        resolved (the refs list is the one ``_cur_bulk``/``_prev_bulk`` hold: no copy)."""
 
     @property
     def prev(self) -> set[int]:
@@ -208,15 +215,15 @@ class ScrapeCache:
             # a newer sample yet; then the per-sample rules below reduce to these C-level
             # passes (a timestamp of now_ms is never out of bounds), and the pass's tracked
             # refs are the list itself. Otherwise nothing was changed: go slow.
-            found = list(map(series_get, keys))
-            if all(found) and len(set(found)) == len(found):
-                refs = cast("list[int]", found)
+            refs = self._bulk_refs(keys)
+            if refs is not None:
                 newest = max(map(last_get, refs, repeat(_NEVER)), default=_NEVER)
                 if newest < now_ms:
                     last.update(zip(refs, repeat(now_ms)))
                     batch.extend(zip(refs, values, repeat(now_ms)))
                     self._cur_bulk = refs
                     return AppendResult(scraped=len(refs), post_relabel=len(refs))
+        self._bulk = None
         cur = self.tracked()  # an earlier append of this pass may have gone in bulk (stream)
         cur_add = cur.add
 
@@ -296,6 +303,24 @@ class ScrapeCache:
             error=error,
         )
 
+    def _bulk_refs(self, keys: list[bytes]) -> list[int] | None:
+        """The refs of ``keys`` when every one is a cached, kept series and none repeats.
+
+        The steady-state parser hands out the very same keys list every scrape
+        (`IncrementalParser`): when it is the list of the last bulk pass and no entry of the
+        cache changed since (``_gen``), its refs are that pass's list, checked then; else
+        they are looked up and checked now.
+        """
+        bulk = self._bulk
+        if bulk is not None and keys is bulk[0] and bulk[2] == self._gen:
+            return bulk[1]
+        found = list(map(self.series.get, keys))
+        if not all(found) or len(set(found)) != len(found):
+            return None
+        refs = cast("list[int]", found)
+        self._bulk = (keys, refs, self._gen)
+        return refs
+
     def _add_series(self, key: bytes, pairs: list[tuple[str, str]], options: AppendOptions) -> int:
         """Cache miss: build, relabel and validate the series; its ref, or 0 when dropped."""
         lb: dict[str, str] = {}
@@ -322,10 +347,12 @@ class ScrapeCache:
             return self._drop(key)
         ref = self.registry.acquire(labels)
         self.series[key] = ref
+        self._gen += 1
         return ref
 
     def _drop(self, key: bytes) -> int:
         self.series[key] = 0
+        self._gen += 1
         self._dropped_seen.add(key)
         return 0
 
@@ -402,6 +429,7 @@ class ScrapeCache:
             if len(seen) + len(self._dropped_seen) == len(self.series):
                 return
         dropped_seen = self._dropped_seen
+        self._gen += 1
         for key, ref in list(self.series.items()):
             if ref:
                 if ref not in seen:
@@ -430,6 +458,7 @@ class ScrapeCache:
             if ref:
                 self._release(ref)
         self.series.clear()
+        self._gen += 1
         self._prev.clear()
         self._prev_bulk = None
         self.abandon()

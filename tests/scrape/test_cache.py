@@ -63,6 +63,9 @@ class Exp:
     meta: Mapping[str, object] = field(default_factory=dict)
     label_calls: int = 0
     meta_reads: int = 0
+    keys: list[bytes] | None = None
+    """The keys list `columns` hands out, when set: the same object every pass, as the
+    steady-state parser hands out (else a new list each call)."""
 
     @property
     def samples(self) -> list[tuple[bytes, float, int | None]]:
@@ -74,7 +77,7 @@ class Exp:
         stamps = [t for _, _, t in self.rows]
         explicit = any(t is not None for t in stamps)
         return (
-            [k for k, _, _ in self.rows],
+            [k for k, _, _ in self.rows] if self.keys is None else self.keys,
             [v for _, v, _ in self.rows],
             (stamps if explicit else None),
         )
@@ -422,11 +425,15 @@ _PASS = st.tuples(
 Pass = tuple[list[list[tuple[int, float, int | None]]], str, bool]
 
 
-def _run_passes(passes: list[Pass], *, sample_limit: int) -> list[tuple[object, ...]]:
+def _run_passes(
+    passes: list[Pass], *, sample_limit: int, same_keys: bool = False
+) -> list[tuple[object, ...]]:
     """Every observable of each pass: results, batch (markers sorted: a set's order), the
-    cache's series, cur/prev, evictions and the timestamps it keeps."""
+    cache's series, cur/prev, evictions and the timestamps it keeps. With ``same_keys`` an
+    append whose keys were seen before gets the very same keys list (`IncrementalParser`)."""
     s = Scrapes(sample_limit=sample_limit)
     seen: list[tuple[object, ...]] = []
+    lists: dict[tuple[bytes, ...], list[bytes]] = {}
     for segments, end, stamped in passes:
         batch: list[Sample] = []
         results: list[tuple[object, ...]] = []
@@ -437,6 +444,9 @@ def _run_passes(passes: list[Pass], *, sample_limit: int) -> list[tuple[object, 
                     for k, v, t in rows
                 ]
             )
+            if same_keys:
+                keys = tuple(_KEYS[k] for k, _, _ in rows)
+                e.keys = lists.setdefault(keys, list(keys))
             result = s.cache.append(e, now_ms=s.now, options=s.options, batch=batch)
             results.append(
                 (result.scraped, result.post_relabel, result.series_added, result.duplicates)
@@ -467,7 +477,55 @@ def test_bulk_path_is_the_per_sample_path(passes: list[Pass]) -> None:
     """The bulk steady-state path (with its list form of ``cur``/``prev``) and the per-sample
     path (forced by a sample limit nothing reaches) leave every observable identical, over
     passes of several appends (stream segments), failed and abandoned passes."""
-    assert _run_passes(passes, sample_limit=0) == _run_passes(passes, sample_limit=10**6)
+    per_sample = _run_passes(passes, sample_limit=10**6)
+    assert _run_passes(passes, sample_limit=0) == per_sample
+    assert _run_passes(passes, sample_limit=0, same_keys=True) == per_sample
+
+
+def test_the_same_keys_list_reuses_its_refs_until_the_cache_changes() -> None:
+    """The steady-state parser's keys list, handed in again, is not looked up again; once an
+    entry of the cache changed (here an eviction) it is, and the evicted series comes back
+    with a new ref, counted as added."""
+    s = Scrapes()
+    keys = [b"a", b"b", b"c"]
+
+    def same(*values: float) -> Exp:
+        e = exp(*zip(keys, values, strict=True))
+        e.keys = keys
+        return e
+
+    s.append(same(1.0, 1.0, 1.0))
+    s.append(same(2.0, 2.0, 2.0))  # bulk: resolved and remembered
+    looked_up: list[bytes] = []
+    lookup = s.cache.series.get
+    s.cache.series = _Spy(s.cache.series, looked_up)
+    s.append(same(3.0, 3.0, 3.0))  # bulk with the remembered refs: no lookup
+    assert looked_up == []
+    assert [v for _, v, _ in s.committed] == [3.0, 3.0, 3.0]
+    old_b = lookup(b"b")
+    s.append(exp((b"a", 4.0), (b"c", 4.0)))  # b goes stale and is evicted
+    assert b"b" not in s.cache.series
+    result, _ = s.append(same(5.0, 5.0, 5.0))
+    assert result.series_added == 1
+    assert s.cache.series[b"b"] != old_b
+    assert sorted((labels["__name__"], v) for labels, v, _ in s.committed) == [
+        ("a", 5.0),
+        ("b", 5.0),
+        ("c", 5.0),
+    ]
+
+
+class _Spy(dict[bytes, int]):
+    """The cache's series dict, recording the keys ``get`` was asked for."""
+
+    def __init__(self, data: dict[bytes, int], log: list[bytes]) -> None:
+        super().__init__(data)
+        self.log = log
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        """Record, then look up."""
+        self.log.append(key)
+        return super().get(key, default)
 
 
 def test_steady_passes_keep_a_list_not_a_set() -> None:
