@@ -302,3 +302,25 @@ def test_yaml_integer_past_int_digit_limit_is_invalid_yaml(tmp_path: Path) -> No
     with pytest.raises(DiscoveryError) as caught:
         read_file(str(path))
     assert str(caught.value).startswith(f"{path}: invalid YAML: unreadable value: Exceeds the")
+
+
+@pytest.mark.parametrize(
+    ("name", "word"),
+    [
+        ("explicit-bool-tag-bad-value.bin", "bool"),
+        ("explicit-timestamp-tag-bad-value.bin", "timestamp"),
+    ],
+)
+def test_bad_explicitly_tagged_value_is_invalid_yaml(tmp_path: Path, name: str, word: str) -> None:
+    """``!!bool xyz`` / ``!!timestamp xyz``: once PyYAML's KeyError / AttributeError out of
+    file_sd (the fuzzer's mutator met it first), now "invalid YAML" naming the value and line."""
+    path = tmp_path / "targets.yml"
+    path.write_bytes(_read("file_sd", name))
+    with pytest.raises(DiscoveryError) as caught:
+        read_file(str(path))
+    assert str(caught.value).startswith(f"{path}: invalid YAML: invalid !!{word} value 'xyz'")
+    assert "line 2, column 15" in str(caught.value)
+    with pytest.raises(ConfigError) as config_error:
+        load_config_text(_read("config", name).decode(), base_dir="/nonexistent", env={})
+    assert "xyz" in str(config_error.value)
+    assert config_error.value.line == 3

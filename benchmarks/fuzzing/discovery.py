@@ -93,8 +93,8 @@ def _load(data: bytes) -> object:
         pass
     try:
         return yaml.load(data, Loader=_LOADER)
-    except (yaml.YAMLError, RecursionError, ValueError):
-        return None
+    except Exception:  # any unreadable input is edited as bytes instead (PyYAML's own
+        return None  # constructors raise KeyError/AttributeError on `!!bool xyz`/`!!timestamp xyz`)
 
 
 def tree_edit(keys: list[str], *, max_size: int) -> Any:

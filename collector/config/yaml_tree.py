@@ -20,6 +20,7 @@ Prometheus counterpart: ``config.LoadFile`` (``yaml.UnmarshalStrict`` plus ``os.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ __all__ = [
     "Expanded",
     "Location",
     "Scalar",
+    "StrictConstructor",
     "Tree",
     "compose",
     "describe",
@@ -192,6 +194,37 @@ class _DepthLimit(yaml.composer.Composer):
             self._depth -= 1
 
 
+class StrictConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructors, with the two that crash on a bad explicitly tagged value
+    made to refuse it as a located YAML error: ``!!timestamp xyz`` (AttributeError) and
+    ``!!bool xyz`` (KeyError), found by fuzzing. The config and file_sd loaders use it."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> datetime.date:
+        """A timestamp, or a located error when the value is not one."""
+        if self.timestamp_regexp.match(self.construct_scalar(node)) is None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid !!timestamp value {node.value!r}", node.start_mark
+            )
+        return super().construct_yaml_timestamp(node)
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        """A bool, or a located error when the value is not one."""
+        if self.construct_scalar(node).lower() not in self.bool_values:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid !!bool value {node.value!r}", node.start_mark
+            )
+        return super().construct_yaml_bool(node)
+
+
+# The stubs type add_constructor for loaders only; a constructor class is what PyYAML takes.
+StrictConstructor.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:timestamp", StrictConstructor.construct_yaml_timestamp
+)
+StrictConstructor.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:bool", StrictConstructor.construct_yaml_bool
+)
+
+
 # libyaml's parser, if PyYAML was built with it (PyPI's wheels are).
 _CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
 
@@ -200,7 +233,7 @@ if _CParser is not None:
     class _Loader(
         _DepthLimit,
         _CParser,  # type: ignore[misc]
-        yaml.constructor.SafeConstructor,
+        StrictConstructor,
         yaml.resolver.Resolver,
     ):
         """libyaml's scanner and parser (C: ~15x PyYAML's), our composer, safe constructors.
@@ -211,13 +244,13 @@ if _CParser is not None:
 
         def __init__(self, stream: str) -> None:
             _CParser.__init__(self, stream)
-            yaml.constructor.SafeConstructor.__init__(self)
+            StrictConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
             _DepthLimit.__init__(self)
 
 else:  # pragma: no cover - PyYAML built without libyaml
 
-    class _Loader(_DepthLimit, yaml.SafeLoader):  # type: ignore[no-redef]
+    class _Loader(_DepthLimit, StrictConstructor, yaml.SafeLoader):  # type: ignore[no-redef]
         """Pure-Python ``SafeLoader`` with the depth limit on flow levels too.
 
         PyYAML's scanner rechecks every open flow level on every token, so ``[[[[...`` costs
@@ -301,6 +334,12 @@ class _Stop(Exception):
 _SCALAR_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:bool`` -> ``!!bool`` (yaml.v2's ``shortTag``)."""
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
+
+
 class _Converter:
     """One conversion: turns composed nodes into a `Tree` and fills ``into``'s locations."""
 
@@ -365,12 +404,29 @@ class _Converter:
                 value = self.loader.construct_object(node, deep=True)
             except (ValueError, yaml.YAMLError):
                 # An explicit ``!!int abc`` cannot be constructed; Go refuses it as well.
-                self.problem(f"cannot decode {node.value!r} as {tag.rsplit(':', 1)[1]}", node)
+                self.cannot_decode(node)
                 return None
             return Scalar(str(node.value), cast("bool | int | float", value))
-        if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+        if tag == "tag:yaml.org,2002:timestamp":
+            # Implicit timestamps (``2001-12-14``) stay the strings they are written as, as in
+            # Go; a value the resolver would not take for one was tagged by hand: refused.
+            if StrictConstructor.timestamp_regexp.match(node.value) is None:
+                self.cannot_decode(node)
+                return None
+            return str(node.value)
+        if tag == "tag:yaml.org,2002:str":
             return str(node.value)
         self.fail(f"unsupported YAML tag {tag}", node)
+
+    def cannot_decode(self, node: yaml.ScalarNode) -> None:
+        """An explicitly tagged value that is not of its tag, in yaml.v2's words:
+        ``cannot decode !!str `xyz` as a !!bool`` (the value's own tag, then the one given)."""
+        own = self.loader.resolve(  # type: ignore[no-untyped-call]
+            yaml.ScalarNode, node.value, (True, False)
+        )
+        self.problem(
+            f"cannot decode {_short_tag(own)} `{node.value}` as a {_short_tag(node.tag)}", node
+        )
 
     def mapping(self, node: yaml.MappingNode, path: str) -> dict[str, Tree]:
         """A mapping with string keys; a key written twice is a problem, the last value wins."""

@@ -36,6 +36,17 @@ BROKEN = {
 }
 
 
+BAD_TAGS = {
+    "bool": "scrape_configs:\n- job_name: a\n  honor_labels: !!bool xyz\n",
+    "timestamp": "global:\n  external_labels:\n    a: !!timestamp xyz\n",
+    "int-of-a-float": "global:\n  scrape_interval: !!int 1.5\n",
+    "float": "scrape_configs:\n- job_name: a\n  scrape_timeout: !!float abc\n",
+}
+"""Explicitly tagged values that are not of their tag: yaml.v2 refuses them wherever they are
+(``yaml: cannot decode !!str `xyz` as a !!bool``); collector says the same after its own
+``line N:`` prefix (its errors about values are located by line)."""
+
+
 def _yaml_message(output: str) -> str:
     """The ``yaml: ...`` part of a check's one FAILED line."""
     found: list[str] = re.findall(r"FAILED: .*?(yaml: .*)$", output, re.MULTILINE)
@@ -61,3 +72,26 @@ def test_yaml_syntax_error_matches_promtool(tmp_path: Path, name: str) -> None:
     assert theirs.returncode == ours.returncode == 1, (theirs, ours)
     assert _yaml_message(ours.stderr) == _yaml_message(theirs.stdout + theirs.stderr)
     assert re.search(rf"FAILED: {re.escape(str(path))}:\d+:\d+: yaml: ", ours.stderr), ours.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TAGS))
+def test_bad_tagged_value_matches_promtool(tmp_path: Path, name: str) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is required"
+    path = tmp_path / "prometheus.yml"
+    path.write_text(BAD_TAGS[name])
+    theirs = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    ours = subprocess.run(
+        [sys.executable, "-m", "collector", "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert theirs.returncode == ours.returncode == 1, (theirs, ours)
+    want = _yaml_message(theirs.stdout + theirs.stderr).removeprefix("yaml: ")
+    assert want.startswith("cannot decode ")
+    assert re.search(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours.stderr, re.MULTILINE)
+    got = re.findall(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours.stderr, re.MULTILINE)
+    assert got == [want], ours.stderr
