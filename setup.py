@@ -1,0 +1,19 @@
+"""The one build step pyproject.toml cannot declare: the optional C extension.
+
+Every piece of metadata lives in pyproject.toml; this file only adds ``collector._native``
+(``collector/_native.c``, the steady-state value pass of ``IncrementalParser``). It is
+``optional``: where there is no compiler or no Python headers the build says so and installs
+the pure-Python package, which `collector.native` then reports as ``off (not built: ...)``.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "collector._native",
+            ["collector/_native.c"],
+            optional=True,
+        )
+    ]
+)
