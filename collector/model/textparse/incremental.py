@@ -5,6 +5,14 @@ is the same lines with new values, so after a body the regex fast path parsed, o
 tails of the next body are parsed when nothing else changed; anything else goes through
 `parse` (`fast`), and the result is always exactly what `parse` would return.
 
+The steady-state pass exists twice. The C one (``steady_values`` of ``collector/_native.c``,
+taken from `collector.native`) walks the body once, comparing each line with the remembered
+one in place, and builds only the value floats; it refuses (returns None) anything but
+``<key> <value>`` lines with a plain Go float, in particular explicit timestamps. The pure-Python
+one below is the reference and the fallback: it runs when the extension is not built, is
+disabled (``COLLECTOR_NATIVE=0``) or refused the body, and decides alone what the C pass
+refused. Both give identical results (``tests/model/test_native_parity.py``).
+
 Prometheus counterpart: none (Prometheus reparses every body; its ``scrapeCache`` saves the
 label work, which the scrape cache does here too).
 """
@@ -22,6 +30,7 @@ from collector.model.textparse.exposition import Columns, Exposition, Row, Shape
 from collector.model.textparse.fast import parse, rows_of_lines
 from collector.model.textparse.syntax import DECIMAL, FLOAT, GO_FLOAT, Malformed, om_ts
 from collector.model.value import NORMAL_NAN
+from collector.native import steady_values as _c_steady_values
 
 __all__ = ["IncrementalParser"]
 
@@ -91,9 +100,11 @@ class IncrementalParser:
     (one tuple comparison) and every sample line is its old key followed by a valid
     `` value[ timestamp]`` tail, only the tails are parsed: C-level passes over the lists
     (``removeprefix``, a byte-class check, ``map(float)``), plus a per-line regex only for
-    lines with timestamps. The result shares the previous exposition's structure (metadata,
-    TYPE segments, line numbers), and its keys are the very same bytes objects, so the scrape
-    cache's lookups hit on identity with cached hashes.
+    lines with timestamps. With the C extension (``native``, on by default when
+    `collector.native` has it), bodies without timestamps take one C pass over the body
+    instead, and the steps above run only for what it refused. The result shares the previous
+    exposition's structure (metadata, TYPE segments, line numbers), and its keys are the very
+    same bytes objects, so the scrape cache's lookups hit on identity with cached hashes.
 
     Exactly as strict as `parse`: unchanged lines were validated in the same positional context
     (same neighbours, same TYPE in force, same ``# EOF``), a changed tail must be a Go float
@@ -104,33 +115,53 @@ class IncrementalParser:
 
     __slots__ = (
         "_fixed",
+        "_has_stamps",
         "_keys",
+        "_mask",
         "_nlines",
         "_om",
         "_pick_fixed",
         "_pick_samples",
         "_shape",
         "_shared",
+        "_steady",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, native: bool = True) -> None:
+        """``native=False`` keeps this parser on the pure-Python path (the reference, for
+        tests and benchmarks); ``True`` uses the C pass when `collector.native` has it."""
         self._shape: Shape | None = None
         self._om = False
         self._nlines = 0
         self._keys: list[bytes] = []
         self._fixed: tuple[bytes, ...] = ()
         """The non-sample lines of the remembered body: ``_shared.lines``, held by the entry."""
+        self._mask = b""
+        """One byte per row of the remembered body, 1 for a sample (lines past it are fixed)."""
         self._shared: _SharedLines | None = None
         self._pick_fixed = self._pick_samples = _picker([])
+        self._steady = _c_steady_values if native else None
+        self._has_stamps = False
+        """The last steady body had explicit timestamps, which the C pass always refuses."""
 
     def parse(self, body: bytes, *, openmetrics: bool) -> Exposition:
         """Like `parse` (same result, same errors); fast when only values changed."""
         shape = self._shape
         if shape is not None and openmetrics == self._om:
+            steady = self._steady
+            if steady is not None and not self._has_stamps:
+                values = steady(body, self._nlines, self._mask, self._fixed, self._keys)
+                if values is not None:
+                    return Exposition(
+                        openmetrics=openmetrics, columns=(self._keys, values, None), shape=shape
+                    )
             lines = body.split(b"\n")
             if len(lines) == self._nlines and self._pick_fixed(lines) == self._fixed:
                 columns = self._columns(self._pick_samples(lines))
                 if columns is not None:
+                    # A target that stamps its samples stamps them every time: skip the C
+                    # pass (which would walk to the first stamp and refuse) until it stops.
+                    self._has_stamps = columns[2] is not None
                     return Exposition(openmetrics=openmetrics, columns=columns, shape=shape)
         exp = parse(body, openmetrics=openmetrics)
         self._remember(body, exp)
@@ -141,6 +172,8 @@ class IncrementalParser:
         self._shape = None
         self._shared = None
         self._fixed = ()
+        self._mask = b""
+        self._has_stamps = False
 
     def _remember(self, body: bytes, exp: Exposition) -> None:
         """Record the structure of a body the regex fast path parsed."""
@@ -165,9 +198,11 @@ class IncrementalParser:
         self._pick_samples = _picker(sample_idx)
         self._shared = _shared_lines(self._pick_fixed(lines))
         self._fixed = self._shared.lines
+        # One mask for both: the C pass walks it, and the restore rebuilds rows from it.
+        self._mask = bytes(1 if row[0] else 0 for row in rows)
         restore = _RowsFromLines(
             self._fixed,  # its first lines: the non-sample rows; then the trailing positions
-            bytes(1 if row[0] else 0 for row in rows),
+            self._mask,
             openmetrics=exp.openmetrics,
         )
         exp.compact_shape(sample_lines=sample_idx, restore=restore)
