@@ -30,7 +30,7 @@ from typing import TextIO
 
 import orjson
 
-from collector import __version__
+from collector import __version__, native
 from collector.cluster.settings import add_cluster_flags, resolve_settings, with_cluster_flags
 from collector.config import AgentOptions, Config, load_config
 from collector.errors import ConfigError, ConfigFileError
@@ -249,7 +249,8 @@ def version_text() -> str:
         f"collector, version {__version__} (build: {build})\n"
         f"  python: {platform.python_implementation()} {platform.python_version()}"
         f" ({sys.executable})\n"
-        f"  scrape workers: {describe_auto()}"
+        f"  scrape workers: {describe_auto()}\n"
+        f"  native extension: {native.describe()}"
     )
 
 

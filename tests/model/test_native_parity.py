@@ -375,3 +375,12 @@ def test_extension_is_built() -> None:
     assert native.ACTIVE, native.REASON
     assert native.steady_values is collector._native.steady_values
     assert native.describe() == "on (collector._native)"
+
+
+def test_version_says_whether_native_is_on() -> None:
+    """``collector --version`` names the pass in use and why (both CI runs check their own)."""
+    from collector.cli import version_text
+
+    line = f"  native extension: {native.describe()}"
+    assert line in version_text().splitlines()
+    assert native.describe().startswith("on (" if native.ACTIVE else "off (")
