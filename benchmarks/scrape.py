@@ -8,8 +8,12 @@ label parsing, target labels, relabeling, validation, ``SeriesRegistry.acquire``
 rows scrape bodies with the same lines and new values (`variants`) against a warm cache:
 "steady full" parses every body from scratch (`textparse.parse`, the loop before the
 steady-state fast path), "steady fast" uses a warm `textparse.IncrementalParser`, which is
-what the loop does every interval. "parse"/"fast parse" time the two parsers alone, "cache
-only" the cache + batch pass alone on a pre-parsed body.
+what the loop does every interval. "steady pure" is "steady fast" on the pure-Python
+steady-state pass (``IncrementalParser(native=False)``), "fast parse pure" its parse alone:
+timed in the same run as "steady fast", which takes the C pass of `collector._native` when it
+is built and not disabled (the "native/pure" line says which, and gives the two ratios).
+"parse"/"fast parse" time the two parsers alone, "cache only" the cache + batch pass alone on
+a pre-parsed body.
 
 Run: ``python -m benchmarks.scrape``. Prints µs per sample and per scrape.
 """
@@ -20,6 +24,7 @@ import gc
 import time
 from collections.abc import Callable
 
+from collector import native
 from collector.config import ScrapeConfig
 from collector.model.relabel import compile_rules
 from collector.model.textparse import IncrementalParser, parse
@@ -122,11 +127,22 @@ def bench(name: str, body: bytes, *, repeat: int = 30) -> dict[str, float]:
         """Warm cache and warm IncrementalParser: what the loop does every interval."""
         return _scrape_once(parser.parse, next_body(), warm, next(clock))
 
+    warm_pure = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    pure = IncrementalParser(native=False)
+    _scrape_once(pure.parse, body, warm_pure, next(clock))
+
+    def steady_pure() -> int:
+        """The "steady fast" scrape on the pure-Python steady-state pass (the C baseline)."""
+        return _scrape_once(pure.parse, next_body(), warm_pure, next(clock))
+
     def parse_only() -> int:
         return len(parse(next_body(), openmetrics=False).samples)
 
     def fast_parse_only() -> int:
         return len(parser.parse(next_body(), openmetrics=False).columns()[0])
+
+    def fast_parse_pure() -> int:
+        return len(pure.parse(next_body(), openmetrics=False).columns()[0])
 
     exp = parse(body, openmetrics=False)
 
@@ -144,16 +160,23 @@ def bench(name: str, body: bytes, *, repeat: int = 30) -> dict[str, float]:
         ("first", first),
         ("steady full", steady_full),
         ("steady fast", steady_fast),
+        ("steady pure", steady_pure),
         ("parse", parse_only),
         ("fast parse", fast_parse_only),
+        ("fast parse pure", fast_parse_pure),
         ("cache only", cache_only),
     ):
         seconds, samples = _best_of(fn, repeat)
         rows[label] = seconds / samples * 1e6
         print(
-            f"{name:<16} {label:<12} {samples:>6} samples  {seconds * 1e3:8.3f} ms/scrape  "
+            f"{name:<16} {label:<15} {samples:>6} samples  {seconds * 1e3:8.3f} ms/scrape  "
             f"{rows[label]:6.3f} µs/sample"
         )
+    print(
+        f"{name:<16} native/pure: steady {rows['steady fast'] / rows['steady pure']:.2f}x, "
+        f"parse alone {rows['fast parse'] / rows['fast parse pure']:.2f}x "
+        f"(native extension {native.describe()})"
+    )
     return rows
 
 
