@@ -55,9 +55,17 @@ install-dev: install-debian $(VENV)/.installed-dev
 	# the repository) and etcd, for the Kubernetes discovery and API-server-proxy tests.
 	bash scripts/kube-apiserver.sh >/dev/null
 
-## The whole test suite, with everything it needs installed first.
+## The whole test suite, with everything it needs installed first; then all of it again with
+## COLLECTOR_NATIVE=0, so the pure-Python twin of every C extension step (the reference) runs
+## everywhere too. The editable install builds collector/_native*.so in place; its stamp only
+## follows pyproject.toml, so a _native.c newer than the built module is rebuilt here first.
 test: install-dev
+	@so=$$(ls collector/_native*.so 2>/dev/null | head -n 1); \
+	if [ -z "$$so" ] || [ collector/_native.c -nt "$$so" ]; then \
+	  $(PY) -m pip install -q -e '.[dev]'; \
+	fi
 	$(PY) -m pytest -q
+	COLLECTOR_NATIVE=0 $(PY) -m pytest -q
 
 ## Static checks: format, lint, types, import layers, Dockerfile.
 check: lint typecheck imports dockerlint
