@@ -1,7 +1,8 @@
 # collector: the Prometheus-compatible scraping agent, as a container image.
 #
 # Two stages from the same base: the builder makes a virtualenv at /opt/collector holding the
-# project's wheel and its dependencies; the final stage copies only that venv. BASE_IMAGE may be
+# project's wheel (with its C extension, collector._native, compiled there) and its
+# dependencies; the final stage copies only that venv, so it has no compiler. BASE_IMAGE may be
 # the official python:3.11-slim (default) or a Debian base whose interpreter is `python3` (see
 # scripts/base-image.sh), so every step calls `python3` / the venv's own pip, never `python`.
 #
@@ -18,22 +19,40 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# A C compiler and the Python headers for collector/_native.c, in this stage only. The official
+# python:3.11-slim has the headers of its own /usr/local Python but no compiler; a Debian base
+# (scripts/base-image.sh) runs Debian's python3, whose headers are python3-dev: asked for only
+# when Python.h is missing, so a slim build does not pull in a second Python. libc6-dev is named
+# because gcc only recommends it. Versions are not pinned: they come with the base's release.
+# hadolint ignore=DL3008
+RUN set -eu; \
+    set -- gcc libc6-dev; \
+    if ! python3 -c 'import os, sysconfig; p = sysconfig.get_paths()["include"]; raise SystemExit(not os.path.exists(os.path.join(p, "Python.h")))'; then \
+        set -- "$@" python3-dev; \
+    fi; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; \
+    rm -rf /var/lib/apt/lists/*
+
 # The venv first, so its layer survives source changes.
 RUN python3 -m venv /opt/collector
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY collector ./collector
 
 # Build the wheel, then install it (and only its runtime dependencies) into the venv. pip
 # byte-compiles what it installs, so nothing is written under /opt at run time; pip itself is
 # not needed there. A build behind a TLS-intercepting proxy passes the proxy's CA bundle as the
 # build secret `pip-ca` (scripts/build-image.sh does); it is mounted for this step only and
-# never stored in a layer.
+# never stored in a layer. The extension is optional to setuptools (a machine without a
+# compiler still installs); here the compiler is installed above, so a wheel without it is a
+# broken build and the import check fails it (-I: not the source tree in /src).
 RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && /opt/collector/bin/python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && /opt/collector/bin/python3 -m pip install --no-cache-dir /wheels/*.whl \
-    && /opt/collector/bin/python3 -m pip uninstall --yes pip
+    && /opt/collector/bin/python3 -m pip uninstall --yes pip \
+    && /opt/collector/bin/python3 -I -c 'import collector._native'
 
 
 FROM ${BASE_IMAGE}
