@@ -30,7 +30,7 @@ def _load() -> tuple[SteadyValues | None, str]:
     if os.environ.get("COLLECTOR_NATIVE") == "0":
         return None, "COLLECTOR_NATIVE=0"
     try:
-        from collector import _native
+        import collector._native as _native
     except ImportError as exc:  # no compiler at install time, or a foreign build
         return None, f"not built: {exc}"
     return _native.steady_values, "collector._native"
