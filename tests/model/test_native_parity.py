@@ -44,6 +44,7 @@ SEEDS = [
     b'a_bucket{le="1"} 1\na_bucket{le="+Inf"} 2\na_sum 2\na_count 2\n\n# c\nplain 7\nplain 8\n',
     b"a 1\nb 2\n",
     b"only 0",
+    b'm{a="x\ny"} 1\nn 2\n',  # a raw newline in a label value: never remembered
 ]
 OM_SEEDS = [
     b"# TYPE r counter\n# HELP r help\nr_total 1\nr_created 2\n"
