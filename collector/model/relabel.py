@@ -353,6 +353,12 @@ _REPEAT = re.compile(r"\{(0|[1-9][0-9]*)(?:(,)(0|[1-9][0-9]*)?)?\}")
 _MAX_REPEAT: Final = 1000
 
 
+def _repeat_count(digits: str) -> int:
+    """A repeat count; any count of over 4 digits is past Go's 1000 (and int() refuses more
+    than 4,300 digits: fuzzing found ``a{<4,301 digits>}`` raising ValueError)."""
+    return int(digits) if len(digits) <= 4 else _MAX_REPEAT + 1
+
+
 class _RegexSyntaxError(Exception):
     """A pattern Go's RE2 would refuse (or that we cannot translate faithfully)."""
 
@@ -530,10 +536,10 @@ class _Translator:
         op = src[start:end]
         match = _REPEAT.fullmatch(op.rstrip("?")) if op.startswith("{") else None
         if match is not None:
-            low = int(match.group(1))
+            low = _repeat_count(match.group(1))
             # ``{n}`` -> n..n, ``{n,}`` -> n..unbounded, ``{n,m}`` -> n..m; Go caps counts at 1000.
             bounded = match.group(2) is None or match.group(3) is not None
-            high = int(match.group(3) or low) if bounded else low
+            high = _repeat_count(match.group(3)) if bounded and match.group(3) else low
             if low > _MAX_REPEAT or high > _MAX_REPEAT or high < low:
                 raise _RegexSyntaxError("invalid repeat count", op)
         if end < len(src) and (src[end] in "*+?" or _REPEAT.match(src, end)):

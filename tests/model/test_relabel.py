@@ -592,6 +592,8 @@ REGEX_REJECT_CASES: list[tuple[str, str, str]] = [
     ("unknown-posix-class", "[[:foo:]]", "invalid character class range"),
     ("repeat-over-1000", "a{1001}", "invalid repeat count"),
     ("repeat-min-over-max", "a{3,2}", "invalid repeat count"),
+    ("repeat-of-4301-digits", "a{" + "9" * 4301 + "}", "invalid repeat count"),  # fuzzing
+    ("repeat-max-of-4301-digits", "a{1," + "9" * 4301 + "}", "invalid repeat count"),
     ("missing-paren", "(a", "missing closing )"),
     ("unexpected-paren", "a)", "unexpected )"),
     ("missing-bracket", "[a", "missing closing ]"),
