@@ -41,6 +41,7 @@ from benchmarks.fuzzing import TARGETS, load_targets
 from benchmarks.fuzzing.harness import (
     TRACE_EVERY,
     Stats,
+    merge_stats,
     run_one,
     run_target,
     stats_from_json,
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Stats] = []
     if args.engine == "atheris":
         results = [_run_worker(name, args) for name in names]
-    elif args.jobs > 1 and len(names) > 1:
+    elif args.jobs > 1:
         results = _run_jobs(names, args)
     else:
         results = _run_mutator(names, args)
@@ -224,9 +225,18 @@ def _run_mutator(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
 
 
 def _run_jobs(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
-    """Up to ``--jobs`` targets at once, each in a child process (``--worker``)."""
+    """Up to ``--jobs`` child processes (``--worker``) at once, each running one target.
 
-    def one(name: str) -> Stats:
+    With fewer targets than jobs, each target's inputs are split into parts run at once, part
+    ``p`` with seed ``seed * 1000 + p`` (its own stream of edits), and the parts' stats are
+    merged (`merge_stats`) into the target's row.
+    """
+    parts = max(1, args.jobs // len(names))
+    counts = [args.inputs // parts + (p < args.inputs % parts) for p in range(parts)]
+    seeds = [args.seed] if parts == 1 else [args.seed * 1000 + p for p in range(parts)]
+
+    def one(task: tuple[str, int]) -> Stats:
+        name, part = task
         with tempfile.TemporaryDirectory(prefix="fuzz-stats-") as tmp:
             stats_file = Path(tmp) / "stats.json"
             command = [
@@ -235,8 +245,8 @@ def _run_jobs(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
                 "benchmarks.fuzz",
                 "--worker",
                 f"--target={name}",
-                f"--inputs={args.inputs}",
-                f"--seed={args.seed}",
+                f"--inputs={counts[part]}",
+                f"--seed={seeds[part]}",
                 f"--max-size={args.max_size}",
                 f"--trace-every={args.trace_every}",
                 f"--crash-dir={args.crash_dir}",
@@ -250,9 +260,11 @@ def _run_jobs(names: Sequence[str], args: argparse.Namespace) -> list[Stats]:
             return stats_from_json(json.loads(stats_file.read_text()))
 
     results: list[Stats] = []
+    tasks = [(name, part) for name in names for part in range(parts)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for stats in pool.map(one, names):  # report order: the targets' order
-            results.append(stats)
+        done = iter(pool.map(one, tasks))  # report order: the targets' order
+        for _name in names:
+            results.append(merge_stats([next(done) for _ in range(parts)]))
             _write(results, args)
     return results
 

@@ -351,3 +351,28 @@ def test_state_carried_from_the_previous_input_counts_its_size(
     finally:
         tracemalloc.stop()
         recorder.close()
+
+
+def test_parts_of_one_target_merge_into_its_row() -> None:
+    """``--jobs`` above the target count splits a target: its row sums inputs and crashes
+    (one per signature), and keeps the worst input, the longest part and the largest RSS."""
+
+    def check(data: bytes) -> None:
+        if data.endswith(b"!"):
+            raise KeyError("!")
+
+    toy = Target(
+        name="toy",
+        summary="toy",
+        check=check,
+        mutate=lambda rng, data: data + rng.choice([b"a", b"!"]),
+        seeds=[b"seed"],
+    )
+    parts = [run_target(toy, inputs=200, seed=seed) for seed in (1, 2)]
+    merged = harness.merge_stats(parts)
+    assert merged.inputs == 400
+    assert merged.crash_count == sum(p.crash_count for p in parts) > 0
+    assert len(merged.crashes) == 1
+    assert merged.seconds == max(p.seconds for p in parts)
+    assert merged.slowest == max(p.slowest for p in parts)
+    assert merged.traced == sum(p.traced for p in parts)

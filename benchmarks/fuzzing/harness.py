@@ -63,6 +63,7 @@ __all__ = [
     "Stats",
     "Target",
     "Violation",
+    "merge_stats",
     "minimize",
     "run_one",
     "run_target",
@@ -580,6 +581,33 @@ def run_target(
                 break
     recorder.close()
     return recorder.finish()
+
+
+def merge_stats(parts: Sequence[Stats]) -> Stats:
+    """One target's stats from parts run at once (`benchmarks.fuzz --jobs`): inputs, bytes
+    and crashes summed (one crash per signature), the worst input of any part, the longest
+    part's time (they ran side by side) and the largest RSS of one process."""
+    merged = Stats(target=parts[0].target)
+    seen: set[tuple[str, str]] = set()
+    for part in parts:
+        merged.inputs += part.inputs
+        merged.input_bytes += part.input_bytes
+        merged.crash_count += part.crash_count
+        merged.traced += part.traced
+        merged.seconds = max(merged.seconds, part.seconds)
+        merged.max_rss = max(merged.max_rss, part.max_rss)
+        merged.rss_exact = merged.rss_exact and part.rss_exact
+        merged.worst_ratio = max(merged.worst_ratio, part.worst_ratio)
+        if part.slowest > merged.slowest:
+            merged.slowest = part.slowest
+            merged.slowest_size, merged.slowest_input = part.slowest_size, part.slowest_input
+        if part.peak > merged.peak:
+            merged.peak, merged.peak_size = part.peak, part.peak_size
+        for crash in part.crashes:
+            if crash.signature not in seen:
+                seen.add(crash.signature)
+                merged.crashes.append(crash)
+    return merged
 
 
 def stats_to_json(stats: Stats) -> dict[str, object]:
