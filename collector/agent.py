@@ -410,6 +410,7 @@ class Agent:
                 max_body_bytes=opts.receiver_max_body_bytes,
                 max_decompressed_bytes=opts.receiver_max_decompressed_bytes,
                 max_series_per_request=opts.receiver_max_series_per_request,
+                max_samples_per_request=opts.receiver_max_samples_per_request,
                 max_labels_per_series=opts.receiver_max_labels_per_series,
                 max_label_name_length=opts.receiver_max_label_name_length,
                 max_label_value_length=opts.receiver_max_label_value_length,

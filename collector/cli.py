@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         receiver_max_body_bytes=args.receiver_max_body_bytes,
         receiver_max_decompressed_bytes=args.receiver_max_decompressed_bytes,
         receiver_max_series_per_request=args.receiver_max_series_per_request,
+        receiver_max_samples_per_request=args.receiver_max_samples_per_request,
         receiver_max_labels_per_series=args.receiver_max_labels_per_series,
         receiver_max_label_name_length=args.receiver_max_label_name_length,
         receiver_max_label_value_length=args.receiver_max_label_value_length,
@@ -294,6 +295,12 @@ def _add_web_flags(parser: argparse.ArgumentParser, defaults: AgentOptions) -> N
             "decompressed body (read from the snappy header first), 413 above",
         ),
         ("max-series-per-request", "receiver_max_series_per_request", _count_flag, "series"),
+        (
+            "max-samples-per-request",
+            "receiver_max_samples_per_request",
+            _count_flag,
+            "samples (floats and native histograms)",
+        ),
         ("max-labels-per-series", "receiver_max_labels_per_series", _count_flag, "labels"),
         (
             "max-label-name-length",

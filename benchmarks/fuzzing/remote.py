@@ -1,8 +1,9 @@
 """Fuzz targets of the remote-write decoder: the codec and the receiver's request handling.
 
-- ``remote_codec``: `decompress`, then `decode_request` and `decode_metadata` of what came
-  out. `DecodeError` is the only error their docstrings allow (it is a `ValueError`; any other
-  `ValueError` is a crash too).
+- ``remote_codec``: `decompress`, then the receiver's decoders (`collector.remote.received`
+  ``decode_v1``/``decode_v2``, remote write 1.0 and 2.0) under the receiver's default count
+  caps. `DecodeError` is the only error their docstrings allow (it is a `ValueError`; any other
+  `ValueError` is a crash too), and nothing over a cap may come out.
 - ``remote_receiver``: the aiohttp handler of `make_receiver_handler` with small caps, fed a
   request whose body arrives in chunks. It must answer 204, 400 or 413 (415 is for headers,
   which stay valid here), never raise and never answer 500; what reaches ``on_write`` must
@@ -27,21 +28,20 @@ from typing import Any, cast
 from aiohttp import streams, web
 from aiohttp.base_protocol import BaseProtocol
 
-from benchmarks.fuzzing.harness import Target, Violation
+from benchmarks.fuzzing.harness import Target, Violation, untimed
 from benchmarks.fuzzing.mutate import ODD_UNICODE, Mutator
 from collector.model.value import STALE_NAN
 from collector.remote.codec import (
     DecodedSeries,
     DecodeError,
     compress,
-    decode_metadata,
-    decode_request,
     decompress,
     encode_labels,
     encode_metadata_request,
     encode_request,
     varint,
 )
+from collector.remote.received import Caps, decode_v1, decode_v2
 from collector.remote.receiver import ReceiverLimits, make_receiver_handler
 
 __all__ = ["decode_fields", "encode_fields", "targets"]
@@ -235,24 +235,34 @@ def _mutator(max_size: int) -> Any:
     return mutate
 
 
+_CAPS = Caps(
+    max_series=ReceiverLimits().max_series_per_request,
+    max_samples=ReceiverLimits().max_samples_per_request,
+)
+"""The receiver's default count caps, which it hands to the decoders."""
+
+
 def check_codec(data: bytes) -> None:
-    """`decompress`, `decode_request`, `decode_metadata`; `DecodeError` only."""
+    """`decompress`, then the receiver's `decode_v1` and `decode_v2` under its default caps;
+    `DecodeError` (`TooLarge` included) only."""
     try:
         raw = decompress(data)
     except DecodeError:
         return
-    try:
-        for labels, samples in decode_request(raw):
-            if not all(type(n) is str and type(v) is str for n, v in labels):
-                raise Violation("codec labels: not str pairs")
-            if not all(type(v) is float and type(t) is int for v, t in samples):
-                raise Violation("codec samples: not (float, int)")
-    except DecodeError:
-        pass
-    try:
-        decode_metadata(raw)
-    except DecodeError:
-        pass
+    for decode in (decode_v1, decode_v2):
+        try:
+            got = decode(raw, _CAPS)
+        except DecodeError:
+            continue
+        with untimed():  # the check's own walk over the result is not the decoder's
+            for labels, samples in got.series:
+                if not all(type(n) is str and type(v) is str for n, v in labels):
+                    raise Violation("codec labels: not str pairs")
+                if not all(type(v) is float and type(t) is int for v, t in samples):
+                    raise Violation("codec samples: not (float, int)")
+            if sum(map(len, (s for _, s in got.series))) + len(got.histograms) > _CAPS.max_samples:
+                raise Violation("codec: more samples than the cap")
+            del got
 
 
 class _Protocol:
@@ -322,7 +332,7 @@ def targets(*, max_size: int) -> list[Target]:
     return [
         Target(
             name="remote_codec",
-            summary="decompress + decode_request/decode_metadata; DecodeError only",
+            summary="decompress + decode_v1/decode_v2 (receiver caps); DecodeError only",
             check=check_codec,
             mutate=mutate,
             seeds=seeds,

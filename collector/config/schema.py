@@ -366,6 +366,9 @@ class AgentOptions:
     read from the snappy header before decompressing."""
     receiver_max_series_per_request: int = 100_000
     """``--web.remote-write-receiver.max-series-per-request`` (0 = no cap; 400 above)."""
+    receiver_max_samples_per_request: int = 1_000_000
+    """``--web.remote-write-receiver.max-samples-per-request``: float samples plus native
+    histograms (0 = no cap; 400 above, before they are decoded into objects)."""
     receiver_max_labels_per_series: int = 128
     """``--web.remote-write-receiver.max-labels-per-series`` (0 = no cap; 400 above)."""
     receiver_max_label_name_length: int = 1024

@@ -38,13 +38,51 @@ from collector.model.labels import Labels
 from collector.remote import prompb, prompb2
 from collector.remote.codec import DecodedSeries, DecodeError
 
-__all__ = ["CUSTOM_BUCKETS_SCHEMA", "Received", "decode_v1", "decode_v2"]
+__all__ = ["CUSTOM_BUCKETS_SCHEMA", "Caps", "Received", "TooLarge", "decode_v1", "decode_v2"]
 
 CUSTOM_BUCKETS_SCHEMA = -53
 """``Histogram.schema`` of a native histogram with custom buckets (NHCB)."""
 
 Item = tuple[int, bytes, int]
 """``(index in Received.series, message bytes, timestamp ms)``."""
+
+
+class TooLarge(DecodeError):
+    """A request over a count cap, found before its samples were turned into objects."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """``too_many_series`` or ``too_many_samples``: the receiver's counter label."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Count caps checked on the parsed message, before any Python object per sample is
+    made: a few megabytes of snappy can hold millions of empty samples (2 bytes each), which
+    took seconds and gigabytes to turn into tuples (fuzzing). 0 means no cap."""
+
+    max_series: int = 0
+    max_samples: int = 0
+    """Float samples plus native histograms, over all series of the request."""
+
+
+def _check_caps(timeseries: Any, caps: Caps) -> None:
+    count = len(timeseries)
+    if caps.max_series and count > caps.max_series:
+        raise TooLarge(
+            "too_many_series",
+            f"request has {count} series, more than {caps.max_series} "
+            "(--web.remote-write-receiver.max-series-per-request)",
+        )
+    if caps.max_samples:
+        samples = sum(len(series.samples) + len(series.histograms) for series in timeseries)
+        if samples > caps.max_samples:
+            raise TooLarge(
+                "too_many_samples",
+                f"request has {samples} samples, more than {caps.max_samples} "
+                "(--web.remote-write-receiver.max-samples-per-request)",
+            )
 
 
 @dataclass(slots=True)
@@ -81,13 +119,15 @@ def _histogram(h: Any, message: Any) -> bytes | None:
     return raw
 
 
-def decode_v1(raw: bytes) -> Received:
-    """An uncompressed 1.0 ``WriteRequest``; `DecodeError` when it is not one."""
+def decode_v1(raw: bytes, caps: Caps = Caps()) -> Received:
+    """An uncompressed 1.0 ``WriteRequest``; `DecodeError` when it is not one, `TooLarge`
+    when it is over ``caps``."""
     message: Any = prompb.WriteRequest()
     try:
         message.ParseFromString(raw)
     except _ProtobufDecodeError as exc:
         raise DecodeError(f"invalid WriteRequest protobuf: {exc}") from exc
+    _check_caps(message.timeseries, caps)
     out = Received()
     for i, series in enumerate(message.timeseries):
         labels: Labels = tuple((label.name, label.value) for label in series.labels)
@@ -103,14 +143,15 @@ def decode_v1(raw: bytes) -> Received:
     return out
 
 
-def decode_v2(raw: bytes) -> Received:
+def decode_v2(raw: bytes, caps: Caps = Caps()) -> Received:
     """An uncompressed 2.0 ``Request``, symbols resolved; `DecodeError` when it is not one or
-    a ref does not resolve."""
+    a ref does not resolve, `TooLarge` when it is over ``caps``."""
     message: Any = prompb2.Request()
     try:
         message.ParseFromString(raw)
     except _ProtobufDecodeError as exc:
         raise DecodeError(f"invalid io.prometheus.write.v2.Request protobuf: {exc}") from exc
+    _check_caps(message.timeseries, caps)
     symbols = list(message.symbols)
     if symbols and symbols[0] != "":
         raise DecodeError("symbols[0] must be the empty string")

@@ -84,6 +84,7 @@ REJECT_REASONS = (
     "invalid_snappy",
     "invalid_protobuf",
     "too_many_series",
+    "too_many_samples",
     "too_many_labels",
     "label_name_too_long",
     "label_value_too_long",
@@ -109,6 +110,8 @@ class ReceiverLimits:
     max_decompressed_bytes: int = 128 * _MiB
     """Decompressed ``WriteRequest`` (``...max-decompressed-bytes``)."""
     max_series_per_request: int = 100_000
+    max_samples_per_request: int = 1_000_000
+    """Float samples plus native histograms (100x vmagent's largest block)."""
     max_labels_per_series: int = 128
     max_label_name_length: int = 1024
     """Bytes of UTF-8, as Go's ``len`` counts them."""
@@ -318,19 +321,16 @@ def _decode(body: bytes, caps: ReceiverLimits, v2: bool) -> Received:
         raw = decompress(body)
     except DecodeError as exc:
         raise _Rejected(400, "invalid_snappy", str(exc)) from exc
+    counts = received.Caps(
+        max_series=caps.max_series_per_request, max_samples=caps.max_samples_per_request
+    )
     try:
-        got = received.decode_v2(raw) if v2 else received.decode_v1(raw)
+        got = received.decode_v2(raw, counts) if v2 else received.decode_v1(raw, counts)
+    except received.TooLarge as exc:
+        raise _Rejected(400, exc.reason, str(exc)) from exc
     except DecodeError as exc:
         raise _Rejected(400, "invalid_protobuf", str(exc)) from exc
     del raw
-    count = len(got.series)
-    if caps.max_series_per_request and count > caps.max_series_per_request:
-        raise _Rejected(
-            400,
-            "too_many_series",
-            f"request has {count} series, more than {caps.max_series_per_request} "
-            "(--web.remote-write-receiver.max-series-per-request)",
-        )
     for labels, _ in got.series:
         _check_labels(labels, caps)
     return got

@@ -87,6 +87,7 @@ _FLAG_NAMES: Mapping[str, str] = {
     "receiver_max_body_bytes": "web.remote-write-receiver.max-body-bytes",
     "receiver_max_decompressed_bytes": "web.remote-write-receiver.max-decompressed-bytes",
     "receiver_max_series_per_request": "web.remote-write-receiver.max-series-per-request",
+    "receiver_max_samples_per_request": "web.remote-write-receiver.max-samples-per-request",
     "receiver_max_labels_per_series": "web.remote-write-receiver.max-labels-per-series",
     "receiver_max_label_name_length": "web.remote-write-receiver.max-label-name-length",
     "receiver_max_label_value_length": "web.remote-write-receiver.max-label-value-length",

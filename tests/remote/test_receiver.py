@@ -176,6 +176,45 @@ async def test_snappy_bomb_is_413_without_a_memory_spike() -> None:
         assert _rejected(registry, "invalid_protobuf") == 1
 
 
+def _empty_samples(count: int) -> bytes:
+    """A WriteRequest of one series ``flood`` with ``count`` empty samples (value 0, ts 0):
+    2 bytes each on the wire, the densest a request can pack samples."""
+    series = encode_labels((("__name__", "flood"),))
+    sample = b"\x12\x00"  # TimeSeries.samples (field 2), an empty Sample
+    body = series + sample * count
+    return b"\x0a" + _varint(len(body)) + body  # WriteRequest.timeseries (field 1)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+async def test_samples_over_the_cap_are_400_before_they_are_decoded() -> None:
+    """Four million empty samples are 8 MiB unpacked and a few hundred KB of snappy: refused
+    from the parsed message's counts (400, ``too_many_samples``), without the seconds and
+    gigabytes of making a tuple per sample (what fuzzing found the receiver would do). At the
+    cap the request is taken."""
+    flood = compress(_empty_samples(4_000_000))
+    assert len(flood) < 1 << 20
+    async with _capped(ReceiverLimits()) as (url, registry, got):
+        (status, text), growth = await _peak_rss_growth(_post(url, flood))
+        assert status == 400
+        assert "request has 4000000 samples, more than 1000000" in text
+        assert "--web.remote-write-receiver.max-samples-per-request" in text
+        assert growth < 128 << 20, f"RSS grew by {growth >> 20} MiB"
+        assert _rejected(registry, "too_many_samples") == 1
+        assert got == []
+    async with _capped(ReceiverLimits(max_samples_per_request=10)) as (url, registry, got):
+        assert (await _post(url, compress(_empty_samples(11))))[0] == 400
+        assert await _post(url, compress(_empty_samples(10))) == (204, "")
+        assert [len(samples) for _, samples in got[0]] == [10]
+
+
 async def test_body_over_the_cap_is_413() -> None:
     """Declared (Content-Length) or streamed (chunked), a body over the cap gets 413."""
     body = compress(os.urandom(4096))
@@ -279,6 +318,7 @@ def test_the_cli_passes_the_caps_to_the_agent(monkeypatch: pytest.MonkeyPatch) -
                 f"{flag}max-body-bytes=64MiB",
                 f"{flag}max-decompressed-bytes=256MiB",
                 f"{flag}max-series-per-request=7",
+                f"{flag}max-samples-per-request=70",
                 f"{flag}max-labels-per-series=0",
                 f"{flag}max-label-name-length=9",
                 f"{flag}max-label-value-length=10",
@@ -292,6 +332,7 @@ def test_the_cli_passes_the_caps_to_the_agent(monkeypatch: pytest.MonkeyPatch) -
         64 << 20,
         256 << 20,
     )
+    assert options.receiver_max_samples_per_request == 70
     assert (
         options.receiver_max_series_per_request,
         options.receiver_max_labels_per_series,

@@ -151,7 +151,7 @@ async def test_playground_reports_the_dropping_rule(
     [
         ({"a": "b"}, "- {action: repalce}", 'rules[0].action: unknown relabel action "repalce"'),
         ({"a": "b"}, "- {regex: '('}\n", "rules[0].regex"),
-        ({"a": "b"}, "- [unclosed", "rules:1:12: yaml: line 1:"),
+        ({"a": "b"}, "- [unclosed", "rules:2:1: yaml: line 1: did not find expected ',' or ']'"),
         ({"a": "b"}, "- {action: keep}\n- action: repalce\n", "2:3: rules[1].action: unknown"),
         ({"a": "b"}, "42", "rules: expected a list of relabel rules"),
         ("{a=}", "[]", "labels: not a label mapping nor a series"),
