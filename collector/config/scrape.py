@@ -413,12 +413,18 @@ def _scrape_protocols(s: Section, key: str, suffix: str) -> tuple[ScrapeProtocol
         s.fail(f"scrape_protocols cannot be empty {suffix}", key)
     seen: set[str] = set()
     valid: list[ScrapeProtocol] = []
+    duplicate_reported = False
     for i, protocol in enumerate(protocols):
         if protocol.lower() in seen:
-            s.src.report(
-                f"duplicated protocol in scrape_protocols, got [{' '.join(protocols)}] {suffix}",
-                idx(s.at(key), i),
-            )
+            # Once: the message holds the whole list, so one per repeat would grow with the
+            # square of its length (fuzzing: 900 repeats of 6 KB each). Prometheus stops here.
+            if not duplicate_reported:
+                s.src.report(
+                    f"duplicated protocol in scrape_protocols, got [{' '.join(protocols)}]"
+                    f" {suffix}",
+                    idx(s.at(key), i),
+                )
+                duplicate_reported = True
         elif protocol not in SCRAPE_PROTOCOL_MEDIA_TYPES:
             s.src.report(
                 f"scrape_protocols: {_unknown_protocol(protocol)} {suffix}", idx(s.at(key), i)

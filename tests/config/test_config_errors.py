@@ -938,6 +938,12 @@ ONE_MISTAKE: list[tuple[str, str, str]] = [
         "scrape_configs[0].file_sd_configs[0].files",
     ),
     ("explicit-int-tag", "global: {sample_limit: !!int abc}\n", ""),
+    (
+        # Its message holds the whole list: one per repeat grew with the list's square (fuzzing).
+        "protocol-repeated-many-times",
+        _job("scrape_protocols: [" + ", ".join(["PrometheusProto"] * 900) + "]\n"),
+        "scrape_configs[0].scrape_protocols[1]",
+    ),
 ]
 
 
