@@ -346,7 +346,12 @@ class DeliveryQueue:
         records = [
             Record(e.seq, e.epoch, e.shard, e.count, e.max_ts, e.body or b"") for e in entries
         ]
-        result = await self._in_io(self._wal.commit, records, acked)
+        # Shielded: the entries and acks were taken out of their buffers above, so this log call
+        # must happen even if the caller is cancelled now. A shutdown cancels `sync_forever`
+        # in mid-call; before, a cancel that came before the I/O thread started the call lost
+        # them: batches never logged (gone at the restart if still unsent) and acks never
+        # recorded (delivered batches sent again; a drained queue kept on disk).
+        result = await asyncio.shield(self._in_io(self._wal.commit, records, acked))
         failed = set(result.unwritten)
         for entry in entries:
             # An entry the log could not take stays in memory (never evicted): still sendable.
