@@ -54,12 +54,12 @@ def _yaml_message(output: str) -> str:
     return found[0]
 
 
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_yaml_syntax_error_matches_promtool(tmp_path: Path, name: str) -> None:
+def _check_both(path: Path, text: str) -> tuple[str, str]:
+    """``text`` written to ``path`` and checked by promtool and by collector, both of which
+    must find it invalid (exit 1): (promtool's output, collector's stderr)."""
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool (Debian package prometheus) is required"
-    path = tmp_path / "prometheus.yml"
-    path.write_text(BROKEN[name])
+    path.write_text(text)
     theirs = subprocess.run(
         [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
     )
@@ -70,28 +70,22 @@ def test_yaml_syntax_error_matches_promtool(tmp_path: Path, name: str) -> None:
         timeout=60,
     )
     assert theirs.returncode == ours.returncode == 1, (theirs, ours)
-    assert _yaml_message(ours.stderr) == _yaml_message(theirs.stdout + theirs.stderr)
-    assert re.search(rf"FAILED: {re.escape(str(path))}:\d+:\d+: yaml: ", ours.stderr), ours.stderr
+    return theirs.stdout + theirs.stderr, ours.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_yaml_syntax_error_matches_promtool(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "prometheus.yml"
+    theirs, ours = _check_both(path, BROKEN[name])
+    assert _yaml_message(ours) == _yaml_message(theirs)
+    assert re.search(rf"FAILED: {re.escape(str(path))}:\d+:\d+: yaml: ", ours), ours
 
 
 @pytest.mark.parametrize("name", sorted(BAD_TAGS))
 def test_bad_tagged_value_matches_promtool(tmp_path: Path, name: str) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool (Debian package prometheus) is required"
-    path = tmp_path / "prometheus.yml"
-    path.write_text(BAD_TAGS[name])
-    theirs = subprocess.run(
-        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
-    )
-    ours = subprocess.run(
-        [sys.executable, "-m", "collector", "check", "config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert theirs.returncode == ours.returncode == 1, (theirs, ours)
-    want = _yaml_message(theirs.stdout + theirs.stderr).removeprefix("yaml: ")
+    theirs, ours = _check_both(tmp_path / "prometheus.yml", BAD_TAGS[name])
+    want = _yaml_message(theirs).removeprefix("yaml: ")
     assert want.startswith("cannot decode ")
-    assert re.search(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours.stderr, re.MULTILINE)
-    got = re.findall(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours.stderr, re.MULTILINE)
-    assert got == [want], ours.stderr
+    assert re.search(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours, re.MULTILINE)
+    got = re.findall(r"FAILED: .*:\d+:\d+: line \d+: (.*)$", ours, re.MULTILINE)
+    assert got == [want], ours
