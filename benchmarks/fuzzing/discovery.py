@@ -45,8 +45,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_YAML_SIZE = 256 * 1024
 """Largest input also read as a ``.yml`` file (every input is read as ``.json``). PyYAML builds
-Python objects at ~2.5-3 s per MiB even over libyaml (measured: 344 KB of groups 0.7 s of CPU,
-1 MiB 3.0 s), linear in the size, so a YAML file_sd file past ~300 KB takes over the 1 s
+Python objects at ~0.45 s per MiB of target groups even over libyaml with the garbage collector
+paused (measured: 1 MiB of groups 0.41-0.46 s of CPU), and up to ~2.4 s per MiB for nested
+lists 63 deep (one node every two bytes), so a YAML file past ~400 KB can take over the 1 s
 limit whatever it holds. Files are written by local tooling, not sent by peers (http_sd, the
 network-facing one, is JSON only and takes every size)."""
 

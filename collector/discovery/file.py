@@ -39,7 +39,7 @@ import orjson
 import yaml
 
 from collector.config import FileSDConfig
-from collector.config.yaml_tree import StrictConstructor, excessive_aliasing
+from collector.config.yaml_read import safe_load
 from collector.discovery.discoverer import SendGroups
 from collector.discovery.metrics import FileSDMetrics, RefreshMetrics
 from collector.discovery.refresh import Sleep
@@ -91,7 +91,7 @@ def read_file(path: str) -> list[TargetGroup]:
             raise DiscoveryError(f"{path}: expected a list of target groups, got null")
     elif extension in (".yml", ".yaml"):
         try:
-            data = _load_yaml(content)
+            data = safe_load(content)
         except yaml.YAMLError as exc:
             raise DiscoveryError(f"{path}: invalid YAML: {exc}") from exc
     else:
@@ -99,34 +99,6 @@ def read_file(path: str) -> list[TargetGroup]:
     return parse_target_groups(
         data, location=path, source_prefix=path, meta_labels={FILEPATH_LABEL: path}
     )
-
-
-class _YAMLLoader(StrictConstructor, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml when PyYAML was built with it (the pure-Python parser takes 3-4 s per MB,
-    fuzzing), with the config loader's `StrictConstructor` (bad tagged values refused)."""
-
-
-def _load_yaml(content: bytes) -> object:
-    """``yaml.safe_load``, hardened against what fuzzing found (`yaml.YAMLError` otherwise).
-
-    An alias ladder ("billion laughs") expands to a list of groups far larger than the file,
-    so excessive aliasing is refused as Go's yaml.v2 refuses it; deep nesting that overflows
-    the pure-Python parser's stack is refused too.
-    """
-    loader = _YAMLLoader(content)  # type: ignore[call-arg]  # the loader base takes the stream
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if excessive_aliasing(node) is not None:
-            raise yaml.YAMLError("document contains excessive aliasing")
-        return loader.construct_document(node)
-    except RecursionError:
-        raise yaml.YAMLError("document is nested too deeply") from None
-    except ValueError as exc:  # an integer of over 4,300 digits: int()'s limit (fuzzing)
-        raise yaml.YAMLError(f"unreadable value: {exc}") from None
-    finally:
-        loader.dispose()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
