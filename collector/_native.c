@@ -1,16 +1,20 @@
-/* collector._native: the steady-state value pass of `IncrementalParser`, in C.
+/* collector._native: the steady-state value pass of `IncrementalParser` and the remote-write
+ * encoder's commit loop, in C.
  *
- * Place in the pipeline: called by collector/model/textparse/incremental.py (through
- * collector/native.py, which decides whether this module is used at all) for every scrape whose
- * body has the same lines as the previous one with new values. That pass is most of the agent's
- * parse CPU in steady state; here it is one walk over the body with no bytes object per line.
+ * Place in the pipeline: both are called through collector/native.py, which decides whether this
+ * module is used at all. steady_values: by collector/model/textparse/incremental.py for every
+ * scrape whose body has the same lines as the previous one with new values. That pass is most of
+ * the agent's parse CPU in steady state; here it is one walk over the body with no bytes object
+ * per line. encode_run: by collector/remote/encoder.py for every committed scrape, per
+ * destination; the per-sample lookup, pack and append of series it has encoded before.
  *
- * The pure-Python path in incremental.py is the reference: for every input this function either
- * returns exactly the values that path returns (bit for bit, NaN payloads included) or None, in
+ * The pure-Python paths are the reference: for every input steady_values either returns exactly
+ * the values incremental.py's pass returns (bit for bit, NaN payloads included) or None, in
  * which case the caller takes that path (which also handles what is refused here on purpose:
- * explicit timestamps). Raising is kept for broken arguments (a layout that does not add up).
+ * explicit timestamps); encode_run leaves every sample it does not handle exactly as the Python
+ * loop would to that loop. Raising is kept for broken arguments (a layout that does not add up).
  *
- * Prometheus counterpart: none (promparse.go lexes every body).
+ * Prometheus counterpart: none (promparse.go lexes every body; Go needs no second encoder).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -245,9 +249,156 @@ refuse:
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ encode_run
+ *
+ * The remote-write encoder's commit loop (collector/remote/encoder.py, BatchEncoder.commit) for
+ * the samples that need no decision: a series whose encoding is cached in the dict of its
+ * form. Same rules, same bytes, in the same order as the Python loop; it stops at the first
+ * sample it leaves to Python (another timestamp, a miss, anything not of the exact types the
+ * encoder stores) and says where. */
+
+PyDoc_STRVAR(encode_run_doc,
+"encode_run(samples, start, ts, values, zeros, runs, /) -> (stop, dropped)\n"
+"\n"
+"From ``samples[start]`` on, while a sample is ``(ref, value, ts)`` with this ``ts`` and its\n"
+"series is cached: a non-zero value's ``values[ref]`` prefix plus the packed value, or its\n"
+"unchanged ``(value, encoding)`` encoding (a changed one turns the entry into its prefix), or\n"
+"a zero's ``zeros[ref]``, appended to ``runs[ref % len(runs)]``; an empty entry (a dropped\n"
+"series) is counted instead. Returns the index of the first sample not handled and the count\n"
+"of dropped ones.");
+
+/* entry + the value's 8 little-endian bytes, appended to run; -1 with an exception set. */
+static int
+append_packed(PyObject *run, const char *prefix, Py_ssize_t len, double value)
+{
+    PyObject *encoded = PyBytes_FromStringAndSize(NULL, len + 8);
+    if (encoded == NULL)
+        return -1;
+    char *out = PyBytes_AS_STRING(encoded);
+    memcpy(out, prefix, (size_t)len);
+    if (PyFloat_Pack8(value, out + len, 1) < 0) {
+        Py_DECREF(encoded);
+        return -1;
+    }
+    int rc = PyList_Append(run, encoded);
+    Py_DECREF(encoded);
+    return rc;
+}
+
+static PyObject *
+encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "encode_run expected 6 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *samples = args[0], *values = args[3], *zeros = args[4], *runs = args[5];
+    if (!PyList_CheckExact(samples) || !PyDict_CheckExact(values) || !PyDict_CheckExact(zeros)
+        || !PyList_CheckExact(runs) || PyList_GET_SIZE(runs) == 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_run: samples list, two dicts and a non-empty runs list expected");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    long long ts = PyLong_AsLongLong(args[2]);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t nruns = PyList_GET_SIZE(runs);
+    Py_ssize_t total = PyList_GET_SIZE(samples);
+    Py_ssize_t dropped = 0;
+    if (i < 0)
+        i = total;
+
+    for (; i < total; i++) {
+        PyObject *sample = PyList_GET_ITEM(samples, i);
+        if (!PyTuple_CheckExact(sample) || PyTuple_GET_SIZE(sample) != 3)
+            break;
+        PyObject *ref = PyTuple_GET_ITEM(sample, 0);
+        PyObject *val = PyTuple_GET_ITEM(sample, 1);
+        PyObject *sts = PyTuple_GET_ITEM(sample, 2);
+        if (!PyLong_CheckExact(ref) || !PyFloat_CheckExact(val) || !PyLong_CheckExact(sts))
+            break;
+        int overflow;
+        long long this_ts = PyLong_AsLongLongAndOverflow(sts, &overflow);
+        if (overflow || this_ts != ts)
+            break;
+        Py_ssize_t r = PyLong_AsSsize_t(ref);
+        if (r < 0) {
+            PyErr_Clear(); /* a ref past Py_ssize_t: Python's loop takes it */
+            break;
+        }
+        PyObject *run = PyList_GET_ITEM(runs, r % nruns);
+        if (!PyList_CheckExact(run))
+            break;
+        double value = PyFloat_AS_DOUBLE(val);
+
+        if (value != 0.0) { /* NaN too, as Python's truth test of a float */
+            PyObject *entry = PyDict_GetItemWithError(values, ref);
+            if (entry == NULL) {
+                if (PyErr_Occurred())
+                    return NULL;
+                break;
+            }
+            if (PyBytes_CheckExact(entry)) {
+                Py_ssize_t len = PyBytes_GET_SIZE(entry);
+                if (len == 0) {
+                    dropped++;
+                    continue;
+                }
+                if (append_packed(run, PyBytes_AS_STRING(entry), len, value) < 0)
+                    return NULL;
+                continue;
+            }
+            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2)
+                break;
+            PyObject *kept = PyTuple_GET_ITEM(entry, 0);
+            PyObject *encoding = PyTuple_GET_ITEM(entry, 1);
+            if (!PyFloat_CheckExact(kept) || !PyBytes_CheckExact(encoding)
+                || PyBytes_GET_SIZE(encoding) < 8)
+                break;
+            if (PyFloat_AS_DOUBLE(kept) == value) { /* NaN never equals */
+                if (PyList_Append(run, encoding) < 0)
+                    return NULL;
+                continue;
+            }
+            /* Changed once: assume it changes, keep the prefix alone. */
+            Py_ssize_t len = PyBytes_GET_SIZE(encoding) - 8;
+            PyObject *prefix = PyBytes_FromStringAndSize(PyBytes_AS_STRING(encoding), len);
+            if (prefix == NULL)
+                return NULL;
+            /* `entry` is borrowed from the dict: done with it before the item is replaced. */
+            if (PyDict_SetItem(values, ref, prefix) < 0
+                || append_packed(run, PyBytes_AS_STRING(prefix), len, value) < 0) {
+                Py_DECREF(prefix);
+                return NULL;
+            }
+            Py_DECREF(prefix);
+            continue;
+        }
+        PyObject *encoded = PyDict_GetItemWithError(zeros, ref);
+        if (encoded == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            break;
+        }
+        if (!PyBytes_CheckExact(encoded))
+            break;
+        if (PyBytes_GET_SIZE(encoded) == 0) {
+            dropped++;
+            continue;
+        }
+        if (PyList_Append(run, encoded) < 0)
+            return NULL;
+    }
+    return Py_BuildValue("(nn)", i, dropped);
+}
+
 static PyMethodDef native_methods[] = {
     {"steady_values", (PyCFunction)(void (*)(void))steady_values, METH_FASTCALL,
      steady_values_doc},
+    {"encode_run", (PyCFunction)(void (*)(void))encode_run, METH_FASTCALL, encode_run_doc},
     {NULL, NULL, 0, NULL},
 };
 

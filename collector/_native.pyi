@@ -1,5 +1,16 @@
 # Types of the C extension built from _native.c (see collector/native.py for when it is used).
 
+from typing import Any
+
 def steady_values(
     body: bytes, nlines: int, mask: bytes, fixed: tuple[bytes, ...], keys: list[bytes], /
 ) -> list[float] | None: ...
+def encode_run(
+    samples: list[tuple[int, float, int]],
+    start: int,
+    ts: int,
+    values: dict[int, Any],
+    zeros: dict[int, bytes],
+    runs: list[list[bytes]],
+    /,
+) -> tuple[int, int]: ...

@@ -4,8 +4,9 @@ Place in the pipeline: beside it, not in it. The scrape hot path has a few steps
 in pure Python (the reference, always present) and in C (``collector/_native.c``, built by
 ``setup.py`` when a compiler is there). Modules with such a step take the C function from here
 and fall back to their own Python code when it is None; both give identical results, which
-``tests/model/test_native_parity.py`` checks. Today that is one step: the steady-state value
-pass of `IncrementalParser` (`steady_values`).
+``tests/model/test_native_parity.py`` and ``tests/remote/test_encoder_native.py`` check. Two
+steps: the steady-state value pass of `IncrementalParser` (`steady_values`) and the remote-write
+encoder's commit loop over series it has encoded before (`encode_run`).
 
 ``COLLECTOR_NATIVE=0`` in the environment forces pure Python everywhere (read here, at import,
 and inherited by the scrape worker processes); any other value, or none, uses the extension
@@ -18,28 +19,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
-__all__ = ["ACTIVE", "REASON", "SteadyValues", "describe", "steady_values"]
+__all__ = [
+    "ACTIVE",
+    "REASON",
+    "EncodeRun",
+    "SteadyValues",
+    "describe",
+    "encode_run",
+    "steady_values",
+]
 
 SteadyValues = Callable[[bytes, int, bytes, tuple[bytes, ...], list[bytes]], list[float] | None]
 """``steady_values(body, nlines, mask, fixed, keys)``: see `collector._native`."""
 
+EncodeRun = Callable[
+    [list[tuple[int, float, int]], int, int, dict[int, Any], dict[int, bytes], list[list[bytes]]],
+    tuple[int, int],
+]
+"""``encode_run(samples, start, ts, values, zeros, runs) -> (stop, dropped)``: see
+`collector._native`."""
 
-def _load() -> tuple[SteadyValues | None, str]:
-    """The C function to use, or None; and why, for `describe`."""
+
+def _load() -> tuple[ModuleType | None, str]:
+    """The C module to use, or None; and why, for `describe`."""
     if os.environ.get("COLLECTOR_NATIVE") == "0":
         return None, "COLLECTOR_NATIVE=0"
     try:
         import collector._native as _native
     except ImportError as exc:  # no compiler at install time, or a foreign build
         return None, f"not built: {exc}"
-    return _native.steady_values, "collector._native"
+    return _native, "collector._native"
 
 
 _LOADED = _load()
 
-steady_values: SteadyValues | None = _LOADED[0]
+steady_values: SteadyValues | None = None if _LOADED[0] is None else _LOADED[0].steady_values
 """The steady-state value pass in C, or None: use the pure-Python one."""
+
+encode_run: EncodeRun | None = None if _LOADED[0] is None else _LOADED[0].encode_run
+"""The encoder's commit loop in C, or None: use the pure-Python one."""
 
 REASON: str = _LOADED[1]
 """Where the C functions come from (``collector._native``), or why there are none."""
