@@ -21,7 +21,7 @@ Printed, in order:
    the N-workers/1-worker and collector/vmagent ratios.
 
 Run the whole scoreboard: ``python -m benchmarks.side_by_side`` (W1 and W2, 60 s windows after
-15 s warm-ups, about 8 minutes; then the ramp, about 35 s a step, each agent stepping until it
+15 s warm-ups, about 8 minutes; then the ramp, about 55 s a step, each agent stepping until it
 first fails). Needs the Debian packages ``prometheus`` and ``victoria-metrics`` (``vmagent``
 included), installed by ``make test``.
 ``--workload node|ksm``, ``--agent`` and ``--seconds``/``--warmup`` narrow the workload tables;
