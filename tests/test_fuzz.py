@@ -42,7 +42,7 @@ MAX_SIZE = 64 * 1024
 """Inputs of the short runs stay small: the long run (1 MiB) has the huge ones."""
 
 INPUTS = dict.fromkeys(TARGETS, 10_000)
-"""Inputs per target in the suite: the issue's 10,000 each (about 80 s of CPU for all ten
+"""Inputs per target in the suite: the issue's 10,000 each (about 80 s of CPU for all eleven
 with one input in 64 traced; the config loader is a third of it)."""
 
 

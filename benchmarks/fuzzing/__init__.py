@@ -4,9 +4,9 @@ Modules: `harness` (the contract checked per input, runs, crash files), `mutate`
 structured mutator), `trees` (its edits of JSON/YAML trees), `coverage` (the same targets
 under atheris/libFuzzer, coverage-guided), and one module of targets per area: `textparse`
 (text, OpenMetrics, stream, incremental), `remote` (the remote-write codec and receiver),
-`kubernetes` (watch streams into the informer and the role converters), `discovery`
-(file_sd and http_sd documents) and `config` (the config loader). The command line is
-`benchmarks.fuzz`.
+`scrape` (the scrape's HTTP response reader), `kubernetes` (watch streams into the informer
+and the role converters), `discovery` (file_sd and http_sd documents) and `config` (the
+config loader). The command line is `benchmarks.fuzz`.
 
 Target modules are imported by `load_targets` only when asked for, so that the coverage
 engine can instrument `collector` before anything imports it.
@@ -28,6 +28,7 @@ MODULES = {
     "incremental": "textparse",
     "remote_codec": "remote",
     "remote_receiver": "remote",
+    "scrape_http": "scrape",
     "k8s_watch": "kubernetes",
     "file_sd": "discovery",
     "http_sd": "discovery",

@@ -234,6 +234,10 @@ class ScrapeLoop:
         if self._closed:
             return
         self._closed = True
+        # A scraper may hold a kept-alive connection (`collector.scrape.fasthttp`).
+        close = getattr(self.scraper, "close", None)
+        if close is not None:
+            close()
         if self._report_refs is not None:
             for ref in self._report_refs:
                 self._registry.release(ref)

@@ -48,12 +48,12 @@ from collector.model.relabel import compile_rules
 from collector.model.rendezvous import Ring, Sharder, Split
 from collector.model.targetgroup import TargetGroup
 from collector.scrape.cache import LastTimestamps, ScrapeCache
+from collector.scrape.fasthttp import http_scraper
 from collector.scrape.limits import limiter_for
 from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_options
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.proxy import ProxiedScraper, ProxyResolver, new_proxy_session
 from collector.scrape.scraper import (
-    HttpScraper,
     Scraper,
     ScrapeResponse,
     build_ssl_context,
@@ -73,7 +73,7 @@ __all__ = ["ScrapePool", "ScraperFactory", "cache_reusable"]
 log = logging.getLogger(__name__)
 
 ScraperFactory = Callable[[Target, ScrapeConfig], Scraper]
-"""Builds a target's `Scraper`; tests pass canned ones, the default is `HttpScraper`."""
+"""Builds a target's `Scraper`; tests pass canned ones, the default is `http_scraper`'s."""
 
 
 def cache_reusable(old: ScrapeConfig, new: ScrapeConfig) -> bool:
@@ -455,7 +455,7 @@ class ScrapePool:
             # A key or certificate that does not load is this target's error (lastError, up 0),
             # never the agent's: errors are data inside the loop (STYLE rule 3).
             return _Refused(f"cannot load tls_config: {type(exc).__name__}: {exc}")
-        return HttpScraper(
+        return http_scraper(
             session=self._session,
             url=target.url,
             timeout=target.timeout,

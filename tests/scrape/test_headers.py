@@ -94,3 +94,21 @@ def test_fallback_protocol_is_used() -> None:
     assert parser_for("", "PrometheusText0.0.4") == "text"
     assert parser_for("garbage", "OpenMetricsText1.0.0") == "openmetrics"
     assert parser_for("application/json", "PrometheusText1.0.0") == "text"
+
+
+def test_parser_choice_is_remembered_but_not_errors() -> None:
+    """A Content-Type's parser is chosen once; a refused one raises every time; the memory
+    of choices stays bounded whatever targets send."""
+    from collector.scrape import scraper
+
+    scraper._CHOSEN.clear()
+    assert parser_for("text/plain; version=0.0.4", None) == "text"
+    assert scraper._CHOSEN == {("text/plain; version=0.0.4", None): "text"}
+    assert parser_for("text/plain; version=0.0.4", None) == "text"
+    for _ in range(2):
+        with pytest.raises(ScrapeContentTypeError):
+            parser_for("application/json", None)
+    assert len(scraper._CHOSEN) == 1
+    for i in range(scraper._CHOSEN_MAX + 5):
+        assert parser_for(f"text/plain; v={i}", None) == "text"
+    assert 0 < len(scraper._CHOSEN) <= scraper._CHOSEN_MAX

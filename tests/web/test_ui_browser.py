@@ -114,7 +114,10 @@ async def _targets_page(page: Page, base: str, target: Target, *, steps_api: boo
     )
     assert "s ago" in (await page.texts(f"{up_row} time"))[0]
     down = "tr[data-url='http://127.0.0.1:1/metrics']"
-    assert "Cannot connect to host 127.0.0.1:1" in (await page.texts(f"{down} td.error"))[0]
+    assert (
+        "dial tcp 127.0.0.1:1: connect: connection refused"
+        in (await page.texts(f"{down} td.error"))[0]
+    )
     await page.screenshot("targets")
 
     await page.click("button[data-health=down]")
