@@ -32,7 +32,9 @@ import os
 import re
 import socket
 from typing import TYPE_CHECKING, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+from yarl import URL
 
 from collector.errors import ScrapeBodyTooLarge, ScrapeError, ScrapeHTTPError, ScrapeTimeout
 from collector.scrape.scraper import HttpScraper, ScrapeResponse, finish_body
@@ -51,6 +53,10 @@ __all__ = ["FastHttpScraper", "http_scraper"]
 _MAX_HEAD = 64 << 10
 """Most bytes of status line and headers read before the response is refused (Go: 1 MB by
 default; a /metrics response's head is a few hundred bytes)."""
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+"""Kept as they are in a request line's path (RFC 3986 ``pchar`` and ``/``; ``%`` keeps an
+escape already made)."""
 
 _UNSAFE = re.compile(r"[\r\n\0]")
 """A header value that would split the request: left to aiohttp, which refuses it."""
@@ -124,12 +130,18 @@ class FastHttpScraper:
         self._threshold = stream_threshold
         self.url = slow.url
         parts = urlsplit(slow.url)
-        self._host = parts.hostname or ""
-        self._port = parts.port or 80
-        path = parts.path or "/"
+        # The host as aiohttp would send it (IDNA through yarl), the port only when given.
+        url = URL(slow.url)
+        self._host = url.raw_host or ""
+        self._port = url.port or 80
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        if url.explicit_port is not None:
+            host += f":{url.explicit_port}"
+        # Path and query as written (a target's URL is built escaped: `Target.url`), with
+        # what may not appear in a request line escaped (a space, non-ASCII, controls).
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
         if parts.query:
-            path += "?" + parts.query
-        host = parts.netloc  # no userinfo here: `http_scraper` leaves those URLs to aiohttp
+            path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
         self._request: bytes | None = _request_prefix(path, host, slow)
         """The request line and static headers; None once the target is aiohttp's for good."""
         self._conn: _Connection | None = None

@@ -134,6 +134,26 @@ async def test_one_connection_and_the_exact_request(raw: RawServer) -> None:
     assert any(line.startswith("Accept: application/openmetrics-text;") for line in lines)
 
 
+async def test_request_line_keeps_escapes_and_escapes_the_rest(raw: RawServer) -> None:
+    """A path and query as the target's URL writes them (``%2F`` stays ``%2F``); a space,
+    non-ASCII and a control character, which may not stand in a request line, are escaped
+    (UTF-8), as aiohttp escapes them."""
+    raw.answers = [ok(b"a 1\n")]
+    url = f"http://127.0.0.1:{raw.port}/probe me/ü?target=http%3A%2F%2Fx%2F&q=a b\x7f"
+    async with new_session() as session:
+        scraper = http_scraper(
+            session=session, url=url, timeout=2.0, cfg=ScrapeConfig(job_name="j")
+        )
+        assert isinstance(scraper, FastHttpScraper)
+        try:
+            assert (await scraper.scrape()).body == b"a 1\n"
+        finally:
+            scraper.close()
+    assert raw.requests[0].split(b"\r\n")[0] == (
+        b"GET /probe%20me/%C3%BC?target=http%3A%2F%2Fx%2F&q=a%20b%7F HTTP/1.1"
+    )
+
+
 async def test_idle_connection_closed_by_the_server_is_reopened(raw: RawServer) -> None:
     """A server that closes a kept-alive connection between scrapes costs nothing: the
     request that found it closed goes out again on a new one."""
