@@ -16,7 +16,7 @@ import uvloop
 
 from collector.config import HTTPClientConfig, ScrapeConfig
 from collector.errors import ScrapeBodyTooLarge, ScrapeError, ScrapeTimeout
-from collector.scrape.fasthttp import FastHttpScraper, http_scraper
+from collector.scrape.fasthttp import IDLE_TIMEOUT, FastHttpScraper, http_scraper
 from collector.scrape.scraper import USER_AGENT, HttpScraper, new_session
 
 
@@ -317,6 +317,33 @@ async def test_what_stays_with_aiohttp(url: str, http: HTTPClientConfig) -> None
             session=session, url=url, timeout=1.0, cfg=ScrapeConfig(job_name="j", http_client=http)
         )
     assert type(scraper) is HttpScraper
+
+
+@pytest.mark.looptime
+async def test_idle_connection_is_closed_after_the_keepalive_timeout(raw: RawServer) -> None:
+    """A connection left idle for `IDLE_TIMEOUT` is closed (fake clock): a target scraped
+    less often holds no socket between scrapes; one scraped sooner keeps its connection."""
+    raw.answers = [ok(b"a 1\n"), ok(b"a 2\n"), ok(b"a 3\n")]
+    async with new_session() as session:
+        scraper = http_scraper(
+            session=session, url=raw.url, timeout=2.0, cfg=ScrapeConfig(job_name="j")
+        )
+        assert isinstance(scraper, FastHttpScraper)
+        try:
+            assert (await scraper.scrape()).body == b"a 1\n"
+            await asyncio.sleep(IDLE_TIMEOUT - 1)
+            assert (await scraper.scrape()).body == b"a 2\n"
+            assert (raw.connections, raw.hangups) == (1, 0)
+            await asyncio.sleep(IDLE_TIMEOUT + 1)
+            for _ in range(1000):  # the server's handler sees the hang-up
+                if raw.hangups:
+                    break
+                await asyncio.sleep(0)
+            assert raw.hangups == 1
+            assert (await scraper.scrape()).body == b"a 3\n"
+            assert raw.connections == 2
+        finally:
+            scraper.close()
 
 
 async def test_close_hangs_up(raw: RawServer) -> None:
