@@ -249,11 +249,11 @@ class DeliveryQueue:
     ) -> list[asyncio.Task[None]]:
         for task in old:
             task.cancel()
-        for task in old:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if old:
+            # `wait`, not `await task` under `except CancelledError`: that also swallowed a
+            # cancellation of this dispatcher itself, which then started senders beside the
+            # shutdown flush's own, and a batch could go out twice.
+            await asyncio.wait(old)
         self._queues = [deque() for _ in range(n)]
         self._m.shards.set(n)
         return self._start_senders(tg)

@@ -81,3 +81,38 @@ async def test_acks_taken_by_a_cancelled_commit_are_recorded(tmp_path: Path) -> 
     assert reopened.open().pending == []  # nothing to send again
     reopened.close()
     io.shutdown()
+
+
+async def test_a_dispatcher_cancelled_while_senders_restart_stays_cancelled(
+    tmp_path: Path,
+) -> None:
+    """A new epoch restarts the shard senders: the dispatcher cancels the old ones and waits
+    for them. Cancelled during that wait (a shutdown), it must end there, not start new senders
+    that would send beside the shutdown flush's own (a batch sent twice)."""
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # an old sender finishing its cleanup
+            raise
+
+    with ThreadPoolExecutor(1) as io:
+        queue = _queue(tmp_path, io)
+        started: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as tg:
+            old = [asyncio.create_task(slow_to_stop())]
+            await asyncio.sleep(0)
+            restart = asyncio.create_task(queue._restart_senders(tg, old, 1))
+            await asyncio.sleep(0)  # it has cancelled the old sender and waits for it
+            restart.cancel()
+            try:
+                started = await restart
+            except asyncio.CancelledError:
+                pass
+            assert restart.cancelled()
+            assert started == []
+            for task in started:
+                task.cancel()
+            await asyncio.gather(*old, return_exceptions=True)
+        await queue.flush(asyncio.get_running_loop().time())
