@@ -172,18 +172,36 @@ class Exporter:
 
 @dataclass
 class Receiver:
-    """Counts what arrives over remote write (samples, series, requests)."""
+    """Counts what arrives over remote write (samples, series, requests) as a TSDB keeps it.
+
+    A sample no newer than the last one of its series is a duplicate, counted apart: remote
+    write is at-least-once, and a batch whose send a shutdown cancelled after the receiver had
+    read it (its answer not yet read by the sender) is sent again by the flush.
+    """
 
     samples: int = 0
+    duplicates: int = 0
     requests: int = 0
     series: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
     port: int = 0
+    _newest: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
 
     def on_write(self, batch: list[DecodedSeries]) -> None:
         self.requests += 1
+        newest = self._newest
         for labels, points in batch:
-            self.samples += len(points)
-            self.series.add(tuple(labels))
+            key = tuple(labels)
+            last = newest.get(key)
+            fresh = 0
+            for _value, ts in points:
+                if last is None or ts > last:
+                    last = ts
+                    fresh += 1
+            if last is not None:
+                newest[key] = last
+            self.samples += fresh
+            self.duplicates += len(points) - fresh
+            self.series.add(key)
 
 
 # ---------------------------------------------------------------------------- churn

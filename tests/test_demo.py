@@ -31,6 +31,7 @@ from collector.demo import (
     Display,
     Exporter,
     RateWindow,
+    Receiver,
     Snapshot,
     TargetRow,
     build_parser,
@@ -40,6 +41,7 @@ from collector.demo import (
     target_rows,
     window_rate,
 )
+from collector.remote.codec import DecodedSeries
 from tests.integration.servers import free_port, wait_until
 
 _TOTALS = re.compile(
@@ -421,3 +423,19 @@ def test_bad_options_are_refused() -> None:
     for argv in (["--exporters", "0"], ["--interval", "-1"], ["--duration", "x"]):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
+
+
+def test_receiver_counts_a_batch_sent_again_once() -> None:
+    """A batch sent again (remote write is at-least-once: a shutdown can cancel a send the
+    receiver already read) is counted as duplicates, not as more samples received; a newer
+    sample of the same series is counted."""
+    receiver = Receiver()
+    batch: list[DecodedSeries] = [
+        ((("__name__", "a"),), [(1.0, 1000), (2.0, 2000)]),
+        ((("__name__", "b"),), [(0.0, 1000)]),
+    ]
+    receiver.on_write(batch)
+    receiver.on_write(batch)
+    assert (receiver.samples, receiver.duplicates, receiver.requests) == (3, 3, 2)
+    receiver.on_write([((("__name__", "a"),), [(3.0, 3000)])])
+    assert (receiver.samples, receiver.duplicates, len(receiver.series)) == (4, 3, 2)
