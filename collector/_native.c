@@ -261,29 +261,11 @@ PyDoc_STRVAR(encode_run_doc,
 "encode_run(samples, start, ts, values, zeros, runs, /) -> (stop, dropped)\n"
 "\n"
 "From ``samples[start]`` on, while a sample is ``(ref, value, ts)`` with this ``ts`` and its\n"
-"series is cached: a non-zero value's ``values[ref]`` prefix plus the packed value, or its\n"
-"unchanged ``(value, encoding)`` encoding (a changed one turns the entry into its prefix), or\n"
-"a zero's ``zeros[ref]``, appended to ``runs[ref % len(runs)]``; an empty entry (a dropped\n"
+"series is cached: a non-zero value's last encoding ``values[ref]`` when its last 8 bytes are\n"
+"the packed value, else that encoding with them replaced (stored back in ``values``), or a\n"
+"zero's ``zeros[ref]``, appended to ``runs[ref % len(runs)]``; an empty entry (a dropped\n"
 "series) is counted instead. Returns the index of the first sample not handled and the count\n"
 "of dropped ones.");
-
-/* entry + the value's 8 little-endian bytes, appended to run; -1 with an exception set. */
-static int
-append_packed(PyObject *run, const char *prefix, Py_ssize_t len, double value)
-{
-    PyObject *encoded = PyBytes_FromStringAndSize(NULL, len + 8);
-    if (encoded == NULL)
-        return -1;
-    char *out = PyBytes_AS_STRING(encoded);
-    memcpy(out, prefix, (size_t)len);
-    if (PyFloat_Pack8(value, out + len, 1) < 0) {
-        Py_DECREF(encoded);
-        return -1;
-    }
-    int rc = PyList_Append(run, encoded);
-    Py_DECREF(encoded);
-    return rc;
-}
 
 static PyObject *
 encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -341,40 +323,35 @@ encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                     return NULL;
                 break;
             }
-            if (PyBytes_CheckExact(entry)) {
-                Py_ssize_t len = PyBytes_GET_SIZE(entry);
-                if (len == 0) {
-                    dropped++;
-                    continue;
-                }
-                if (append_packed(run, PyBytes_AS_STRING(entry), len, value) < 0)
+            if (!PyBytes_CheckExact(entry))
+                break;
+            Py_ssize_t len = PyBytes_GET_SIZE(entry);
+            if (len == 0) {
+                dropped++;
+                continue;
+            }
+            if (len < 8)
+                break;
+            char packed[8];
+            if (PyFloat_Pack8(value, packed, 1) < 0)
+                return NULL;
+            const char *last = PyBytes_AS_STRING(entry);
+            if (memcmp(last + len - 8, packed, 8) == 0) { /* unchanged, bit for bit */
+                if (PyList_Append(run, entry) < 0)
                     return NULL;
                 continue;
             }
-            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2)
-                break;
-            PyObject *kept = PyTuple_GET_ITEM(entry, 0);
-            PyObject *encoding = PyTuple_GET_ITEM(entry, 1);
-            if (!PyFloat_CheckExact(kept) || !PyBytes_CheckExact(encoding)
-                || PyBytes_GET_SIZE(encoding) < 8)
-                break;
-            if (PyFloat_AS_DOUBLE(kept) == value) { /* NaN never equals */
-                if (PyList_Append(run, encoding) < 0)
-                    return NULL;
-                continue;
-            }
-            /* Changed once: assume it changes, keep the prefix alone. */
-            Py_ssize_t len = PyBytes_GET_SIZE(encoding) - 8;
-            PyObject *prefix = PyBytes_FromStringAndSize(PyBytes_AS_STRING(encoding), len);
-            if (prefix == NULL)
+            PyObject *encoded = PyBytes_FromStringAndSize(NULL, len);
+            if (encoded == NULL)
                 return NULL;
-            /* `entry` is borrowed from the dict: done with it before the item is replaced. */
-            if (PyDict_SetItem(values, ref, prefix) < 0
-                || append_packed(run, PyBytes_AS_STRING(prefix), len, value) < 0) {
-                Py_DECREF(prefix);
+            memcpy(PyBytes_AS_STRING(encoded), last, (size_t)(len - 8));
+            memcpy(PyBytes_AS_STRING(encoded) + len - 8, packed, 8);
+            /* `entry` is borrowed from the dict: not used once the item is replaced. */
+            if (PyDict_SetItem(values, ref, encoded) < 0 || PyList_Append(run, encoded) < 0) {
+                Py_DECREF(encoded);
                 return NULL;
             }
-            Py_DECREF(prefix);
+            Py_DECREF(encoded);
             continue;
         }
         PyObject *encoded = PyDict_GetItemWithError(zeros, ref);

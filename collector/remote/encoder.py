@@ -6,30 +6,30 @@ open batch of each shard; a sealed batch leaves through ``on_sealed`` to the wri
 (`collector.remote.delivery`), which numbers it, logs it and sends it.
 
 Per committed sample the work is one dict lookup and, for a value that changed, one
-``struct.pack`` and one concatenation (an unchanged one reuses its bytes), then a list append
-into the run of the series' shard (``ref % num_shards``); the timestamp field, shared by a
-scrape, is added once per shard and commit by joining the run with it as the separator
-(`collector.remote.codec.fast_prefixes` explains the byte layout). That loop over series
-encoded before exists twice: in C (``encode_run`` of ``collector/_native.c``, through
+``struct.pack``, one concatenation and one dict store (an unchanged one reuses its bytes), then
+a list append into the run of the series' shard (``ref % num_shards``); the timestamp field,
+shared by a scrape, is added once per shard and commit by joining the run with it as the
+separator (`collector.remote.codec.fast_prefixes` explains the byte layout). That loop over
+series encoded before exists twice: in C (``encode_run`` of ``collector/_native.c``, through
 `collector.native`; ``python -m benchmarks.remote``: commit + seal 2.7 -> 4.5 M samples/s) and
 in Python (`BatchEncoder._encode_run`, the reference; ``tests/remote/test_encoder_native.py``).
 
 Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two dicts, by
 the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
 (proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
-that stay at zero reuse it). ``_value`` holds, for a non-zero value that has not changed since
-the series was first seen or left zero (info metrics, constant gauges, idle counters), the
-tuple ``(value, its encoding)``, sent again as is; once the value
-changes, the value prefix alone (``prefix + pack(value)`` every sample; no last value is kept
-for a series that keeps changing). A sample of the other form misses the dict it is looked up
-in and moves the series across (a value leaving or reaching zero, rare).
-``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 210 B per
-series (the bytes and a dict slot), against 545 B for the former object holding the prefix,
-the zero encoding, the last encoding and the last value; a series whose non-zero value stays
-the same costs about 100 B more (the tuple, a float, 8 value bytes), the price of not packing
-it again. Histogram series (``_hist``) and refs seen for the first time are found on that miss
-path too; a series write relabeling dropped is ``b""`` in both dicts (one truth test per
-sample, no exception per dropped sample).
+that stay at zero reuse it). ``_value`` holds the series' last encoding: the value prefix and
+the 8 bytes of its last value. A sample whose value has the same bits is sent as that very
+object (info metrics, constant gauges, idle counters: no pack, no allocation); a changed one
+replaces it. A sample of the other form misses the dict it is looked up in and moves the series
+across (a value leaving or reaching zero, rare). ``python -m benchmarks.memory`` (node_exporter,
+values changing every scrape): about 190 B per series (the bytes and a dict slot), against
+545 B for the former object holding the prefix, the zero encoding, the last encoding and the
+last value. An earlier form kept an unchanged value as ``(value, encoding)`` and a changing one
+as its prefix: every series' first sample then made a tuple, a float and an encoding that its
+first change threw away, 70 B a series more at the agent's peak (the first scrapes), where the
+resident memory stays. Histogram series (``_hist``) and refs seen for the first time are found
+on that miss path too; a series write relabeling dropped is ``b""`` in both dicts (one truth
+test per sample, no exception per dropped sample).
 
 ::
 
@@ -95,11 +95,9 @@ _FLOAT_KIND = b"\x01"
 """First byte of a ``_hist`` entry (kind + label bytes): its histograms' form, integer or
 float."""
 
-Kept = tuple[float, bytes]
-"""A ``_value`` entry for a value that has not changed: the value and its encoding. Only
-atomic objects, so the cyclic GC untracks the tuple after its first collection: 100k series
-of them are not walked by every full collection (a bound method in it, as before, kept every
-one tracked: ~58 ms a gen-2 collection on W1, profiled)."""
+_NO_VALUE = bytes(8)
+"""The value bytes of a ``_value`` entry made before its series had a value (`_labels`):
+``pack(0.0)``, which no sample looked up in ``_value`` has (a zero goes to ``_zero``)."""
 
 Relabel = Callable[[dict[str, str]], dict[str, str] | None]
 SealedSink = Callable[[bytes, int, int, int], None]
@@ -143,11 +141,11 @@ class BatchEncoder:
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._value: dict[int, bytes | Kept] = {}
-        """Series whose last float sample was non-zero -> its value prefix (`fast_prefixes`)
-        once its value changed, else ``(value, encoding of that value)`` (a value that has
-        not changed since the series was first seen or left zero: sent as is, no pack);
-        ``b""`` for a series write relabeling dropped (also ``b""`` in ``_zero``)."""
+        self._value: dict[int, bytes] = {}
+        """Series whose last float sample was non-zero -> its last encoding: the value prefix
+        (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as is, no pack;
+        a changed one replaces the entry); ``b""`` for a series write relabeling dropped (also
+        ``b""`` in ``_zero``)."""
         self._zero: dict[int, bytes] = {}
         """Series whose last float sample was ``0.0`` or ``-0.0`` -> its whole encoding minus
         the timestamp field (`fast_prefixes`). A ref is in at most one of the two, except a
@@ -250,7 +248,7 @@ class BatchEncoder:
         samples: list[Sample],
         start: int,
         ts: int,
-        values: dict[int, bytes | Kept],
+        values: dict[int, bytes],
         zeros: dict[int, bytes],
         runs: list[list[bytes]],
     ) -> tuple[int, int]:
@@ -270,19 +268,15 @@ class BatchEncoder:
                 entry = values.get(ref)
                 if entry is None:
                     return i, dropped
-                # `type() is`, not isinstance: 3.11 specializes type(x); isinstance of a tuple
-                # against bytes looks up __instancecheck__ (about 200 instructions more).
-                if type(entry) is bytes:
-                    if entry:
-                        appends[ref % n](entry + pack(value))
-                    else:
-                        dropped += 1
-                # mypy does not narrow on an exact type: entry is the tuple from here on.
-                elif entry[0] == value:  # NaN never equals: its entry becomes a prefix
-                    appends[ref % n](entry[1])  # type: ignore[arg-type]
+                if not entry:
+                    dropped += 1
+                    continue
+                packed = pack(value)
+                if entry.endswith(packed):  # unchanged, bit for bit: sent again as is
+                    appends[ref % n](entry)
                 else:
-                    prefix = values[ref] = entry[1][:-8]  # type: ignore[index]
-                    appends[ref % n](prefix + pack(value))  # changed once: assume it changes
+                    entry = values[ref] = entry[:-8] + packed
+                    appends[ref % n](entry)
             else:
                 encoded = zeros.get(ref)
                 if encoded is None:
@@ -306,15 +300,14 @@ class BatchEncoder:
             labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
         else:
             entry = self._value.pop(ref, None)
-            labels = None if entry is None else _value_labels(entry)
+            labels = None if entry is None else _label_bytes(entry, _VALUE_TAIL + 8)
         if labels is None:
             labels = self._resolve(ref, counts)
             if labels is None:
                 return
         value_prefix, zero_series = fast_prefixes(labels)
         if value:
-            encoded = value_prefix + _pack(value)
-            self._value[ref] = (value, encoded)
+            encoded = self._value[ref] = value_prefix + _pack(value)
             self._run_appends[shard](encoded)
         else:
             self._zero[ref] = zero_series
@@ -416,12 +409,12 @@ class BatchEncoder:
     def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
         """The label bytes ``ref``'s series is sent with, from whichever dict holds it, else
         resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
-        found: bytes | Kept | None = self._value.get(ref)
+        found = self._value.get(ref)
         if found == b"":
             counts.dropped_series += 1
             return None
         if found is not None:
-            return _value_labels(found)
+            return _label_bytes(found, _VALUE_TAIL + 8)
         found = self._zero.get(ref)
         if found is not None:
             return _label_bytes(found, _ZERO_TAIL)
@@ -430,7 +423,7 @@ class BatchEncoder:
             return found[1:]
         labels = self._resolve(ref, counts)
         if labels is not None:
-            self._value[ref] = fast_prefixes(labels)[0]
+            self._value[ref] = fast_prefixes(labels)[0] + _NO_VALUE
         return labels
 
     def _resolve(self, ref: int, counts: CommitCounts) -> bytes | None:
@@ -505,13 +498,6 @@ def _histogram_series_float(item: bytes, ts: int) -> bytes:
     only a Prometheus server's head turns it into a histogram marker; the spec holds the two
     equivalent)."""
     return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
-
-
-def _value_labels(entry: bytes | Kept) -> bytes:
-    """The label bytes of a ``_value`` entry: a value prefix or ``(value, encoding)``."""
-    if isinstance(entry, bytes):
-        return _label_bytes(entry, _VALUE_TAIL)
-    return _label_bytes(entry[1], _VALUE_TAIL + 8)
 
 
 def _label_bytes(encoded: bytes, tail: int) -> bytes:
