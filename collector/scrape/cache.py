@@ -86,7 +86,6 @@ class ScrapeCache:
         "_metadata",
         "_metadata_source",
         "_prev",
-        "_prev_bulk",
         "_seen",
         "_successful_count",
         "_undo",
@@ -108,11 +107,10 @@ class ScrapeCache:
         self.last_ts = last_ts
         self.series: dict[bytes, int] = {}
         """Raw series bytes -> ref; ``0`` marks a series dropped by metric relabeling."""
-        # The tracked refs of the last completed pass (prev) and of this one (cur): a set, or
-        # after a bulk pass the list of its refs (distinct), 8 bytes a series instead of a set's
-        # 65; prev and cur are lists or sets, never both non-empty.
-        self._prev: set[int] = set()
-        self._prev_bulk: list[int] | None = None
+        # The tracked refs of this pass (cur): a set, or after a bulk pass the list of its refs
+        # (distinct), never both non-empty; of the last completed pass (prev): that list, or
+        # the set's refs made a list by `iter_done` (8 bytes a series instead of a set's 65).
+        self._prev: list[int] = []
         self._cur: set[int] = set()
         self._cur_bulk: list[int] | None = None
         self._seen: set[int] = set()
@@ -131,12 +129,12 @@ class ScrapeCache:
         """Bumped whenever an entry of `series` is added, changed or removed."""
         self._bulk: tuple[list[bytes], list[int], int] | None = None
         """The keys list of the last bulk append, its refs and ``_gen`` when they were
-        resolved (the refs list is the one ``_cur_bulk``/``_prev_bulk`` hold: no copy)."""
+        resolved (the refs list is the one ``_cur_bulk``/``_prev`` hold: no copy)."""
 
     @property
     def prev(self) -> set[int]:
         """Refs tracked in the last completed pass (a copy)."""
-        return set(self._prev if self._prev_bulk is None else self._prev_bulk)
+        return set(self._prev)
 
     @property
     def cur(self) -> set[int]:
@@ -361,13 +359,10 @@ class ScrapeCache:
 
         Markers go through the out-of-order check (a newer sample wins); returns how many.
         """
-        prev_bulk, cur_bulk = self._prev_bulk, self._cur_bulk
-        if prev_bulk is not None and prev_bulk == cur_bulk:
-            return 0  # steady state: the same refs in the same order
-        prev = self._prev if prev_bulk is None else set(prev_bulk)
-        if not prev:
-            return 0
-        gone = prev - (self._cur if cur_bulk is None else set(cur_bulk))
+        prev, cur_bulk = self._prev, self._cur_bulk
+        if not prev or prev == cur_bulk:
+            return 0  # nothing tracked, or the steady state: the same refs in the same order
+        gone = set(prev).difference(self._cur if cur_bulk is None else cur_bulk)
         if not gone:
             return 0
         last = self.last_ts
@@ -410,9 +405,12 @@ class ScrapeCache:
             flush = forced = True
         if flush:
             self._evict_unseen()
-        self._prev, self._cur = self._cur, self._prev
-        self._cur.clear()
-        self._prev_bulk, self._cur_bulk = self._cur_bulk, None
+        cur = self._cur
+        # A slow pass's set is kept as a list, 8 bytes a series, not ~65: every target's first
+        # scrape is a slow one, so the sets of them all would be the agent's peak memory.
+        self._prev = list(cur) if cur else self._cur_bulk or []
+        cur.clear()
+        self._cur_bulk = None
         self._seen.clear()
         self._dropped_seen.clear()
         self._undo.clear()
@@ -459,6 +457,5 @@ class ScrapeCache:
                 self._release(ref)
         self.series.clear()
         self._gen += 1
-        self._prev.clear()
-        self._prev_bulk = None
+        self._prev = []
         self.abandon()

@@ -528,27 +528,31 @@ class _Spy(dict[bytes, int]):
         return super().get(key, default)
 
 
-def test_steady_passes_keep_a_list_not_a_set() -> None:
-    """After bulk passes the cache holds last pass's refs as one list (8 B a series), and a
-    pass that goes per-sample (here a duplicate) turns it back into sets correctly."""
+def test_passes_keep_their_tracked_refs_as_a_list_not_a_set() -> None:
+    """Between passes the cache holds the last pass's tracked refs as one list (8 B a series),
+    whether that pass went in bulk (its resolved refs, no copy) or per sample (its set made a
+    list: every target's first scrape is one), and staleness is computed right from it."""
     s = Scrapes()
     keys = [b'm{i="%d"}' % i for i in range(2000)]
-    s.append(exp(*[(k, 1.0) for k in keys]))
+    s.append(exp(*[(k, 1.0) for k in keys]))  # first scrape: per sample
+    assert type(s.cache._prev) is list
+    assert len(s.cache._prev) == 2000
+    assert not s.cache._cur
     s.append(exp(*[(k, 2.0) for k in keys]))  # bulk
     s.append(exp(*[(k, 3.0) for k in keys]))  # bulk again: no markers, nothing evicted
     assert s.committed[-1][1] == 3.0
     assert not any(is_stale(v) for _, v, _ in s.committed)
-    assert isinstance(_prev_bulk(s.cache), list)
-    assert not s.cache._prev
+    bulk = s.cache._bulk
+    assert bulk is not None
+    assert s.cache._prev is bulk[1]
     result, _ = s.append(exp(*[(k, 4.0) for k in keys[:-1]], (keys[0], 5.0)))
     assert result.duplicates == 1
     assert [labels["i"] for labels, v, _ in s.committed if is_stale(v)] == ["1999"]
-    assert _prev_bulk(s.cache) is None
+    assert type(s.cache._prev) is list
     assert len(s.cache.prev) == 1999
-
-
-def _prev_bulk(cache: ScrapeCache) -> list[int] | None:
-    return cache._prev_bulk
+    assert not s.cache._cur
+    s.append(exp(*[(k, 6.0) for k in keys[1:]]))  # per sample: keys[0] goes stale
+    assert [labels["i"] for labels, v, _ in s.committed[-1:] if is_stale(v)] == ["0"]
 
 
 def test_tracked_is_the_live_set_after_a_bulk_append() -> None:
