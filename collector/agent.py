@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -49,7 +49,6 @@ from collector.errors import CollectorError, ConfigError
 from collector.explain.core import explain_series, explain_target, target_json
 from collector.model.duration import format_duration
 from collector.model.relabel_steps import series_json
-from collector.remote.received import Received
 from collector.remote.writer import RemoteWriter
 from collector.scrape.cardinality import cardinality_report_async, pool_status
 from collector.scrape.limits import LimitsCollector
@@ -67,6 +66,9 @@ from collector.storage.series import SeriesRegistry
 from collector.web.app import make_app
 from collector.web.security import WebSecurity
 from collector.web.ui import RemoteWriteHistory
+
+if TYPE_CHECKING:
+    from collector.remote.received import Received
 
 __all__ = ["Agent", "new_registry", "run_agent"]
 

@@ -31,10 +31,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cramjam
-from google.protobuf.message import DecodeError as _ProtobufDecodeError
 
 from collector.model.labels import Labels
-from collector.remote import prompb
 
 __all__ = [
     "METRIC_TYPES",
@@ -275,6 +273,12 @@ def decompress(data: bytes) -> bytes:
 
 
 def _parse(body: bytes) -> Any:
+    # Imported here: the protobuf runtime (~2.5 MB resident) is for decoding only, which the
+    # agent does as a receiver, never on its write path.
+    from google.protobuf.message import DecodeError as _ProtobufDecodeError
+
+    from collector.remote import prompb
+
     request = prompb.WriteRequest()
     try:
         request.ParseFromString(body)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from collector.remote import received
 from collector.remote.codec import (
     METRIC_TYPES,
     DecodedSeries,
@@ -417,5 +416,7 @@ def decode_v2(raw: bytes) -> DecodedV2:
 
     Raises `DecodeError` for a body that is not a ``Request`` or whose refs do not resolve.
     """
+    from collector.remote import received  # the protobuf runtime: decoding only
+
     got = received.decode_v2(raw)
     return got.series, len(got.histograms) + got.refused, len(got.exemplars), got.metadata

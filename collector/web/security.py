@@ -37,7 +37,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import bcrypt
 from aiohttp import web
 
 from collector.errors import ConfigError
@@ -277,6 +276,8 @@ def _basic_credentials(header: str) -> tuple[str, bytes] | None:
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
     try:
+        import bcrypt  # only with basic_auth_users: not resident otherwise
+
         return bcrypt.checkpw(password[:_BCRYPT_MAX], hashed)
     except ValueError:  # a hash bcrypt cannot read: the loader refuses those, so never here
         return False
