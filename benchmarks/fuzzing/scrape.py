@@ -148,7 +148,7 @@ def targets(*, max_size: int) -> list[Target]:
         cfg=ScrapeConfig(job_name="fuzz", body_size_limit=_THRESHOLD // 2),
         stream_threshold=_THRESHOLD,
     )
-    scraper = _Scraper(slow, stream_threshold=_THRESHOLD)
+    scraper = _Scraper(slow)
     request = b"GET /metrics HTTP/1.1\r\n\r\n"
 
     def check(data: bytes) -> None:

@@ -31,28 +31,21 @@ import asyncio
 import os
 import re
 import socket
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from urllib.parse import quote, urlsplit
 
-from yarl import URL
-
 from collector.errors import ScrapeBodyTooLarge, ScrapeError, ScrapeHTTPError, ScrapeTimeout
-from collector.scrape.scraper import HttpScraper, ScrapeResponse, finish_body
-from collector.scrape.stream import STREAM_THRESHOLD
-
-if TYPE_CHECKING:
-    import ssl
-
-    import aiohttp
-
-    from collector.config import ScrapeConfig
-    from collector.scrape.scraper import Scraper
+from collector.scrape.scraper import HttpScraper, Scraper, ScrapeResponse, finish_body
 
 __all__ = ["IDLE_TIMEOUT", "FastHttpScraper", "http_scraper"]
 
 _MAX_HEAD = 64 << 10
 """Most bytes of status line and headers read before the response is refused (Go: 1 MB by
 default; a /metrics response's head is a few hundred bytes)."""
+
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
+"""A chunk size as Go's ``parseHexUint`` takes it: hex digits only (no sign, ``0x`` or ``_``,
+which Python's ``int(s, 16)`` would take), at most 16 of them."""
 
 IDLE_TIMEOUT = 15.0
 """Seconds a kept-alive connection may stay idle: aiohttp's ``keepalive_timeout``, which this
@@ -130,15 +123,15 @@ class FastHttpScraper:
 
     __slots__ = ("_conn", "_host", "_idle", "_port", "_request", "_slow", "_threshold", "url")
 
-    def __init__(self, slow: HttpScraper, *, stream_threshold: int = STREAM_THRESHOLD) -> None:
-        """``slow`` is the target's `HttpScraper`: its headers are sent here, and it takes
-        the responses this one hands over."""
+    def __init__(self, slow: HttpScraper) -> None:
+        """``slow`` is the target's `HttpScraper`: its headers and streaming threshold are
+        used here, and it takes the responses this one hands over."""
         self._slow = slow
-        self._threshold = stream_threshold
+        self._threshold = slow.stream_threshold
         self.url = slow.url
         parts = urlsplit(slow.url)
         # The host as aiohttp would send it (IDNA through yarl), the port only when given.
-        url = URL(slow.url)
+        url = slow.parsed_url
         self._host = url.raw_host or ""
         self._port = url.port or 80
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -306,12 +299,9 @@ class FastHttpScraper:
                 await self._need(conn)
                 continue
             size_text = bytes(buffer[pos:line_end]).split(b";", 1)[0].strip()
-            try:
-                chunk_size = int(size_text, 16)
-            except ValueError:
-                chunk_size = -1
-            if chunk_size < 0 or not size_text.isalnum():
+            if _CHUNK_SIZE.fullmatch(size_text) is None:
                 raise ScrapeError(f'Get "{self.url}": malformed chunked encoding')
+            chunk_size = int(size_text, 16)
             if chunk_size == 0:
                 # Trailers (ignored) up to the empty line.
                 start = line_end
@@ -343,34 +333,19 @@ class FastHttpScraper:
             raise ScrapeError(f'Get "{self.url}": unexpected EOF')
 
 
-def http_scraper(
-    *,
-    session: aiohttp.ClientSession,
-    url: str,
-    timeout: float,
-    cfg: ScrapeConfig,
-    ssl_context: ssl.SSLContext | None = None,
-    stream_threshold: int = STREAM_THRESHOLD,
-) -> Scraper:
-    """The scraper for an HTTP(S) target: `FastHttpScraper` where it applies, else aiohttp's."""
-    slow = HttpScraper(
-        session=session,
-        url=url,
-        timeout=timeout,
-        cfg=cfg,
-        ssl_context=ssl_context,
-        stream_threshold=stream_threshold,
-    )
-    parts = urlsplit(url)
+def http_scraper(slow: HttpScraper) -> Scraper:
+    """The scraper for an HTTP(S) target: `FastHttpScraper` where it applies, else ``slow``
+    (the target's aiohttp scraper, which the fast one hands what it does not read)."""
+    url = slow.parsed_url
     if (
-        parts.scheme != "http"
-        or parts.username is not None
+        url.scheme != "http"
+        or url.user is not None
         or slow.has_proxy
-        or not parts.hostname
+        or not url.raw_host
         or any(_UNSAFE.search(f"{name}{value}") for name, value in slow.headers.items())
     ):
         return slow
-    return FastHttpScraper(slow, stream_threshold=stream_threshold)
+    return FastHttpScraper(slow)
 
 
 def _request_prefix(path: str, host: str, slow: HttpScraper) -> bytes:

@@ -54,6 +54,7 @@ from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_opti
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.proxy import ProxiedScraper, ProxyResolver, new_proxy_session
 from collector.scrape.scraper import (
+    HttpScraper,
     Scraper,
     ScrapeResponse,
     build_ssl_context,
@@ -456,11 +457,13 @@ class ScrapePool:
             # never the agent's: errors are data inside the loop (STYLE rule 3).
             return _Refused(f"cannot load tls_config: {type(exc).__name__}: {exc}")
         return http_scraper(
-            session=self._session,
-            url=target.url,
-            timeout=target.timeout,
-            cfg=self.cfg,
-            ssl_context=ssl_context,
+            HttpScraper(
+                session=self._session,
+                url=target.url,
+                timeout=target.timeout,
+                cfg=self.cfg,
+                ssl_context=ssl_context,
+            )
         )
 
     def _ssl_context(self, target: Target) -> ssl.SSLContext | None:

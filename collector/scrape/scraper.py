@@ -337,6 +337,16 @@ class HttpScraper:
         return self._body_limit
 
     @property
+    def parsed_url(self) -> URL:
+        """The target URL as aiohttp requests it (parsed once)."""
+        return self._url
+
+    @property
+    def stream_threshold(self) -> int:
+        """Bodies above this many bytes are parsed as a stream."""
+        return self._stream_threshold
+
+    @property
     def has_proxy(self) -> bool:
         return self._proxy is not None or self._proxy_headers is not None
 

@@ -68,7 +68,7 @@ def make(
     """The scraper of this run (``srv.kind``); the server's teardown closes it."""
     if srv.kind == "aiohttp":
         return HttpScraper(session=session, url=url, timeout=timeout, cfg=cfg)
-    scraper = http_scraper(session=session, url=url, timeout=timeout, cfg=cfg)
+    scraper = http_scraper(HttpScraper(session=session, url=url, timeout=timeout, cfg=cfg))
     assert isinstance(scraper, FastHttpScraper)
     srv.scrapers.append(scraper)
     return scraper
