@@ -32,8 +32,9 @@ included), installed by ``make test``.
 --saturation-window 5 --saturation-intervals 1000,500``.
 
 ``--baseline REF`` adds ``collector@REF``: the same venv running an older commit from a
-temporary git worktree, so a change is measured against its predecessor in the same run (the
-write-ahead queue's cost: ``--baseline <commit before it> --agent collector --no-saturation``).
+temporary git worktree (its C extension built there), so a change is measured against its
+predecessor in the same run (the write-ahead queue's cost: ``--baseline <commit before it>
+--agent collector --no-saturation``).
 """
 
 from __future__ import annotations
@@ -223,6 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.baseline,
                     ],
                     check=True,
+                )
+                # Its own C extension (an older commit's may differ): without it the baseline
+                # would run the pure-Python paths and measure something else.
+                subprocess.run(
+                    [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                    cwd=Path(tmp) / "baseline",
+                    check=True,
+                    capture_output=True,
                 )
             try:
                 for agent in agents:
