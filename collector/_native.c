@@ -28,6 +28,12 @@
  * Built from its bits: the C library's NAN has another payload. */
 static const uint64_t NORMAL_NAN_BITS = 0x7FF8000000000001ULL;
 
+/* The powers of ten that are exact doubles (5^22 < 2^53). */
+static const double POW10[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
 /* Parse one value token (the bytes after "<key> ", up to the end of the line), exactly as the
  * Python path accepts it: ``float(tail)`` over the tail-byte class, then `_nonfinite`'s Go rules.
  * Returns 1 and sets *out on success, 0 to refuse (the caller returns None), -1 with an
@@ -67,15 +73,28 @@ parse_value(const char *s, Py_ssize_t n, double *out)
     }
     /* DECIMAL of syntax.py: [0-9]+(\.[0-9]*)? | \.[0-9]+, then an optional [eE][+-]?[0-9]+.
      * Checked here so that only what both Go and float() take reaches strtod: float() would
-     * also take underscores and surrounding whitespace, which the Python path refuses. */
+     * also take underscores and surrounding whitespace, which the Python path refuses.
+     * The digits are gathered on the way for the exact fast path below. */
+    uint64_t mantissa = 0;
+    int exact = 1;        /* the mantissa still fits in 2^53 */
+    long long exp10 = 0;  /* the decimal exponent of the mantissa's last digit */
     Py_ssize_t digits = 0;
     while (p < end && *p >= '0' && *p <= '9') {
+        if (mantissa >= (UINT64_C(1) << 53) / 10) {
+            exact = 0;
+        }
+        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
         p++;
         digits++;
     }
     if (p < end && *p == '.') {
         p++;
         while (p < end && *p >= '0' && *p <= '9') {
+            if (mantissa >= (UINT64_C(1) << 53) / 10) {
+                exact = 0;
+            }
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+            exp10--;
             p++;
             digits++;
         }
@@ -85,18 +104,36 @@ parse_value(const char *s, Py_ssize_t n, double *out)
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
+        int negative_exp = 0;
         if (p < end && (*p == '+' || *p == '-')) {
+            negative_exp = *p == '-';
             p++;
         }
         if (p == end || *p < '0' || *p > '9') {
             return 0;
         }
+        long long e = 0;
         while (p < end && *p >= '0' && *p <= '9') {
+            if (e < 100000) {
+                e = e * 10 + (*p - '0');
+            }
             p++;
         }
+        exp10 += negative_exp ? -e : e;
     }
     if (p != end) {
         return 0;
+    }
+    /* Clinger's fast path: a mantissa below 2^53 and a power of ten up to 1e22 are both exact
+     * doubles, so one IEEE multiplication or division rounds correctly: the very double
+     * strtod returns (bit for bit; tests/model/textparse check it against float()). Most
+     * exposition values ("1.0", "801433", "3.2e-05") take it; the rest go to strtod, which
+     * costs about 100 ns more a value. */
+    if (exact && exp10 >= -22 && exp10 <= 22) {
+        double value = (double)mantissa;
+        value = exp10 < 0 ? value / POW10[-exp10] : value * POW10[exp10];
+        *out = *s == '-' ? -value : value;
+        return 1;
     }
     /* The very function float() calls (PyFloat_FromString -> PyOS_string_to_double with no
      * overflow exception), so the result is bit-identical to the Python path's. */

@@ -14,6 +14,7 @@ Everything but `test_extension_is_built` is skipped when the extension is off: w
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -279,6 +280,51 @@ def test_stamped_bodies_skip_the_c_pass_until_stamps_go() -> None:
     assert parser.parse(b"a 3 6\nb 4\n", openmetrics=False).columns()[2] == [6, None]
     assert parser.parse(b"a 7\nb 8\n", openmetrics=False).columns() == ([b"a", b"b"], [7, 8], None)
     assert not parser._has_stamps
+
+
+def _decimal(mantissa: int, point: int, exponent: int | None, sign: str) -> bytes:
+    """``mantissa`` written with ``point`` digits after the decimal point, then ``e<exponent>``."""
+    digits = str(mantissa).rjust(point + 1, "0")
+    text = f"{sign}{digits[: len(digits) - point]}.{digits[len(digits) - point :]}"
+    return (text if exponent is None else f"{text}e{exponent:+d}").encode()
+
+
+@needs_native
+@SETTINGS
+@given(
+    st.lists(
+        st.builds(
+            _decimal,
+            st.one_of(
+                st.integers(0, 2**53 + 16),
+                st.integers(2**53 - 64, 2**53 + 64),  # the fast path's edge
+                st.integers(0, 10**25),
+            ),
+            st.integers(0, 30),
+            st.one_of(st.none(), st.integers(-40, 40), st.integers(-400, 400)),
+            st.sampled_from(["", "-", "+"]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+@example([b"9007199254740993", b"9007199254740992.0", b"900719925474099.3e1", b"1e22", b"1e23"])
+@example([b"123456789012345.6e-22", b"1.0000000000000000000001", b"-0.0e-5", b"0.000e400"])
+def test_decimal_values_are_the_bits_float_gives(values: list[bytes]) -> None:
+    """Decimals around the C pass's exact fast path (a mantissa up to 2^53 and a power of ten
+    up to 1e22, one IEEE operation) and past it (strtod) read as ``float()`` reads them, bit
+    for bit; values Go refuses (out of range) are refused as the Python pass refuses them."""
+    from collector import _native
+
+    body = b"".join(b"k%d %s\n" % (i, v) for i, v in enumerate(values))
+    keys = [b"k%d" % i for i in range(len(values))]
+    got = _native.steady_values(body, len(values) + 1, b"\x01" * len(values), (b"",), keys)
+    want = [float(v) for v in values]
+    if not all(map(math.isfinite, want)):
+        assert got is None
+        return
+    assert got is not None
+    assert list(map(float_bits, got)) == list(map(float_bits, want))
 
 
 def _steady_args() -> tuple[bytes, int, bytes, tuple[bytes, ...], list[bytes]]:
