@@ -1,5 +1,5 @@
-/* collector._native: the steady-state value pass of `IncrementalParser` and the remote-write
- * encoder's commit loop, in C.
+/* collector._native: the steady-state value pass of `IncrementalParser`, the scrape cache's
+ * steady-state append and the remote-write encoder's commit loop, in C.
  *
  * Place in the pipeline: both are called through collector/native.py, which decides whether this
  * module is used at all. steady_values: by collector/model/textparse/incremental.py for every
@@ -7,12 +7,14 @@
  * the agent's parse CPU in steady state; here it is one walk over the body with no bytes object
  * per line. encode_run: by collector/remote/encoder.py for every committed scrape, per
  * destination; the per-sample lookup, pack and append of series it has encoded before.
+ * bulk_append: by collector/scrape/cache.py for every scrape whose series are all cached; the
+ * out-of-order check, the last timestamps' update and the sample tuples.
  *
  * The pure-Python paths are the reference: for every input steady_values either returns exactly
  * the values incremental.py's pass returns (bit for bit, NaN payloads included) or None, in
  * which case the caller takes that path (which also handles what is refused here on purpose:
  * explicit timestamps); encode_run leaves every sample it does not handle exactly as the Python
- * loop would to that loop. Raising is kept for broken arguments (a layout that does not add up).
+ * loop would to that loop; bulk_append does what cache.py's `_bulk_append` does. Raising is kept for broken arguments (a layout that does not add up).
  *
  * Prometheus counterpart: none (promparse.go lexes every body; Go needs no second encoder).
  */
@@ -409,10 +411,84 @@ encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(nn)", i, dropped);
 }
 
+/* ------------------------------------------------------------------ bulk_append
+ *
+ * The scrape cache's steady-state append (collector/scrape/cache.py, ScrapeCache.append's bulk
+ * branch, `_bulk_append` the reference): every series of the scrape is cached and kept, so the
+ * per-sample rules reduce to the out-of-order check against each series' last timestamp, then
+ * the timestamps' update and one (ref, value, ts) tuple per sample. */
+
+PyDoc_STRVAR(bulk_append_doc,
+"bulk_append(refs, values, now, last, batch, /) -> bool\n"
+"\n"
+"False, changing nothing, when a ref of ``refs`` has ``last[ref] >= now``; else sets\n"
+"``last[ref] = now`` for every ref, appends ``(ref, value, now)`` to ``batch`` for every pair\n"
+"of ``zip(refs, values)`` and returns True. ``refs`` holds ints.");
+
+static PyObject *
+bulk_append(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "bulk_append expected 5 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *refs = args[0], *values = args[1], *now = args[2], *last = args[3];
+    PyObject *batch = args[4];
+    if (!PyList_CheckExact(refs) || !PyList_CheckExact(values) || !PyLong_CheckExact(now)
+        || !PyDict_CheckExact(last) || !PyList_CheckExact(batch)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bulk_append(refs: list, values: list, now: int, last: dict, batch: list)");
+        return NULL;
+    }
+    /* Only exact ints are hashed and compared, so no Python code runs while the lists are
+     * walked: their sizes cannot change under the loops. */
+    Py_ssize_t n = PyList_GET_SIZE(refs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ref = PyList_GET_ITEM(refs, i);
+        if (!PyLong_CheckExact(ref)) {
+            PyErr_SetString(PyExc_TypeError, "bulk_append: refs must be ints");
+            return NULL;
+        }
+        PyObject *lt = PyDict_GetItemWithError(last, ref);
+        if (lt == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            continue;
+        }
+        if (!PyLong_CheckExact(lt)) {
+            PyErr_SetString(PyExc_TypeError, "bulk_append: last timestamps must be ints");
+            return NULL;
+        }
+        int older = PyObject_RichCompareBool(lt, now, Py_LT);
+        if (older < 0)
+            return NULL;
+        if (!older)
+            Py_RETURN_FALSE;
+    }
+    /* Allocating a tuple may run the garbage collector, and so finalizers: the sizes are
+     * read again at every step rather than trusted from before. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(refs); i++) {
+        PyObject *ref = PyList_GET_ITEM(refs, i);
+        if (PyDict_SetItem(last, ref, now) < 0)
+            return NULL;
+        if (i < PyList_GET_SIZE(values)) {
+            PyObject *sample = PyTuple_Pack(3, ref, PyList_GET_ITEM(values, i), now);
+            if (sample == NULL)
+                return NULL;
+            int rc = PyList_Append(batch, sample);
+            Py_DECREF(sample);
+            if (rc < 0)
+                return NULL;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef native_methods[] = {
     {"steady_values", (PyCFunction)(void (*)(void))steady_values, METH_FASTCALL,
      steady_values_doc},
     {"encode_run", (PyCFunction)(void (*)(void))encode_run, METH_FASTCALL, encode_run_doc},
+    {"bulk_append", (PyCFunction)(void (*)(void))bulk_append, METH_FASTCALL, bulk_append_doc},
     {NULL, NULL, 0, NULL},
 };
 

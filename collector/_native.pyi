@@ -14,3 +14,6 @@ def encode_run(
     runs: list[list[bytes]],
     /,
 ) -> tuple[int, int]: ...
+def bulk_append(
+    refs: list[int], values: list[float], now: int, last: dict[int, int], batch: list[Any], /
+) -> bool: ...

@@ -4,9 +4,11 @@ Place in the pipeline: beside it, not in it. The scrape hot path has a few steps
 in pure Python (the reference, always present) and in C (``collector/_native.c``, built by
 ``setup.py`` when a compiler is there). Modules with such a step take the C function from here
 and fall back to their own Python code when it is None; both give identical results, which
-``tests/model/test_native_parity.py`` and ``tests/remote/test_encoder_native.py`` check. Two
-steps: the steady-state value pass of `IncrementalParser` (`steady_values`) and the remote-write
-encoder's commit loop over series it has encoded before (`encode_run`).
+``tests/model/test_native_parity.py``, ``tests/scrape/test_cache_native.py`` and
+``tests/remote/test_encoder_native.py`` check. Three steps: the steady-state value pass of
+`IncrementalParser` (`steady_values`), the scrape cache's append of a scrape whose series are
+all cached (`bulk_append`) and the remote-write encoder's commit loop over series it has encoded
+before (`encode_run`).
 
 ``COLLECTOR_NATIVE=0`` in the environment forces pure Python everywhere (read here, at import,
 and inherited by the scrape worker processes); any other value, or none, uses the extension
@@ -25,8 +27,10 @@ from typing import Any
 __all__ = [
     "ACTIVE",
     "REASON",
+    "BulkAppend",
     "EncodeRun",
     "SteadyValues",
+    "bulk_append",
     "describe",
     "encode_run",
     "steady_values",
@@ -41,6 +45,10 @@ EncodeRun = Callable[
 ]
 """``encode_run(samples, start, ts, values, zeros, runs) -> (stop, dropped)``: see
 `collector._native`."""
+
+
+BulkAppend = Callable[[list[int], list[float], int, dict[int, int], list[Any]], bool]
+"""``bulk_append(refs, values, now, last, batch) -> appended``: see `collector._native`."""
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -62,6 +70,8 @@ steady_values: SteadyValues | None = None if _LOADED[0] is None else _LOADED[0].
 encode_run: EncodeRun | None = None if _LOADED[0] is None else _LOADED[0].encode_run
 """The encoder's commit loop in C, or None: use the pure-Python one."""
 
+bulk_append: BulkAppend | None = None if _LOADED[0] is None else _LOADED[0].bulk_append
+"""The scrape cache's steady-state append in C, or None: use the pure-Python one."""
 REASON: str = _LOADED[1]
 """Where the C functions come from (``collector._native``), or why there are none."""
 

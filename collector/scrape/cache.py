@@ -30,9 +30,11 @@ from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import TYPE_CHECKING, Protocol, cast
 
+from collector import native
 from collector.errors import CollectorError, ParseError, ScrapeError
 from collector.model.labels import from_dict
 from collector.model.value import STALE_NAN
+from collector.native import BulkAppend
 from collector.scrape.append_rules import (
     MAX_AHEAD_MS,
     AppendOptions,
@@ -62,6 +64,22 @@ LastTimestamps = dict[int, int]
 
 _NEVER = -(1 << 64)
 """Below every int64 timestamp: the "no sample yet" value of a bulk ``last_ts`` read."""
+
+
+def _py_bulk_append(
+    refs: list[int], values: list[float], now_ms: int, last: LastTimestamps, batch: list[Sample]
+) -> bool:
+    """The steady-state append (the reference of ``bulk_append`` in ``collector/_native.c``):
+    False, changing nothing, when a series already has a sample at ``now_ms`` or later; else
+    every series' last timestamp becomes ``now_ms`` and its sample joins ``batch``."""
+    if max(map(last.get, refs, repeat(_NEVER)), default=_NEVER) >= now_ms:
+        return False
+    last.update(zip(refs, repeat(now_ms)))
+    batch.extend(zip(refs, values, repeat(now_ms)))
+    return True
+
+
+_bulk_append: BulkAppend = native.bulk_append or _py_bulk_append
 
 
 class _MetadataSource(Protocol):
@@ -214,13 +232,9 @@ class ScrapeCache:
             # passes (a timestamp of now_ms is never out of bounds), and the pass's tracked
             # refs are the list itself. Otherwise nothing was changed: go slow.
             refs = self._bulk_refs(keys)
-            if refs is not None:
-                newest = max(map(last_get, refs, repeat(_NEVER)), default=_NEVER)
-                if newest < now_ms:
-                    last.update(zip(refs, repeat(now_ms)))
-                    batch.extend(zip(refs, values, repeat(now_ms)))
-                    self._cur_bulk = refs
-                    return AppendResult(scraped=len(refs), post_relabel=len(refs))
+            if refs is not None and _bulk_append(refs, values, now_ms, last, batch):
+                self._cur_bulk = refs
+                return AppendResult(scraped=len(refs), post_relabel=len(refs))
         self._bulk = None
         cur = self.tracked()  # an earlier append of this pass may have gone in bulk (stream)
         cur_add = cur.add
