@@ -9,16 +9,15 @@ Lifecycle: every component has ``async def run(self) -> NoReturn`` and one owner
 nested TaskGroups, so cancelling the root stops them in the order that loses nothing (STYLE 7.2):
 discovery first, then the scrape loops, then each remote writer flushes within its deadline and
 persists what is left to its disk queue. A reload (SIGHUP or ``POST /-/reload``) loads the whole
-file first and changes nothing when it is invalid.
+file first and changes nothing when it is invalid. The process around it (signals, the cluster
+leave delay, the cancellation that starts that stop) is `collector.lifecycle.run_agent`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -47,7 +46,6 @@ from collector.discovery.kubernetes import InformerPool, make_discoverer
 from collector.discovery.manager import DiscoveryManager
 from collector.errors import CollectorError, ConfigError
 from collector.explain.core import explain_series, explain_target, target_json
-from collector.model.duration import format_duration
 from collector.model.relabel_steps import series_json
 from collector.remote.writer import RemoteWriter
 from collector.scrape.cardinality import cardinality_report_async, pool_status
@@ -70,7 +68,7 @@ from collector.web.ui import RemoteWriteHistory
 if TYPE_CHECKING:
     from collector.remote.received import Received
 
-__all__ = ["Agent", "new_registry", "run_agent"]
+__all__ = ["Agent", "new_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -544,85 +542,5 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-async def run_agent(options: AgentOptions, *, agent_class: type[Agent] = Agent) -> int:
-    """Run the agent until SIGTERM/SIGINT (or ``POST /-/quit``); SIGHUP reloads.
-
-    SIGINT has an explicit handler like SIGTERM's: a process started with SIGINT ignored (a
-    shell's background job) has no KeyboardInterrupt to rely on. Returns the exit code.
-    ``agent_class``: `collector.workers` runs its supervisor with the same lifecycle.
-    """
-    loop = asyncio.get_running_loop()
-    agent = agent_class(options)
-    main = asyncio.current_task()
-    assert main is not None
-    stopping = False
-
-    leave: asyncio.TimerHandle | None = None
-
-    def stop(reason: str) -> None:
-        nonlocal stopping, leave
-        if stopping:
-            log.info("%s: already stopping", reason)
-            return
-        if leave is None and agent.leave_delay > 0:
-            # Leave the cluster first: /-/ready fails, so the peers (and this member, which
-            # watches its own pod too) hand this member's targets over; it keeps scraping them
-            # for the hand-off overlap, and only then the ordered stop begins.
-            agent.leaving = True
-            log.info(
-                "%s: leaving the cluster: not ready, still scraping for %s, then stopping "
-                "(signal again to stop now)",
-                reason,
-                format_duration(agent.leave_delay),
-            )
-            leave = loop.call_later(agent.leave_delay, stop, "left the cluster")
-            return
-        if leave is not None:
-            leave.cancel()  # the delay ran out, or a second signal: stop now
-        stopping = True
-        agent.begin_stop()
-        log.info(
-            "%s: stopping discovery, then the scrape loops (stale markers), then remote write: "
-            "sending for at most %s; whatever is still unsent then stays in the write-ahead queue "
-            "under %s for the next start",
-            reason,
-            format_duration(agent.flush_deadline),
-            options.storage_path,
-        )
-        main.cancel()
-
-    def reload() -> None:
-        task = loop.create_task(_reload_quietly(agent))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    agent.on_quit = lambda: stop("POST /-/quit")
-    loop.add_signal_handler(signal.SIGTERM, stop, "received SIGTERM")
-    loop.add_signal_handler(signal.SIGINT, stop, "received SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    started = loop.time()
-    try:
-        await agent.run()
-    except asyncio.CancelledError:
-        if not stopping:
-            raise
-        log.info("stopped after %.1fs of shutdown", loop.time() - started)
-        return 0
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-
-
 def _no_quit() -> None:
     log.warning("POST /-/quit: this agent was not started by run_agent; ignoring")
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-async def _reload_quietly(agent: Agent) -> None:
-    try:
-        await agent.reload()
-    except CollectorError:
-        pass  # already logged; the old config keeps running

@@ -558,7 +558,7 @@ def _run_agent(options: AgentOptions) -> int:
             return 1
     try:
         # Lazy: ``check config`` must work without the agent and its dependencies loaded.
-        # collector.workers.supervisor runs collector.agent's run_agent, or its supervisor.
+        # collector.workers.supervisor runs collector.lifecycle's run_agent, or its supervisor.
         run_agent = importlib.import_module("collector.workers.supervisor").run
     except (ImportError, AttributeError) as exc:
         print(f"collector: the agent is not available in this build: {exc}", file=sys.stderr)

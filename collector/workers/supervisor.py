@@ -1,6 +1,6 @@
 """The agent's main process with scrape workers: worker 0 of N, plus discovery, web and signals.
 
-Place in the pipeline: `run` (chosen by the CLI) runs `collector.agent.run_agent` with the
+Place in the pipeline: `run` (chosen by the CLI) runs `collector.lifecycle.run_agent` with the
 in-process `Agent` when ``--scrape.workers`` allows one process only (``1``, or ``auto`` with
 one usable CPU, sharding or the receiver) and no worker queue waits on disk. Otherwise it runs
 a `SupervisorAgent`: the same agent, pipeline included (it is worker 0: its scrape manager keeps
@@ -36,8 +36,9 @@ from typing import Any, NoReturn
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from collector.agent import Agent, run_agent
+from collector.agent import Agent
 from collector.config import AgentOptions, Config, RemoteWriteConfig
+from collector.lifecycle import run_agent
 from collector.model.targetgroup import TargetSets
 from collector.remote.writer import RemoteWriter
 from collector.web.app import make_app
