@@ -151,9 +151,7 @@ class FastHttpScraper:
     async def scrape(self) -> ScrapeResponse:
         """GET the target within one deadline; the body is returned uncompressed."""
         slow = self._slow
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._cancel_idle()
         if self._request is None:
             return await slow.scrape()
         try:
@@ -182,12 +180,15 @@ class FastHttpScraper:
 
     def close(self) -> None:
         """Close the kept-alive connection (the pool calls it when the target goes)."""
+        self._drop()
+
+    def _cancel_idle(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        self._drop()
 
     def _drop(self) -> None:
+        self._cancel_idle()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
