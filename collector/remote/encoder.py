@@ -19,17 +19,17 @@ the form its last float sample took. ``_zero`` holds the whole encoding of a ``0
 (proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
 that stay at zero reuse it). ``_value`` holds the series' last encoding: the value prefix and
 the 8 bytes of its last value. A sample whose value has the same bits is sent as that very
-object (info metrics, constant gauges, idle counters: no pack, no allocation); a changed one
-replaces it. A sample of the other form misses the dict it is looked up in and moves the series
-across (a value leaving or reaching zero, rare). ``python -m benchmarks.memory`` (node_exporter,
-values changing every scrape): about 190 B per series (the bytes and a dict slot), against
-545 B for the former object holding the prefix, the zero encoding, the last encoding and the
-last value. An earlier form kept an unchanged value as ``(value, encoding)`` and a changing one
-as its prefix: every series' first sample then made a tuple, a float and an encoding that its
-first change threw away, 70 B a series more at the agent's peak (the first scrapes), where the
-resident memory stays. Histogram series (``_hist``) and refs seen for the first time are found
-on that miss path too; a series write relabeling dropped is ``b""`` in both dicts (one truth
-test per sample, no exception per dropped sample).
+object (info metrics, constant gauges, idle counters: its packed bytes are compared, nothing
+is allocated); a changed one replaces it. A sample of the other form misses the dict it is
+looked up in and moves the series across (a value leaving or reaching zero, rare).
+``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 190 B per
+series (the bytes and a dict slot), against 545 B for the former object holding the prefix, the
+zero encoding, the last encoding and the last value. An earlier form kept an unchanged value
+as ``(value, encoding)`` and a changing one as its prefix: every series' first sample then made
+a tuple, a float and an encoding that its first change threw away, 70 B a series more at the
+agent's peak (the first scrapes), where the resident memory stays. Histogram series (``_hist``)
+and refs seen for the first time are found on that miss path too; a series write relabeling
+dropped is ``b""`` in both dicts (one truth test per sample, no exception per dropped sample).
 
 ::
 
@@ -85,6 +85,8 @@ i.e. years 2109 back to 2001)."""
 
 _VALUE_TAIL = 3
 """Bytes after the labels in a value prefix (Sample tag, length, value tag)."""
+_ENTRY_TAIL = _VALUE_TAIL + 8
+"""Bytes after the labels in a ``_value`` entry: the value prefix's tail and the value."""
 _ZERO_TAIL = 2
 """Bytes after the labels in a zero encoding (Sample tag, length)."""
 
@@ -143,9 +145,9 @@ class BatchEncoder:
         self._clock = clock
         self._value: dict[int, bytes] = {}
         """Series whose last float sample was non-zero -> its last encoding: the value prefix
-        (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as is, no pack;
-        a changed one replaces the entry); ``b""`` for a series write relabeling dropped (also
-        ``b""`` in ``_zero``)."""
+        (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as is, nothing
+        allocated; a changed one replaces the entry); ``b""`` for a series write relabeling
+        dropped (also ``b""`` in ``_zero``)."""
         self._zero: dict[int, bytes] = {}
         """Series whose last float sample was ``0.0`` or ``-0.0`` -> its whole encoding minus
         the timestamp field (`fast_prefixes`). A ref is in at most one of the two, except a
@@ -272,11 +274,9 @@ class BatchEncoder:
                     dropped += 1
                     continue
                 packed = pack(value)
-                if entry.endswith(packed):  # unchanged, bit for bit: sent again as is
-                    appends[ref % n](entry)
-                else:
+                if not entry.endswith(packed):  # changed; else sent again as is
                     entry = values[ref] = entry[:-8] + packed
-                    appends[ref % n](entry)
+                appends[ref % n](entry)
             else:
                 encoded = zeros.get(ref)
                 if encoded is None:
@@ -300,7 +300,7 @@ class BatchEncoder:
             labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
         else:
             entry = self._value.pop(ref, None)
-            labels = None if entry is None else _label_bytes(entry, _VALUE_TAIL + 8)
+            labels = None if entry is None else _label_bytes(entry, _ENTRY_TAIL)
         if labels is None:
             labels = self._resolve(ref, counts)
             if labels is None:
@@ -414,7 +414,7 @@ class BatchEncoder:
             counts.dropped_series += 1
             return None
         if found is not None:
-            return _label_bytes(found, _VALUE_TAIL + 8)
+            return _label_bytes(found, _ENTRY_TAIL)
         found = self._zero.get(ref)
         if found is not None:
             return _label_bytes(found, _ZERO_TAIL)

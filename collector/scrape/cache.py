@@ -14,9 +14,10 @@ and a set insert for staleness tracking. No per-sample objects beyond the tuple,
 Staleness follows Prometheus's ``seriesPrev``/``seriesCur`` exactly, quirks included (spec §4.8):
 a series is *tracked* (``cur``) when one of its samples without an explicit timestamp was
 appended (with ``track_timestamps_staleness`` explicit ones too); `stale_markers` writes a marker
-for every series in ``prev`` that is not in ``cur``; `iter_done` swaps them. A pass that went in
-bulk keeps its tracked refs as the list it resolved (8 bytes a series, not a set's 65), so the
-steady state holds one list and compares two lists where a set difference would be.
+for every series in ``prev`` that is not in ``cur``; `iter_done` makes ``cur`` the next ``prev``.
+``prev`` is always a list (8 bytes a series, not a set's 65): a pass that went in bulk keeps the
+refs list it resolved, so the steady state holds one list and compares two lists where a set
+difference would be; a per-sample pass's set is made a list at its end.
 
 The options and result types and the miss-path series rules (target labels, name validity,
 label limits) live in `collector.scrape.append_rules`; their names import from here as well.
@@ -30,11 +31,11 @@ from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import TYPE_CHECKING, Protocol, cast
 
-from collector import native
 from collector.errors import CollectorError, ParseError, ScrapeError
 from collector.model.labels import from_dict
 from collector.model.value import STALE_NAN
 from collector.native import BulkAppend
+from collector.native import bulk_append as _c_bulk_append
 from collector.scrape.append_rules import (
     MAX_AHEAD_MS,
     AppendOptions,
@@ -79,7 +80,7 @@ def _py_bulk_append(
     return True
 
 
-_bulk_append: BulkAppend = native.bulk_append or _py_bulk_append
+_bulk_append: BulkAppend = _c_bulk_append or _py_bulk_append
 
 
 class _MetadataSource(Protocol):
