@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,12 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.agent import Agent, new_registry
-from collector.config import AgentOptions
+from collector.config import AgentOptions, load_config_text
+from collector.model.relabel import compile_rules
+from collector.model.rendezvous import shard_key
+from collector.model.targetgroup import TargetGroup
+from collector.scrape.target import targets_from_group
+from collector.workers.plan import worker_ring
 from collector.workers.supervisor import SupervisorAgent
 from tests.integration.servers import (
     Server,
@@ -54,11 +59,20 @@ class Counting:
 
 
 @contextlib.asynccontextmanager
-async def counting_targets(count: int) -> AsyncIterator[Counting]:
+async def counting_targets(
+    count: int, *, accept: Callable[[list[str]], bool] | None = None
+) -> AsyncIterator[Counting]:
+    """``count`` targets on free ports; ``accept`` (given their addresses) can ask for others."""
     targets = Counting()
     runners = []
-    for _ in range(count):
-        port = free_port()
+    ports = [free_port() for _ in range(count)]
+    for _ in range(100):  # each draw is accepted with odds 1 - 2**-7 where a split is asked for
+        if accept is None or accept([targets.address(p) for p in ports]):
+            break
+        ports = [free_port() for _ in range(count)]
+    else:
+        raise AssertionError("no set of free ports was accepted in 100 draws")
+    for port in ports:
 
         async def metrics(_: web.Request, port: int = port) -> web.Response:
             n = targets.served[port] = targets.served.get(port, 0) + 1
@@ -77,6 +91,28 @@ async def counting_targets(count: int) -> AsyncIterator[Counting]:
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+def worker_of(addresses: list[str], count: int) -> dict[str, str]:
+    """The worker that scrapes each address of `write_config`'s job among ``count`` workers,
+    worked out as the scrape pools do it (final labels, `shard_key`, the workers' ring)."""
+    config = load_config_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs: [{job_name: t}]\n",
+        base_dir=".",
+    )
+    (cfg,) = config.scrape_configs
+    group = TargetGroup(source="0", targets=tuple({"__address__": a} for a in addresses))
+    built = targets_from_group([group], cfg=cfg, relabeler=compile_rules(cfg.relabel_configs))
+    ring = worker_ring(count, 0)
+    return {
+        dict(t.labels)["__address__"]: ring.owners(shard_key(t.scrape_pool, t.labels))[0]
+        for t in built.active.values()
+    }
+
+
+def split_over(count: int) -> Callable[[list[str]], bool]:
+    """A `counting_targets` check: every one of ``count`` workers scrapes some address."""
+    return lambda addresses: len(set(worker_of(addresses, count).values())) == count
 
 
 def write_config(path: Path, addresses: list[str], remote: str) -> None:
@@ -331,10 +367,14 @@ async def test_auto_adds_a_worker_that_takes_its_share_without_a_gap(tmp_path: P
     """``auto`` starts as one process; adding a worker moves its share with every scrape
     stored once (the pool's hand-off overlap: never unscraped, each scrape numbered)."""
     with victoria_metrics(tmp_path) as vm:
-        async with counting_targets(8) as targets:
+        # Ports where the second worker's share is neither empty nor everything (random ports
+        # alone leave it one of those with odds 2**-7).
+        async with counting_targets(8, accept=split_over(2)) as targets:
             addresses = [targets.address(p) for p in targets.ports]
             config = tmp_path / "collector.yml"
             write_config(config, addresses, vm.url)
+            owners = worker_of(addresses, 2)
+            expected = {f"http://{a}/metrics" for a, w in owners.items() if w == "worker-1"}
             options = AgentOptions(
                 config_file=str(config),
                 listen_address=f"127.0.0.1:{free_port()}",
@@ -358,6 +398,7 @@ async def test_auto_adds_a_worker_that_takes_its_share_without_a_gap(tmp_path: P
                 assert agent.count == 2
                 assert handle.snapshot is not None
                 share = {str(t["scrapeUrl"]) for t in handle.snapshot.active_targets}
+                assert share == expected
                 assert 0 < len(share) < 8
                 # After the overlap the main process keeps only the rest.
                 await until(
