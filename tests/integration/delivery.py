@@ -40,7 +40,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tests.integration.delivery_agents import AgentProcess, Exit
-from tests.integration.delivery_books import Account, Outcome, Window, account, problems
+from tests.integration.delivery_books import (
+    Account,
+    Outcome,
+    Window,
+    account,
+    dead_windows,
+    problems,
+)
 from tests.integration.delivery_targets import (
     AGENTS,
     FLUSH_DEADLINE,
@@ -232,7 +239,9 @@ class Rig:
     ) -> Outcome:
         """Receiver is back: settle, cross-check VictoriaMetrics, read the agent's metrics."""
         cutoff = time.monotonic()
-        result = self.settle(cutoff=cutoff, windows=windows)
+        result = self.settle(
+            cutoff=cutoff, windows=[*windows, *dead_windows(self.agent.lives(until=cutoff))]
+        )
         books = self.books
         with books.lock:
             refused_lost = books.refused_unacked(non_retryable)
@@ -273,6 +282,7 @@ class Rig:
             log=self.agent.log,
             notes=[*self.notes, *notes],
             signals=list(self.agent.ends),
+            spawns=list(self.agent.spawns),
             started=self.began,
         )
 

@@ -3,6 +3,7 @@ the receiver, which were allowed to go missing (`Window`), and a scenario's `Out
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -159,6 +160,17 @@ def account(
     return result
 
 
+def dead_windows(lives: Sequence[tuple[float, float]]) -> list[Window]:
+    """From each end of the agent (its signal) to its next start, given its ``(start, end)``
+    runs. A scrape request the agent sent just before a kill can reach a target's handler only
+    after it, so that serve is stamped when no agent runs: nobody received the answer, and it
+    may be missing (at most one per target: an agent has one request in flight per target)."""
+    return [
+        Window(f"dead {i}", end, start)
+        for i, ((_, end), (start, _)) in enumerate(itertools.pairwise(lives), 1)
+    ]
+
+
 def _missed(
     served: Sequence[tuple[Target, list[tuple[int, float]]]],
     lives: Sequence[tuple[float, float]],
@@ -215,6 +227,8 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     signals: list[float] = field(default_factory=list)
     """``time.monotonic()`` of every SIGTERM and SIGKILL sent to the agent."""
+    spawns: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of every start of the agent."""
 
     def report(self) -> str:
         """Readable multi-line summary (assertion messages, benchmark output)."""
@@ -271,12 +285,17 @@ class Outcome:
         return "\n".join(lines)
 
     def _near_signal(self, at: float) -> str:
-        """Where ``at`` lies relative to the first signal after it (lost scrapes' context)."""
+        """Where ``at`` lies: in which run of the agent, and how long before the signal that
+        ended it (lost scrapes' context)."""
+        run = next((i for i, t in reversed(list(enumerate(self.spawns, 1))) if t <= at), None)
+        where = "before the first start" if run is None else f"run {run}"
+        if run is not None and run <= len(self.signals) and self.signals[run - 1] < at:
+            where = f"after signal {run}, before run {run + 1} started"
         after = [(i, t) for i, t in enumerate(self.signals, 1) if t >= at]
         if not after:
-            return ""
+            return f" ({where})"
         i, t = after[0]
-        return f" ({t - at:.2f} s before signal {i} of {len(self.signals)})"
+        return f" ({where}; {t - at:.2f} s before signal {i} of {len(self.signals)})"
 
 
 def problems(outcome: Outcome) -> list[str]:
