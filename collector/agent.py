@@ -506,6 +506,9 @@ class Agent:
             if released:
                 for writer in self.writers.values():
                     writer.forget(released)
+                # Nothing else keys state by a released ref (the scrape caches dropped its
+                # last timestamp when they released it): it may name a new series now.
+                self.series.recycle(released)
 
 
 class _Counted:

@@ -1,9 +1,14 @@
 """SeriesRegistry: one ``int`` ref per distinct label set, shared by scrape and remote write.
 
-The scrape cache holds refs; remote writers key their pre-encoded label bytes by ref. A ref is
-never reused, so a writer that still holds bytes for a released ref can never confuse it with a
-new series. Released refs are collected in `drain_released` so writers can forget their
-encodings (the agent WAL's series garbage collection, done in memory).
+The scrape cache holds refs; remote writers key their pre-encoded label bytes by ref. Released
+refs are collected in `drain_released` so writers can forget their encodings (the agent WAL's
+series garbage collection, done in memory); once every writer has, `recycle` hands them back
+and a later new label set may get one. Until then a released ref is never handed out, so a
+writer still holding bytes for it can never confuse it with a new series.
+
+Refs are dense small ints (1, 2, ...; 0 is never one: the scrape cache's "dropped" mark), so
+the ref -> labels map is a list (8 bytes a series where a dict takes about 52), and recycling
+keeps it as long as the most series live at once, not as the series ever seen.
 
 Memory: the label sets are the registry's largest part. Their ``(name, value)`` pairs repeat
 across series (``job``, ``instance``, ``__name__``, ``mode="idle"``) and across targets serving
@@ -31,8 +36,8 @@ class SeriesRegistry:
 
     __slots__ = (
         "_by_labels",
+        "_free",
         "_labels",
-        "_next",
         "_pair_holders",
         "_pairs",
         "_refcount",
@@ -41,7 +46,8 @@ class SeriesRegistry:
 
     def __init__(self) -> None:
         self._by_labels: dict[Labels, int] = {}
-        self._labels: dict[int, Labels] = {}
+        self._labels: list[Labels | None] = [None]
+        """Indexed by ref; None for a free ref (slot 0 is never a ref)."""
         self._refcount: dict[int, int] = {}
         """Holders of a ref held more than once (nearly every ref has exactly one: its target's
         scrape cache), so a live ref absent here has one holder."""
@@ -50,17 +56,21 @@ class SeriesRegistry:
         self._pair_holders: Counter[Pair] = Counter()
         """Live label sets holding each pair of ``_pairs``."""
         self._released: list[int] = []
-        self._next = 1
+        self._free: list[int] = []
+        """Released refs every writer forgot (`recycle`): handed out again first."""
 
     def acquire(self, labels: Labels) -> int:
         """The ref of ``labels``, created on first use; pair each call with a `release`."""
         ref = self._by_labels.get(labels)
         if ref is None:
-            ref = self._next
-            self._next += 1
             labels = self._share_pairs(labels)
+            if self._free:
+                ref = self._free.pop()
+                self._labels[ref] = labels
+            else:
+                ref = len(self._labels)
+                self._labels.append(labels)
             self._by_labels[labels] = ref
-            self._labels[ref] = labels
         else:
             self._refcount[ref] = self._refcount.get(ref, 1) + 1
         return ref
@@ -80,9 +90,10 @@ class SeriesRegistry:
             else:
                 del self._refcount[ref]
             return
-        labels = self._labels.pop(ref, None)
+        labels = self.labels(ref)
         if labels is None:
             return
+        self._labels[ref] = None
         del self._by_labels[labels]
         holders = self._pair_holders
         for pair in labels:
@@ -95,12 +106,19 @@ class SeriesRegistry:
 
     def labels(self, ref: int) -> Labels | None:
         """The label set of a live ref, or None once it was released."""
-        return self._labels.get(ref)
+        return self._labels[ref] if 0 < ref < len(self._labels) else None
 
     def drain_released(self) -> list[int]:
-        """Refs released since the last call (for writers to forget their encodings)."""
+        """Refs released since the last call (for writers to forget their encodings, then
+        `recycle`)."""
         released, self._released = self._released, []
         return released
+
+    def recycle(self, refs: list[int]) -> None:
+        """Hand ``refs`` (from `drain_released`) out again: every holder of per-ref state
+        (writers' encodings, last timestamps) has dropped it."""
+        labels = self._labels
+        self._free.extend(ref for ref in refs if labels[ref] is None)
 
     @property
     def pairs(self) -> int:
@@ -108,4 +126,4 @@ class SeriesRegistry:
         return len(self._pairs)
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return len(self._by_labels)

@@ -205,6 +205,28 @@ def test_released_refs_are_forgotten_and_unknown_refs_counted() -> None:
     assert encoder.cached_series == 2
 
 
+def test_a_recycled_ref_is_sent_with_its_new_labels() -> None:
+    """The agent's series GC: released refs are forgotten by the writers, then recycled; a new
+    series given a recycled ref is encoded afresh, never with the old series' bytes, in
+    either form (value prefix or zero encoding)."""
+    registry = SeriesRegistry()
+    refs = [registry.acquire(series_labels(i)) for i in range(4)]
+    sealed: Sealed = []
+    encoder = make(registry, sealed)
+    encoder.commit([(ref, float(i % 2), T0) for i, ref in enumerate(refs)])
+    for ref in refs:
+        registry.release(ref)
+    released = registry.drain_released()
+    encoder.forget(released)
+    registry.recycle(released)
+    new = [registry.acquire(series_labels(10 + i)) for i in range(4)]
+    assert sorted(new) == sorted(refs)
+    encoder.commit([(ref, float(i % 2), T0 + 1) for i, ref in enumerate(new)])
+    encoder.seal_all()
+    got = {(i, ts) for i, _, ts, _ in received(sealed)}
+    assert {(i, ts) for i, ts in got if ts == T0 + 1} == {(str(10 + i), T0 + 1) for i in range(4)}
+
+
 def test_one_encoding_per_series_in_memory() -> None:
     """What the encoder keeps per series is its label bytes once plus a dict slot: at most
     the label bytes + 110 B whatever the values (the former object with three encodings and

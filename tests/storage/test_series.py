@@ -37,7 +37,7 @@ def test_shared_ref_lives_until_its_last_holder_releases() -> None:
     assert reg.labels(other) == B
 
 
-def test_refs_are_never_reused() -> None:
+def test_a_released_ref_is_not_reused_before_it_is_recycled() -> None:
     reg = SeriesRegistry()
     first = reg.acquire(A)
     reg.release(first)
@@ -49,6 +49,41 @@ def test_refs_are_never_reused() -> None:
     assert reg.labels(second) == A
     reg.release(second)
     assert reg.labels(second) is None
+    assert reg.labels(first) is None
+    assert reg.drain_released() == [first, second]
+
+
+def test_recycled_refs_name_new_series_and_refs_stay_dense() -> None:
+    reg = SeriesRegistry()
+    refs = [reg.acquire((("__name__", "m"), ("i", str(i)))) for i in range(10)]
+    assert refs == list(range(1, 11))  # 0 is never a ref: the scrape cache's "dropped" mark
+    for ref in refs[2:6]:
+        reg.release(ref)
+    released = reg.drain_released()
+    assert sorted(released) == [3, 4, 5, 6]
+    assert reg.acquire(B) == 11  # released but not recycled: not handed out
+    reg.recycle(released)
+    again = {reg.acquire((("__name__", "n"), ("i", str(i)))) for i in range(5)}
+    assert again == {3, 4, 5, 6, 12}
+    third = reg.labels(3)
+    assert third is not None
+    assert third[0] == ("__name__", "n")
+    assert len(reg) == 6 + 1 + 5
+    assert reg.labels(0) is None
+    assert reg.labels(99) is None
+
+
+def test_recycling_skips_a_ref_that_is_live() -> None:
+    """A drained list handed back twice, or late, never frees a live series' ref."""
+    reg = SeriesRegistry()
+    ref = reg.acquire(A)
+    reg.release(ref)
+    released = reg.drain_released()
+    reg.recycle(released)
+    assert reg.acquire(B) == ref
+    reg.recycle(released)  # ref names B now: not free
+    assert reg.acquire(A) != ref
+    assert reg.labels(ref) == B
 
 
 def _fresh(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
