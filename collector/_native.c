@@ -300,9 +300,10 @@ PyDoc_STRVAR(encode_run_doc,
 "encode_run(samples, start, ts, values, zeros, runs, /) -> (stop, dropped)\n"
 "\n"
 "From ``samples[start]`` on, while a sample is ``(ref, value, ts)`` with this ``ts`` and its\n"
-"series is cached: a non-zero value's last encoding ``values[ref]`` when its last 8 bytes are\n"
-"the packed value, else that encoding with them replaced (stored back in ``values``), or a\n"
-"zero's ``zeros[ref]``, appended to ``runs[ref % len(runs)]``; an empty entry (a dropped\n"
+"series is cached (``values`` and ``zeros`` are lists of one length indexed by ref, None where\n"
+"nothing is cached): a non-zero value's last encoding ``values[ref]`` when its last 8 bytes\n"
+"are the packed value, else that encoding with them replaced (stored back in ``values``), or\n"
+"a zero's ``zeros[ref]``, appended to ``runs[ref % len(runs)]``; an empty entry (a dropped\n"
 "series) is counted instead. Returns the index of the first sample not handled and the count\n"
 "of dropped ones.");
 
@@ -314,10 +315,11 @@ encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *samples = args[0], *values = args[3], *zeros = args[4], *runs = args[5];
-    if (!PyList_CheckExact(samples) || !PyDict_CheckExact(values) || !PyDict_CheckExact(zeros)
-        || !PyList_CheckExact(runs) || PyList_GET_SIZE(runs) == 0) {
-        PyErr_SetString(PyExc_TypeError,
-                        "encode_run: samples list, two dicts and a non-empty runs list expected");
+    if (!PyList_CheckExact(samples) || !PyList_CheckExact(values) || !PyList_CheckExact(zeros)
+        || PyList_GET_SIZE(values) != PyList_GET_SIZE(zeros) || !PyList_CheckExact(runs)
+        || PyList_GET_SIZE(runs) == 0) {
+        PyErr_SetString(PyExc_TypeError, "encode_run: samples list, two lists of one length "
+                                         "and a non-empty runs list expected");
         return NULL;
     }
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
@@ -350,19 +352,17 @@ encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             PyErr_Clear(); /* a ref past Py_ssize_t: Python's loop takes it */
             break;
         }
+        /* A ref past the lists is a miss (they grow in Python, `BatchEncoder._grow`). */
+        if (r >= PyList_GET_SIZE(values) || r >= PyList_GET_SIZE(zeros))
+            break;
         PyObject *run = PyList_GET_ITEM(runs, r % nruns);
         if (!PyList_CheckExact(run))
             break;
         double value = PyFloat_AS_DOUBLE(val);
 
         if (value != 0.0) { /* NaN too, as Python's truth test of a float */
-            PyObject *entry = PyDict_GetItemWithError(values, ref);
-            if (entry == NULL) {
-                if (PyErr_Occurred())
-                    return NULL;
-                break;
-            }
-            if (!PyBytes_CheckExact(entry))
+            PyObject *entry = PyList_GET_ITEM(values, r);
+            if (!PyBytes_CheckExact(entry)) /* None: not cached in this form */
                 break;
             Py_ssize_t len = PyBytes_GET_SIZE(entry);
             if (len == 0) {
@@ -385,20 +385,17 @@ encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                 return NULL;
             memcpy(PyBytes_AS_STRING(encoded), last, (size_t)(len - 8));
             memcpy(PyBytes_AS_STRING(encoded) + len - 8, packed, 8);
-            /* `entry` is borrowed from the dict: not used once the item is replaced. */
-            if (PyDict_SetItem(values, ref, encoded) < 0 || PyList_Append(run, encoded) < 0) {
+            if (PyList_Append(run, encoded) < 0) {
                 Py_DECREF(encoded);
                 return NULL;
             }
-            Py_DECREF(encoded);
+            /* The list takes our reference to `encoded` and gives up its one to `entry`
+             * (borrowed from it: not used after this). */
+            PyList_SET_ITEM(values, r, encoded);
+            Py_DECREF(entry);
             continue;
         }
-        PyObject *encoded = PyDict_GetItemWithError(zeros, ref);
-        if (encoded == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            break;
-        }
+        PyObject *encoded = PyList_GET_ITEM(zeros, r);
         if (!PyBytes_CheckExact(encoded))
             break;
         if (PyBytes_GET_SIZE(encoded) == 0) {

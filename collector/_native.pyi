@@ -9,8 +9,8 @@ def encode_run(
     samples: list[tuple[int, float, int]],
     start: int,
     ts: int,
-    values: dict[int, Any],
-    zeros: dict[int, bytes],
+    values: list[bytes | None],
+    zeros: list[bytes | None],
     runs: list[list[bytes]],
     /,
 ) -> tuple[int, int]: ...

@@ -40,7 +40,14 @@ SteadyValues = Callable[[bytes, int, bytes, tuple[bytes, ...], list[bytes]], lis
 """``steady_values(body, nlines, mask, fixed, keys)``: see `collector._native`."""
 
 EncodeRun = Callable[
-    [list[tuple[int, float, int]], int, int, dict[int, Any], dict[int, bytes], list[list[bytes]]],
+    [
+        list[tuple[int, float, int]],
+        int,
+        int,
+        list[bytes | None],
+        list[bytes | None],
+        list[list[bytes]],
+    ],
     tuple[int, int],
 ]
 """``encode_run(samples, start, ts, values, zeros, runs) -> (stop, dropped)``: see

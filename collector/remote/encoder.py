@@ -5,8 +5,8 @@ called synchronously from every scrape's `commit`. It owns the per-series encodi
 open batch of each shard; a sealed batch leaves through ``on_sealed`` to the write-ahead queue
 (`collector.remote.delivery`), which numbers it, logs it and sends it.
 
-Per committed sample the work is one dict lookup and, for a value that changed, one
-``struct.pack``, one concatenation and one dict store (an unchanged one reuses its bytes), then
+Per committed sample the work is one list index and, for a value that changed, one
+``struct.pack``, one concatenation and one list store (an unchanged one reuses its bytes), then
 a list append into the run of the series' shard (``ref % num_shards``); the timestamp field,
 shared by a scrape, is added once per shard and commit by joining the run with it as the
 separator (`collector.remote.codec.fast_prefixes` explains the byte layout). That loop over
@@ -14,22 +14,24 @@ series encoded before exists twice: in C (``encode_run`` of ``collector/_native.
 `collector.native`; ``python -m benchmarks.remote``: commit + seal 2.7 -> 4.5 M samples/s) and
 in Python (`BatchEncoder._encode_run`, the reference; ``tests/remote/test_encoder_native.py``).
 
-Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two dicts, by
+Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two lists
+indexed by ref (refs are dense small ints, recycled by `SeriesRegistry`), by
 the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
 (proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
 that stay at zero reuse it). ``_value`` holds the series' last encoding: the value prefix and
 the 8 bytes of its last value. A sample whose value has the same bits is sent as that very
 object (info metrics, constant gauges, idle counters: its packed bytes are compared, nothing
-is allocated); a changed one replaces it. A sample of the other form misses the dict it is
+is allocated); a changed one replaces it. A sample of the other form misses the list it is
 looked up in and moves the series across (a value leaving or reaching zero, rare).
-``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 190 B per
-series (the bytes and a dict slot), against 545 B for the former object holding the prefix, the
+``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 140 B per
+series (the bytes and two list slots; 190 B with the dicts the lists replaced), against 545 B
+for the former object holding the prefix, the
 zero encoding, the last encoding and the last value. An earlier form kept an unchanged value
 as ``(value, encoding)`` and a changing one as its prefix: every series' first sample then made
 a tuple, a float and an encoding that its first change threw away, 70 B a series more at the
 agent's peak (the first scrapes), where the resident memory stays. Histogram series (``_hist``)
 and refs seen for the first time are found on that miss path too; a series write relabeling
-dropped is ``b""`` in both dicts (one truth test per sample, no exception per dropped sample).
+dropped is ``b""`` in both lists (one truth test per sample, no exception per dropped sample).
 
 ::
 
@@ -46,7 +48,7 @@ append time; each becomes a whole ``TimeSeries`` (labels, histogram, its timesta
 added to the open batch of the series' shard, so the write-ahead log and the send path carry
 them unchanged. A series that was sent as histograms moves to ``_hist`` (its kind byte and
 label bytes): a float sample of it (in practice its staleness marker, which the scrape cache
-writes as the float StaleNaN) misses the float dicts and goes to a per-shard histogram run,
+writes as the float StaleNaN) misses the float lists and goes to a per-shard histogram run,
 sent as a float sample when its timestamp's run is flushed (`_histogram_series_float`).
 
 A series always lands in the same shard while the shard count stays the same; the owner changes
@@ -143,17 +145,18 @@ class BatchEncoder:
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._value: dict[int, bytes] = {}
-        """Series whose last float sample was non-zero -> its last encoding: the value prefix
-        (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as is, nothing
-        allocated; a changed one replaces the entry); ``b""`` for a series write relabeling
-        dropped (also ``b""`` in ``_zero``)."""
-        self._zero: dict[int, bytes] = {}
-        """Series whose last float sample was ``0.0`` or ``-0.0`` -> its whole encoding minus
-        the timestamp field (`fast_prefixes`). A ref is in at most one of the two, except a
-        dropped series' (``b""`` in both)."""
+        self._value: list[bytes | None] = []
+        """By ref, for a series whose last float sample was non-zero: its last encoding, the
+        value prefix (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as
+        is, nothing allocated; a changed one replaces the entry); ``b""`` for a series write
+        relabeling dropped (also ``b""`` in ``_zero``); None for any other ref. Lists, not
+        dicts: refs are dense (`SeriesRegistry`), 8 bytes a slot where a dict takes ~52."""
+        self._zero: list[bytes | None] = []
+        """By ref, for a series whose last float sample was ``0.0`` or ``-0.0``: its whole
+        encoding minus the timestamp field (`fast_prefixes`); None for any other ref. A ref
+        has an entry in at most one of the two, except a dropped series (``b""`` in both)."""
         self._hist: dict[int, bytes] = {}
-        """Series sent as native histograms -> kind byte + label bytes (in neither float dict)."""
+        """Series sent as native histograms -> kind byte + label bytes (in neither float list)."""
         self._fast_run: EncodeRun = _c_encode_run if native and _c_encode_run else self._encode_run
         """The run function `commit` calls first: C when `collector.native` has it."""
         self.set_shards(num_shards)
@@ -168,7 +171,8 @@ class BatchEncoder:
     @property
     def cached_series(self) -> int:
         """Series this destination holds an encoding of (float, zero, histogram or dropped)."""
-        return len(self._value.keys() | self._zero.keys()) + len(self._hist)
+        pairs = zip(self._value, self._zero, strict=True)
+        return sum(1 for v, z in pairs if v is not None or z is not None) + len(self._hist)
 
     def set_shards(self, n: int) -> None:
         """Build batches for ``n`` shards from now on; every open batch must be sealed first."""
@@ -195,7 +199,7 @@ class BatchEncoder:
         """Encode one scrape's samples into the open batches, sealing full ones.
 
         The samples of one timestamp are taken by the run function (`_encode_run`, or the C
-        one) up to the first it leaves here: a series not cached in the dict of its form
+        one) up to the first it leaves here: a series not cached in the list of its form
         (`_miss`), or, for the C one, a sample not of the exact types the scrape path makes
         (the Python run takes those: same result, only slower).
         """
@@ -250,24 +254,25 @@ class BatchEncoder:
         samples: list[Sample],
         start: int,
         ts: int,
-        values: dict[int, bytes],
-        zeros: dict[int, bytes],
+        values: list[bytes | None],
+        zeros: list[bytes | None],
         runs: list[list[bytes]],
     ) -> tuple[int, int]:
         """The hot loop (the reference of ``encode_run`` in ``collector/_native.c``): from
-        ``samples[start]``, every sample stamped ``ts`` whose series is cached in the dict of
+        ``samples[start]``, every sample stamped ``ts`` whose series is cached in the list of
         its form goes to its shard's run; returns where it stopped and how many samples of
         dropped series it skipped."""
         appends = self._run_appends
         n = len(runs)
+        size = len(values)  # both lists have one length (`_grow`)
         pack = _pack
         dropped = 0
         for i in range(start, len(samples)):
             ref, value, sample_ts = samples[i]
-            if sample_ts != ts:
+            if sample_ts != ts or ref >= size:
                 return i, dropped
             if value:  # NaN is true: its bits are packed as they are
-                entry = values.get(ref)
+                entry = values[ref]
                 if entry is None:
                     return i, dropped
                 if not entry:
@@ -278,7 +283,7 @@ class BatchEncoder:
                     entry = values[ref] = entry[:-8] + packed
                 appends[ref % n](entry)
             else:
-                encoded = zeros.get(ref)
+                encoded = zeros[ref]
                 if encoded is None:
                     return i, dropped
                 if encoded:
@@ -288,18 +293,19 @@ class BatchEncoder:
         return len(samples), dropped
 
     def _miss(self, ref: int, value: float, counts: CommitCounts) -> None:
-        """A fast-path sample whose ref is not in the dict of its form: a histogram series'
+        """A fast-path sample whose ref is not in the list of its form: a histogram series'
         float sample, a value leaving or reaching zero, or a new series."""
         shard = ref % self._num_shards
         hist = self._hist.get(ref)
         if hist is not None:
             self._hist_appends[shard](hist + _pack(value))
             return
+        self._grow(ref)
         if value:
-            other = self._zero.pop(ref, None)
+            other, self._zero[ref] = self._zero[ref], None
             labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
         else:
-            entry = self._value.pop(ref, None)
+            entry, self._value[ref] = self._value[ref], None
             labels = None if entry is None else _label_bytes(entry, _ENTRY_TAIL)
         if labels is None:
             labels = self._resolve(ref, counts)
@@ -395,9 +401,9 @@ class BatchEncoder:
                 labels = self._labels(ref, counts)
                 if labels is None:
                     continue
-                # From now on its float samples (staleness markers) miss the float dicts.
-                self._value.pop(ref, None)
-                self._zero.pop(ref, None)
+                # From now on its float samples (staleness markers) miss the float lists.
+                self._grow(ref)
+                self._value[ref] = self._zero[ref] = None
                 entry = hist[ref] = kind + labels
             if ts > counts.highest_ts:
                 counts.highest_ts = ts
@@ -406,16 +412,26 @@ class BatchEncoder:
 
     # ------------------------------------------------------------------ series cache
 
+    def _grow(self, ref: int) -> None:
+        """Make both float lists long enough to hold ``ref`` (an eighth more, as refs come in
+        order: `SeriesRegistry` hands out the lowest free ones first)."""
+        size = len(self._value)
+        if ref >= size:
+            more = [None] * (max(ref + 1, size + (size >> 3) + 64) - size)
+            self._value += more
+            self._zero += more
+
     def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
-        """The label bytes ``ref``'s series is sent with, from whichever dict holds it, else
+        """The label bytes ``ref``'s series is sent with, from whichever cache holds it, else
         resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
-        found = self._value.get(ref)
+        self._grow(ref)
+        found = self._value[ref]
         if found == b"":
             counts.dropped_series += 1
             return None
         if found is not None:
             return _label_bytes(found, _ENTRY_TAIL)
-        found = self._zero.get(ref)
+        found = self._zero[ref]
         if found is not None:
             return _label_bytes(found, _ZERO_TAIL)
         found = self._hist.get(ref)
@@ -430,7 +446,7 @@ class BatchEncoder:
         """Encode a series for this destination: external labels, write relabel, label bytes.
 
         None, counted in ``counts``, when the ref is unknown or write relabeling dropped the
-        series (then ``b""`` in both float dicts, so it is relabeled once).
+        series (then ``b""`` in both float lists, so it is relabeled once).
         """
         labels = self._series.labels(ref)
         if labels is None:
@@ -446,6 +462,7 @@ class BatchEncoder:
                 builder = {} if relabeled is None else relabeled
             labels = from_dict(builder)
         if not labels:
+            self._grow(ref)
             self._value[ref] = self._zero[ref] = b""
             counts.dropped_series += 1
             return None
@@ -453,9 +470,10 @@ class BatchEncoder:
 
     def forget(self, refs: Iterable[int]) -> None:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
+        size = len(self._value)
         for ref in refs:
-            self._value.pop(ref, None)
-            self._zero.pop(ref, None)
+            if ref < size:
+                self._value[ref] = self._zero[ref] = None
             self._hist.pop(ref, None)
 
     # ------------------------------------------------------------------ sealing

@@ -2,8 +2,9 @@
 from the pure-Python one (`BatchEncoder._encode_run`).
 
 Two levels: the run function itself, C and Python on copies of the same state (every kind of
-dict entry, dropped series, misses, a timestamp change, samples of types the scrape path never
-makes), compared on what they return, append and leave in the dicts; and whole encoders, one
+list entry, dropped series, misses, refs past the lists, a timestamp change, samples of types
+the scrape path never makes), compared on what they return, append and leave in the lists;
+and whole encoders, one
 on each, fed the same commits, compared on every byte they seal. The suite also runs with
 ``COLLECTOR_NATIVE=0`` (``make test``), where the C side is skipped and every other encoder
 test covers the Python loop.
@@ -35,7 +36,7 @@ def _pack(value: float) -> bytes:
     return struct.pack("<d", value)
 
 
-# What the encoder's dicts hold for a ref: a last encoding (a value prefix and 8 value bytes),
+# What the encoder's lists hold for a ref: a last encoding (a value prefix and 8 value bytes),
 # a zero encoding, or b"" for a dropped series; or nothing (a miss).
 ENTRY = st.one_of(
     st.tuples(st.sampled_from(FLOATS), st.binary(min_size=0, max_size=6)).map(
@@ -50,10 +51,10 @@ VALUE = st.one_of(st.sampled_from(FLOATS), st.floats(), st.integers(-3, 3))
 
 
 @st.composite
-def run_case(draw: st.DrawFn) -> tuple[dict[int, Any], dict[int, bytes], list[Any], int, int]:
+def run_case(draw: st.DrawFn) -> tuple[list[Any], list[bytes | None], list[Any], int, int]:
     entries = draw(st.lists(ENTRY, min_size=1, max_size=8))
-    values: dict[int, Any] = {}
-    zeros: dict[int, bytes] = {}
+    values: list[Any] = [None] * len(entries)
+    zeros: list[bytes | None] = [None] * len(entries)
     for ref, (kind, entry) in enumerate(entries):
         if kind == "last":
             values[ref] = entry
@@ -61,7 +62,7 @@ def run_case(draw: st.DrawFn) -> tuple[dict[int, Any], dict[int, bytes], list[An
             zeros[ref] = cast("bytes", entry)
         elif kind == "dropped":
             values[ref] = zeros[ref] = b""
-    refs = st.integers(0, len(entries) - 1)
+    refs = st.integers(0, len(entries) + 1)  # the last two are past the lists: misses
     timestamps = st.sampled_from([T0, T0, T0, T0 + 1])
     samples = draw(st.lists(st.tuples(refs, VALUE, timestamps), max_size=30))
     start = draw(st.integers(0, len(samples)))
@@ -70,7 +71,7 @@ def run_case(draw: st.DrawFn) -> tuple[dict[int, Any], dict[int, bytes], list[An
 
 
 def _python_run(
-    samples: list[Any], start: int, values: dict[int, Any], zeros: dict[int, bytes], shards: int
+    samples: list[Any], start: int, values: list[Any], zeros: list[bytes | None], shards: int
 ) -> tuple[tuple[int, int], list[list[bytes]]]:
     encoder = BatchEncoder(
         series=SeriesRegistry(),
@@ -89,9 +90,9 @@ def _python_run(
 @needs_native
 @given(run_case())
 def test_c_run_appends_and_stops_as_the_python_run(
-    case: tuple[dict[int, Any], dict[int, bytes], list[Any], int, int],
+    case: tuple[list[Any], list[bytes | None], list[Any], int, int],
 ) -> None:
-    """Same stop index, dropped count, runs (bytes for bytes, shard for shard) and dicts after."""
+    """Same stop index, dropped count, runs (bytes for bytes, shard for shard) and lists after."""
     from collector import _native
 
     values, zeros, samples, start, shards = case
@@ -117,9 +118,13 @@ def test_c_run_refuses_broken_arguments() -> None:
     from collector import _native
 
     with pytest.raises(TypeError, match="non-empty runs list"):
-        _native.encode_run([], 0, T0, {}, {}, [])
+        _native.encode_run([], 0, T0, [], [], [])
+    with pytest.raises(TypeError, match="two lists of one length"):
+        _native.encode_run([], 0, T0, [None], [], [[]])
+    with pytest.raises(TypeError, match="two lists of one length"):
+        _native.encode_run([], 0, T0, {}, {}, [[]])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="6 arguments"):
-        _native.encode_run([], 0, T0, {}, {})  # type: ignore[call-arg]
+        _native.encode_run([], 0, T0, [], [])  # type: ignore[call-arg]
 
 
 def series_labels(i: int) -> Labels:
