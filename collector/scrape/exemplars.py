@@ -41,12 +41,13 @@ _Last = tuple[tuple[tuple[str, str], ...], int, int | None]
 
 
 class ExemplarTracker:
-    """One target's last exemplar per series (refs of its cache)."""
+    """One target's last exemplar per series, by the series' raw key in its cache (not by ref:
+    a released ref may name another series once recycled, `SeriesRegistry.recycle`)."""
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: dict[int, _Last] = {}
+        self._last: dict[bytes, _Last] = {}
 
     def collect(
         self,
@@ -64,10 +65,12 @@ class ExemplarTracker:
         last_ts = cache.last_ts
         last = self._last
         seen: set[int] = set()
+        seen_keys: list[bytes] = []
         for index, exemplar in sorted(exemplars.items()):
             if index >= len(keys):
                 continue
-            ref = series.get(keys[index])
+            key = keys[index]
+            ref = series.get(key)
             if not ref:
                 continue
             stamp = stamps[index] if stamps is not None and honor_timestamps else None
@@ -75,16 +78,17 @@ class ExemplarTracker:
             if last_ts.get(ref) != t or ref in seen:
                 continue  # the sample was not appended (duplicate, limit, out of order...)
             seen.add(ref)
+            seen_keys.append(key)
             labels = tuple(sorted((n, v) for n, v in exemplar.labels if v))
             current = (labels, float_bits(exemplar.value), exemplar.ts_ms)
-            previous = last.get(ref)
+            previous = last.get(key)
             if previous is not None and _equal(previous, current):
                 continue
-            last[ref] = current
+            last[key] = current
             ts = t if exemplar.ts_ms is None else exemplar.ts_ms
             out.append((ref, encode(labels, exemplar.value, ts), ts))
         if len(last) > 2 * len(seen) + 64:  # forget series gone from the exposition
-            self._last = {ref: last[ref] for ref in seen if ref in last}
+            self._last = {key: last[key] for key in seen_keys if key in last}
 
 
 def _equal(a: _Last, b: _Last) -> bool:

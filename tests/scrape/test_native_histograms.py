@@ -296,6 +296,32 @@ async def test_openmetrics_exemplars_are_committed_once() -> None:
     assert len(h.appender.exemplars[-1]) == 2
 
 
+async def test_a_series_on_a_recycled_ref_has_its_own_exemplar_history() -> None:
+    """Refs are recycled (`SeriesRegistry.recycle`): a new series given the ref of one gone
+    is not compared with that one's last exemplar, so the same exemplar is appended again."""
+
+    def body(a: str) -> bytes:
+        return (
+            "# TYPE foo counter\n"
+            f'foo_total{{a="{a}"}} 1 # {{trace_id="t"}} 2.5 1700000000.000\n'
+            "# EOF\n"
+        ).encode()
+
+    h = harness(body("1"), body("2"), body("3"), content_type=OM)
+    await h.scrape()
+    await h.scrape()  # a="1" is gone: its ref is released at the end of the pass
+    released = h.registry.drain_released()
+    assert len(released) == 1
+    h.registry.recycle(released)  # as the agent's series GC does once the writers forgot it
+    await h.scrape()
+    labels = h.registry.labels(released[0])
+    assert labels is not None
+    assert dict(labels)["a"] == "3"
+    ((series, raw),) = h.appender.exemplars[-1]
+    assert dict(series)["a"] == "3"
+    assert exemplar(raw) == ((("trace_id", "t"),), 2.5, 1_700_000_000_000)
+
+
 async def test_exemplar_of_a_rejected_sample_is_dropped() -> None:
     """A duplicate sample's exemplar is not appended (only the first one's)."""
     body = (
