@@ -3,14 +3,14 @@
 Drives what the agent keeps per target and per series over ``--targets`` simulated targets
 (default 200, as ``benchmarks.side_by_side --workload node``) serving the node_exporter fixture
 with new values every scrape: an `IncrementalParser` and a `ScrapeCache` per target, one shared
-`SeriesRegistry` and ``last_ts`` dict, and one `RemoteWriter` (its batches are taken out of the
-memory queue after every commit, as a sender would). After ``--scrapes`` rounds it reports:
+`SeriesRegistry` (with its ``last_ts`` list), and one `RemoteWriter` (its batches are taken out
+of the memory queue after every commit, as a sender would). After ``--scrapes`` rounds it reports:
 
 - the live memory (``tracemalloc``) per series, grouped by allocation site's module and by the
   top source lines, i.e. which structure owns the bytes (keys and the kept non-sample lines are
   allocated by the parser, label strings by ``Exposition.labels``, label sets by the registry
-  (``labels.from_dict`` only builds the tuple a miss looks up), the cache/registry dicts and
-  ``last_ts`` by their modules, encoded series by the writer and codec);
+  (``labels.from_dict`` only builds the tuple a miss looks up), the cache dict and the
+  registry's lists by their modules, encoded series by the writer and codec);
 - the traced peak per series (the first round: every target's first scrape is a full parse plus
   a cache miss per series);
 - with ``--rss``: the process RSS after each round and its peak (no ``tracemalloc``, which
@@ -41,7 +41,7 @@ from benchmarks.scrape import OPTIONS, variants
 from collector.config import QueueConfig
 from collector.model.textparse import IncrementalParser
 from collector.remote.encoder import BatchEncoder
-from collector.scrape.cache import AppendOptions, LastTimestamps, ScrapeCache
+from collector.scrape.cache import AppendOptions, ScrapeCache
 from collector.storage.appender import Sample
 from collector.storage.series import SeriesRegistry
 
@@ -75,11 +75,10 @@ class Pipeline:
 
     def __init__(self, targets: int, storage: Path, *, metadata: bool = False) -> None:
         self.registry = SeriesRegistry()
-        self.last_ts: LastTimestamps = {}
         self.writer = _encoder(self.registry)
         self.parsers = [IncrementalParser() for _ in range(targets)]
         self.caches = [
-            ScrapeCache(registry=self.registry, last_ts=self.last_ts) for _ in range(targets)
+            ScrapeCache(registry=self.registry) for _ in range(targets)
         ]
         self.options = [
             AppendOptions(
@@ -117,9 +116,9 @@ class Pipeline:
 _COMPONENTS = {
     "textparse.py": "parser (keys, kept lines, label strings, metadata)",
     "labels.py": "label tuples (from_dict)",
-    "cache.py": "scrape cache (series dict, last_ts, tracked refs)",
-    "append_rules.py": "scrape cache (series dict, last_ts, tracked refs)",
-    "series.py": "series registry (label sets, ref dicts)",
+    "cache.py": "scrape cache (series dict, tracked refs)",
+    "append_rules.py": "scrape cache (series dict, tracked refs)",
+    "series.py": "series registry (label sets, ref lists, last timestamps)",
     "encoder.py": "remote writer cache",
     "codec.py": "encoded series (codec)",
 }

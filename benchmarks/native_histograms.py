@@ -49,7 +49,7 @@ def run(bucket_limit: int, rounds: int = 50, repeat: int = 5) -> float:
     """Best seconds per scrape of `body`."""
     data = body()
     parser = protobuf.ProtobufParser(native=True)
-    cache = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    cache = ScrapeCache(registry=SeriesRegistry())
     options = AppendOptions(native_histograms=True, bucket_limit=bucket_limit)
     now = 1_700_000_000_000
 

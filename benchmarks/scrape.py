@@ -109,17 +109,17 @@ def bench(name: str, body: bytes, *, repeat: int = 30) -> dict[str, float]:
         return bodies[next(turn) % len(bodies)]
 
     def first() -> int:
-        cache = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+        cache = ScrapeCache(registry=SeriesRegistry())
         return _scrape_once(parse, next_body(), cache, next(clock))
 
-    warm_full = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    warm_full = ScrapeCache(registry=SeriesRegistry())
     _scrape_once(parse, body, warm_full, next(clock))
 
     def steady_full() -> int:
         """Warm cache, stateless full parse of every body (the pre-fast-path loop)."""
         return _scrape_once(parse, next_body(), warm_full, next(clock))
 
-    warm = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    warm = ScrapeCache(registry=SeriesRegistry())
     parser = IncrementalParser()
     _scrape_once(parser.parse, body, warm, next(clock))
 
@@ -127,7 +127,7 @@ def bench(name: str, body: bytes, *, repeat: int = 30) -> dict[str, float]:
         """Warm cache and warm IncrementalParser: what the loop does every interval."""
         return _scrape_once(parser.parse, next_body(), warm, next(clock))
 
-    warm_pure = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    warm_pure = ScrapeCache(registry=SeriesRegistry())
     pure = IncrementalParser(native=False)
     _scrape_once(pure.parse, body, warm_pure, next(clock))
 

@@ -420,7 +420,26 @@ PyDoc_STRVAR(bulk_append_doc,
 "\n"
 "False, changing nothing, when a ref of ``refs`` has ``last[ref] >= now``; else sets\n"
 "``last[ref] = now`` for every ref, appends ``(ref, value, now)`` to ``batch`` for every pair\n"
-"of ``zip(refs, values)`` and returns True. ``refs`` holds ints.");
+"of ``zip(refs, values)`` and returns True. ``refs`` holds ints, each an index of the list\n"
+"``last`` (IndexError otherwise), whose items are ints.");
+
+/* The index ``ref`` names in ``last``, or -1 with an exception set. */
+static Py_ssize_t
+last_index(PyObject *ref, PyObject *last)
+{
+    if (!PyLong_CheckExact(ref)) {
+        PyErr_SetString(PyExc_TypeError, "bulk_append: refs must be ints");
+        return -1;
+    }
+    Py_ssize_t r = PyLong_AsSsize_t(ref);
+    if (r == -1 && PyErr_Occurred())
+        return -1;
+    if (r < 0 || r >= PyList_GET_SIZE(last)) {
+        PyErr_SetString(PyExc_IndexError, "bulk_append: a ref past the last timestamps");
+        return -1;
+    }
+    return r;
+}
 
 static PyObject *
 bulk_append(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -432,26 +451,19 @@ bulk_append(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     PyObject *refs = args[0], *values = args[1], *now = args[2], *last = args[3];
     PyObject *batch = args[4];
     if (!PyList_CheckExact(refs) || !PyList_CheckExact(values) || !PyLong_CheckExact(now)
-        || !PyDict_CheckExact(last) || !PyList_CheckExact(batch)) {
+        || !PyList_CheckExact(last) || !PyList_CheckExact(batch)) {
         PyErr_SetString(PyExc_TypeError,
-                        "bulk_append(refs: list, values: list, now: int, last: dict, batch: list)");
+                        "bulk_append(refs: list, values: list, now: int, last: list, batch: list)");
         return NULL;
     }
-    /* Only exact ints are hashed and compared, so no Python code runs while the lists are
-     * walked: their sizes cannot change under the loops. */
+    /* Only exact ints are compared, so no Python code runs while the lists are walked: their
+     * sizes cannot change under this loop. */
     Py_ssize_t n = PyList_GET_SIZE(refs);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *ref = PyList_GET_ITEM(refs, i);
-        if (!PyLong_CheckExact(ref)) {
-            PyErr_SetString(PyExc_TypeError, "bulk_append: refs must be ints");
+        Py_ssize_t r = last_index(PyList_GET_ITEM(refs, i), last);
+        if (r < 0)
             return NULL;
-        }
-        PyObject *lt = PyDict_GetItemWithError(last, ref);
-        if (lt == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            continue;
-        }
+        PyObject *lt = PyList_GET_ITEM(last, r);
         if (!PyLong_CheckExact(lt)) {
             PyErr_SetString(PyExc_TypeError, "bulk_append: last timestamps must be ints");
             return NULL;
@@ -466,8 +478,13 @@ bulk_append(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
      * read again at every step rather than trusted from before. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(refs); i++) {
         PyObject *ref = PyList_GET_ITEM(refs, i);
-        if (PyDict_SetItem(last, ref, now) < 0)
+        Py_ssize_t r = last_index(ref, last);
+        if (r < 0)
             return NULL;
+        Py_INCREF(now);
+        PyObject *old = PyList_GET_ITEM(last, r);
+        PyList_SET_ITEM(last, r, now);
+        Py_DECREF(old); /* an int: no finalizer */
         if (i < PyList_GET_SIZE(values)) {
             PyObject *sample = PyTuple_Pack(3, ref, PyList_GET_ITEM(values, i), now);
             if (sample == NULL)

@@ -15,5 +15,5 @@ def encode_run(
     /,
 ) -> tuple[int, int]: ...
 def bulk_append(
-    refs: list[int], values: list[float], now: int, last: dict[int, int], batch: list[Any], /
+    refs: list[int], values: list[float], now: int, last: list[int], batch: list[Any], /
 ) -> bool: ...

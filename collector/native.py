@@ -54,7 +54,7 @@ EncodeRun = Callable[
 `collector._native`."""
 
 
-BulkAppend = Callable[[list[int], list[float], int, dict[int, int], list[Any]], bool]
+BulkAppend = Callable[[list[int], list[float], int, list[int], list[Any]], bool]
 """``bulk_append(refs, values, now, last, batch) -> appended``: see `collector._native`."""
 
 

@@ -8,7 +8,8 @@ label limits and ``SeriesRegistry.acquire`` happen only on a miss (`ScrapeCache.
 
 Per sample on a hit: the cache lookup, a duplicate check against this scrape's tracked set,
 the optional sample limit, the out-of-bounds check, the out-of-order check against the series'
-last committed timestamp (a dict shared by all loops, as the agent storage keeps one per series),
+last committed timestamp (`SeriesRegistry.last_ts`, by ref, as the agent storage keeps one per
+series),
 and a set insert for staleness tracking. No per-sample objects beyond the tuple, no logging.
 
 Staleness follows Prometheus's ``seriesPrev``/``seriesCur`` exactly, quirks included (spec §4.8):
@@ -46,7 +47,7 @@ from collector.scrape.append_rules import (
     validate,
 )
 from collector.storage.appender import Sample
-from collector.storage.series import SeriesRegistry
+from collector.storage.series import NEVER, SeriesRegistry
 
 if TYPE_CHECKING:
     from collector.scrape.limits import SeriesLimiter
@@ -60,11 +61,9 @@ __all__ = [
     "ScrapeCache",
 ]
 
-LastTimestamps = dict[int, int]
-"""Series ref -> timestamp (ms) of its last committed sample; shared by every loop."""
-
-_NEVER = -(1 << 64)
-"""Below every int64 timestamp: the "no sample yet" value of a bulk ``last_ts`` read."""
+LastTimestamps = list[int]
+"""By series ref, the timestamp (ms) of its last committed sample (`NEVER` before the first):
+`SeriesRegistry.last_ts`, shared by every loop."""
 
 
 def _py_bulk_append(
@@ -73,9 +72,10 @@ def _py_bulk_append(
     """The steady-state append (the reference of ``bulk_append`` in ``collector/_native.c``):
     False, changing nothing, when a series already has a sample at ``now_ms`` or later; else
     every series' last timestamp becomes ``now_ms`` and its sample joins ``batch``."""
-    if max(map(last.get, refs, repeat(_NEVER)), default=_NEVER) >= now_ms:
+    if max(map(last.__getitem__, refs), default=NEVER) >= now_ms:
         return False
-    last.update(zip(refs, repeat(now_ms)))
+    for ref in refs:
+        last[ref] = now_ms
     batch.extend(zip(refs, values, repeat(now_ms)))
     return True
 
@@ -119,11 +119,10 @@ class ScrapeCache:
         self,
         *,
         registry: SeriesRegistry,
-        last_ts: LastTimestamps,
         series_limiter: SeriesLimiter | None = None,
     ) -> None:
         self.registry = registry
-        self.last_ts = last_ts
+        self.last_ts: LastTimestamps = registry.last_ts
         self.series: dict[bytes, int] = {}
         """Raw series bytes -> ref; ``0`` marks a series dropped by metric relabeling."""
         # The tracked refs of this pass (cur): a set, or after a bulk pass the list of its refs
@@ -135,7 +134,7 @@ class ScrapeCache:
         self._seen: set[int] = set()
         """Other refs seen in this pass (explicit timestamps, rejected samples): not evicted."""
         self._dropped_seen: set[bytes] = set()
-        self._undo: list[tuple[int, int | None]] = []
+        self._undo: list[tuple[int, int]] = []
         """Explicit-timestamp ``last_ts`` updates of this pass, undone on rollback."""
         self._successful_count = 0
         self._metadata: Mapping[str, object] = {}
@@ -214,7 +213,6 @@ class ScrapeCache:
         seen_add = self._seen.add
         dropped_add = self._dropped_seen.add
         last = self.last_ts
-        last_get = last.get
         undo_add = self._undo.append
         batch_append = batch.append
         labels_of = exp.labels
@@ -282,8 +280,8 @@ class ScrapeCache:
                     oob += 1
                     seen_add(ref)
                     continue
-                lt = last_get(ref)
-                if lt is not None and t <= lt:
+                lt = last[ref]
+                if t <= lt:
                     # Agent storage: equal timestamps are out of order too.
                     ooo += 1
                     seen_add(ref)
@@ -383,8 +381,7 @@ class ScrapeCache:
         last = self.last_ts
         written = 0
         for ref in gone:
-            lt = last.get(ref)
-            if lt is not None and ts_ms <= lt:
+            if ts_ms <= last[ref]:
                 continue
             last[ref] = ts_ms
             batch.append((ref, STALE_NAN, ts_ms))
@@ -399,10 +396,7 @@ class ScrapeCache:
         """
         last = self.last_ts
         for ref, previous in reversed(self._undo):
-            if previous is None:
-                last.pop(ref, None)
-            else:
-                last[ref] = previous
+            last[ref] = previous
         self._undo.clear()
 
     def iter_done(self, *, flush: bool) -> bool:
@@ -447,15 +441,10 @@ class ScrapeCache:
             if ref:
                 if ref not in seen:
                     del self.series[key]
-                    self._release(ref)
+                    self.registry.release(ref)
                     self.evicted += 1
             elif key not in dropped_seen:
                 del self.series[key]
-
-    def _release(self, ref: int) -> None:
-        self.registry.release(ref)
-        if self.registry.labels(ref) is None:
-            self.last_ts.pop(ref, None)
 
     def abandon(self) -> None:
         """Forget an unfinished pass (the loop was cancelled mid-scrape): ``prev`` stays."""
@@ -467,10 +456,10 @@ class ScrapeCache:
 
     def release_all(self) -> None:
         """Release every ref the cache holds; the cache is empty afterwards."""
+        self.abandon()  # first: its rollback writes last timestamps of refs still held
         for ref in self.series.values():
             if ref:
-                self._release(ref)
+                self.registry.release(ref)
         self.series.clear()
         self._gen += 1
         self._prev = []
-        self.abandon()

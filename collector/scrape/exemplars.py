@@ -75,7 +75,7 @@ class ExemplarTracker:
                 continue
             stamp = stamps[index] if stamps is not None and honor_timestamps else None
             t = now_ms if stamp is None else stamp
-            if last_ts.get(ref) != t or ref in seen:
+            if last_ts[ref] != t or ref in seen:
                 continue  # the sample was not appended (duplicate, limit, out of order...)
             seen.add(ref)
             seen_keys.append(key)

@@ -111,8 +111,8 @@ def append_histograms(
             result.out_of_bounds += 1
             cache._seen.add(ref)
             continue
-        lt = last.get(ref)
-        if lt is not None and t <= lt:
+        lt = last[ref]
+        if t <= lt:
             result.out_of_order += 1
             cache._seen.add(ref)
             continue

@@ -223,8 +223,7 @@ class ScrapeLoop:
         self.cache.iter_done(flush=False)
         last = self.cache.last_ts
         for ref in self._refs():
-            lt = last.get(ref)
-            if lt is None or stale_ms > lt:
+            if stale_ms > last[ref]:
                 last[ref] = stale_ms
                 batch.append((ref, STALE_NAN, stale_ms))
         self._appendable.commit(batch)
@@ -241,8 +240,6 @@ class ScrapeLoop:
         if self._report_refs is not None:
             for ref in self._report_refs:
                 self._registry.release(ref)
-                if self._registry.labels(ref) is None:
-                    self.cache.last_ts.pop(ref, None)
             self._report_refs = None
         if release_cache:
             self.cache.release_all()
@@ -447,8 +444,7 @@ class ScrapeLoop:
             values += [self.target.timeout, float(self.settings.sample_limit), float(size)]
         last = self.cache.last_ts
         for ref, value in zip(self._refs(), values, strict=True):
-            lt = last.get(ref)
-            if lt is not None and ts_ms <= lt:
+            if ts_ms <= last[ref]:
                 continue
             last[ref] = ts_ms
             batch.append((ref, value, ts_ms))

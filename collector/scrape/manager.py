@@ -37,7 +37,6 @@ from collector.model.labels import Labels
 from collector.model.rendezvous import Ring
 from collector.model.targetgroup import TargetGroup, TargetSets
 from collector.model.textparse import Metadata
-from collector.scrape.cache import LastTimestamps
 from collector.scrape.loop import ParseFn
 from collector.scrape.metrics import ScrapeMetrics
 from collector.scrape.pool import ScrapePool, ScraperFactory
@@ -117,7 +116,6 @@ class ScrapeManager:
         self._factory = scraper_factory
         self._parse = parse
         self._proxy = LazyProxyResolver(proxy_resolver) if proxy_resolver is not None else None
-        self._last_ts: LastTimestamps = {}
         self._configs: dict[str, ScrapeConfig] = {}
         self._seed = 0
         self.pools: dict[str, ScrapePool] = {}
@@ -199,7 +197,6 @@ class ScrapeManager:
                 registry=self._registry,
                 appendable=self._appendable,
                 metrics=self.metrics,
-                last_ts=self._last_ts,
                 offset_seed=self._seed,
                 wall_ns=self._wall_ns,
                 scraper_factory=self._factory,

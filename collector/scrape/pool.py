@@ -47,7 +47,7 @@ from collector.model.labels import Labels
 from collector.model.relabel import compile_rules
 from collector.model.rendezvous import Ring, Sharder, Split
 from collector.model.targetgroup import TargetGroup
-from collector.scrape.cache import LastTimestamps, ScrapeCache
+from collector.scrape.cache import ScrapeCache
 from collector.scrape.fasthttp import http_scraper
 from collector.scrape.limits import limiter_for
 from collector.scrape.loop import LoopSettings, ParseFn, ScrapeLoop, append_options
@@ -102,7 +102,6 @@ class ScrapePool:
         registry: SeriesRegistry,
         appendable: Appendable,
         metrics: ScrapeMetrics,
-        last_ts: LastTimestamps | None = None,
         offset_seed: int = 0,
         wall_ns: Callable[[], int] = time.time_ns,
         scraper_factory: ScraperFactory | None = None,
@@ -113,7 +112,6 @@ class ScrapePool:
         self._registry = registry
         self._appendable = appendable
         self._metrics = metrics
-        self._last_ts: LastTimestamps = last_ts if last_ts is not None else {}
         self.offset_seed = offset_seed
         self._wall_ns = wall_ns
         self._factory = scraper_factory
@@ -325,7 +323,7 @@ class ScrapePool:
             scraper=self._scraper(target),
             cache=cache
             or ScrapeCache(
-                registry=self._registry, last_ts=self._last_ts, series_limiter=limiter_for(cfg)
+                registry=self._registry, series_limiter=limiter_for(cfg)
             ),
             settings=LoopSettings(
                 options=append_options(

@@ -8,7 +8,9 @@ writer still holding bytes for it can never confuse it with a new series.
 
 Refs are dense small ints (1, 2, ...; 0 is never one: the scrape cache's "dropped" mark), so
 the ref -> labels map is a list (8 bytes a series where a dict takes about 52), and recycling
-keeps it as long as the most series live at once, not as the series ever seen.
+keeps it as long as the most series live at once, not as the series ever seen. The same holds
+for `SeriesRegistry.last_ts`, each series' last committed timestamp (the agent storage's
+``lastTs``), which the scrape loops check and set: a new or recycled ref starts at `NEVER`.
 
 Memory: the label sets are the registry's largest part. Their ``(name, value)`` pairs repeat
 across series (``job``, ``instance``, ``__name__``, ``mode="idle"``) and across targets serving
@@ -26,9 +28,12 @@ from collections import Counter
 
 from collector.model.labels import Labels
 
-__all__ = ["SeriesRegistry"]
+__all__ = ["NEVER", "SeriesRegistry"]
 
 Pair = tuple[str, str]
+
+NEVER = -(1 << 64)
+"""Below every int64 timestamp: the last timestamp of a series with no sample yet."""
 
 
 class SeriesRegistry:
@@ -42,6 +47,7 @@ class SeriesRegistry:
         "_pairs",
         "_refcount",
         "_released",
+        "last_ts",
     )
 
     def __init__(self) -> None:
@@ -58,6 +64,9 @@ class SeriesRegistry:
         self._released: list[int] = []
         self._free: list[int] = []
         """Released refs every writer forgot (`recycle`): handed out again first."""
+        self.last_ts: list[int] = [NEVER]
+        """By ref: the timestamp (ms) of the series' last committed sample, `NEVER` before the
+        first; shared by every scrape loop (one series, one out-of-order check)."""
 
     def acquire(self, labels: Labels) -> int:
         """The ref of ``labels``, created on first use; pair each call with a `release`."""
@@ -67,9 +76,11 @@ class SeriesRegistry:
             if self._free:
                 ref = self._free.pop()
                 self._labels[ref] = labels
+                self.last_ts[ref] = NEVER
             else:
                 ref = len(self._labels)
                 self._labels.append(labels)
+                self.last_ts.append(NEVER)
             self._by_labels[labels] = ref
         else:
             self._refcount[ref] = self._refcount.get(ref, 1) + 1
@@ -94,6 +105,7 @@ class SeriesRegistry:
         if labels is None:
             return
         self._labels[ref] = None
+        self.last_ts[ref] = NEVER
         del self._by_labels[labels]
         holders = self._pair_holders
         for pair in labels:

@@ -274,7 +274,7 @@ def scraped(
 ) -> Labels | None:
     """What the real scrape path (parser + scrape cache) makes of one line; None if dropped."""
     registry = SeriesRegistry()
-    cache = ScrapeCache(registry=registry, last_ts={})
+    cache = ScrapeCache(registry=registry)
     batch: list[tuple[int, float, int]] = []
     options = AppendOptions(
         target_labels=target, honor_labels=honor, metric_relabeler=compile_rules(chain)

@@ -136,7 +136,7 @@ def harness(
     loop = ScrapeLoop(
         target=target,
         scraper=scraper,
-        cache=ScrapeCache(registry=registry, last_ts={}),
+        cache=ScrapeCache(registry=registry),
         settings=LoopSettings(
             options=append_options(
                 cfg,

@@ -32,7 +32,7 @@ from collector.scrape.cache import (
     ScrapeCache,
 )
 from collector.storage.appender import Sample
-from collector.storage.series import SeriesRegistry
+from collector.storage.series import NEVER, SeriesRegistry
 
 NOW = 1_700_000_000_000
 TARGET = (("instance", "h:1"), ("job", "j"))
@@ -105,8 +105,8 @@ class Scrapes:
 
     def __init__(self, registry: SeriesRegistry | None = None, **options: Any) -> None:
         self.registry = SeriesRegistry() if registry is None else registry  # empty is falsy
-        self.last_ts: dict[int, int] = {}
-        self.cache = ScrapeCache(registry=self.registry, last_ts=self.last_ts)
+        self.last_ts = self.registry.last_ts
+        self.cache = ScrapeCache(registry=self.registry)
         options.setdefault("target_labels", TARGET)
         self.options = AppendOptions(**options)
         self.now = NOW
@@ -385,11 +385,11 @@ def test_refs_are_released_but_shared_ones_survive() -> None:
     s.last_ts[shared] = 5
     s.append(exp((b"shared", 2.0)))  # "own" evicted
     assert registry.labels(own) is None
-    assert own not in s.last_ts
+    assert s.last_ts[own] == NEVER
     s.cache.release_all()
     assert (len(s.cache), s.cache.prev) == (0, set())
     assert registry.labels(shared) is not None
-    assert shared in s.last_ts
+    assert s.last_ts[shared] == s.now - 15_000  # the last pass's sample (now has moved on)
     other.cache.release_all()
     assert len(registry) == 0
 
@@ -463,7 +463,8 @@ def _run_passes(
             markers = sorted(b for b in batch if is_stale(b[1]))
             s.cache.iter_done(flush=end == "flush")
         samples = [b for b in batch if not is_stale(b[1])]
-        after = (sorted(s.cache.cur), sorted(s.cache.prev), dict(s.last_ts))
+        last = {ref: ts for ref, ts in enumerate(s.last_ts) if ts != NEVER}
+        after = (sorted(s.cache.cur), sorted(s.cache.prev), last)
         seen.append(
             (results, samples, markers, state, dict(s.cache.series), s.cache.evicted, after)
         )

@@ -44,7 +44,7 @@ class Setup:
         self.loop = ScrapeLoop(
             target=target,
             scraper=self.scraper,
-            cache=ScrapeCache(registry=self.registry, last_ts={}, series_limiter=limiter_for(cfg)),
+            cache=ScrapeCache(registry=self.registry, series_limiter=limiter_for(cfg)),
             settings=LoopSettings(
                 options=append_options(
                     cfg,

@@ -268,8 +268,8 @@ def test_append_results_equal_whole_body(
         target_labels=(("instance", "h:1"), ("job", "j")),
         metric_relabeler=compile_rules(()),
     )
-    whole = ScrapeCache(registry=SeriesRegistry(), last_ts={})
-    streamed = ScrapeCache(registry=SeriesRegistry(), last_ts={})
+    whole = ScrapeCache(registry=SeriesRegistry())
+    streamed = ScrapeCache(registry=SeriesRegistry())
     for n, body in enumerate(bodies):
         now = 1_700_000_000_000 + 15_000 * n
         batch_w: list[Sample] = []
