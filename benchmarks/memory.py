@@ -77,9 +77,7 @@ class Pipeline:
         self.registry = SeriesRegistry()
         self.writer = _encoder(self.registry)
         self.parsers = [IncrementalParser() for _ in range(targets)]
-        self.caches = [
-            ScrapeCache(registry=self.registry) for _ in range(targets)
-        ]
+        self.caches = [ScrapeCache(registry=self.registry) for _ in range(targets)]
         self.options = [
             AppendOptions(
                 target_labels=(("instance", f"127.0.0.1:{19100 + i}"), ("job", "node")),
@@ -120,6 +118,7 @@ _COMPONENTS = {
     "append_rules.py": "scrape cache (series dict, tracked refs)",
     "series.py": "series registry (label sets, ref lists, last timestamps)",
     "encoder.py": "remote writer cache",
+    "encodings.py": "remote writer cache",
     "codec.py": "encoded series (codec)",
 }
 

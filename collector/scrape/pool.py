@@ -321,10 +321,7 @@ class ScrapePool:
         loop = ScrapeLoop(
             target=target,
             scraper=self._scraper(target),
-            cache=cache
-            or ScrapeCache(
-                registry=self._registry, series_limiter=limiter_for(cfg)
-            ),
+            cache=cache or ScrapeCache(registry=self._registry, series_limiter=limiter_for(cfg)),
             settings=LoopSettings(
                 options=append_options(
                     cfg,
