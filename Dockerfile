@@ -19,7 +19,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# A C compiler and the Python headers for collector/_native.c, in this stage only. The official
+# A C compiler and the Python headers for collector/_native*.c, in this stage only. The official
 # python:3.11-slim has the headers of its own /usr/local Python but no compiler; a Debian base
 # (scripts/base-image.sh) runs Debian's python3, whose headers are python3-dev: asked for only
 # when Python.h is missing, so a slim build does not pull in a second Python. libc6-dev is named

@@ -58,10 +58,10 @@ install-dev: install-debian $(VENV)/.installed-dev
 ## The whole test suite, with everything it needs installed first; then all of it again with
 ## COLLECTOR_NATIVE=0, so the pure-Python twin of every C extension step (the reference) runs
 ## everywhere too. The editable install builds collector/_native*.so in place; its stamp only
-## follows pyproject.toml, so a _native.c newer than the built module is rebuilt here first.
+## follows pyproject.toml, so C sources newer than the built module are rebuilt here first.
 test: install-dev
 	@so=$$(ls collector/_native*.so 2>/dev/null | head -n 1); \
-	if [ -z "$$so" ] || [ collector/_native.c -nt "$$so" ]; then \
+	if [ -z "$$so" ] || [ -n "$$(find collector -maxdepth 1 -name '_native*.[ch]' -newer "$$so")" ]; then \
 	  $(PY) -m pip install -q -e '.[dev]'; \
 	fi
 	$(PY) -m pytest -q

@@ -1,7 +1,7 @@
 """Whether the C extension `collector._native` is used, decided once per process at import.
 
 Place in the pipeline: beside it, not in it. The scrape hot path has a few steps written twice,
-in pure Python (the reference, always present) and in C (``collector/_native.c``, built by
+in pure Python (the reference, always present) and in C (``collector/_native*.c``, built by
 ``setup.py`` when a compiler is there). Modules with such a step take the C function from here
 and fall back to their own Python code when it is None; both give identical results, which
 ``tests/model/test_native_parity.py``, ``tests/scrape/test_cache_native.py`` and

@@ -1,37 +1,24 @@
 r"""`BatchEncoder`: committed samples -> sealed, compressed remote-write bodies, per shard.
 
 Pipeline position: the first stage of a remote-write destination (`collector.remote.writer`),
-called synchronously from every scrape's `commit`. It owns the per-series encoding cache and the
-open batch of each shard; a sealed batch leaves through ``on_sealed`` to the write-ahead queue
-(`collector.remote.delivery`), which numbers it, logs it and sends it.
+called synchronously from every scrape's `commit`. It owns the per-series encodings
+(`collector.remote.encodings`) and the open batch of each shard; a sealed batch leaves through
+``on_sealed`` to the write-ahead queue (`collector.remote.delivery`), which numbers it, logs it
+and sends it.
 
 Per committed sample the work is one list index and, for a value that changed, one
 ``struct.pack``, one concatenation and one list store (an unchanged one reuses its bytes), then
 a list append into the run of the series' shard (``ref % num_shards``); the timestamp field,
 shared by a scrape, is added once per shard and commit by joining the run with it as the
 separator (`collector.remote.codec.fast_prefixes` explains the byte layout). That loop over
-series encoded before exists twice: in C (``encode_run`` of ``collector/_native.c``, through
-`collector.native`; ``python -m benchmarks.remote``: commit + seal 2.7 -> 4.5 M samples/s) and
-in Python (`BatchEncoder._encode_run`, the reference; ``tests/remote/test_encoder_native.py``).
+series encoded before exists twice: in C (``encode_run`` in ``collector/_native_append.c``,
+through `collector.native`; ``python -m benchmarks.remote``: commit + seal 2.7 -> 4.5 M
+samples/s, 5.1-5.3 with the encodings in lists) and in Python (`BatchEncoder._encode_run`, the
+reference; ``tests/remote/test_encoder_native.py``).
 
-Memory: a series is kept as ONE bytes object (its labels encoded once) in one of two lists
-indexed by ref (refs are dense small ints, recycled by `SeriesRegistry`), by
-the form its last float sample took. ``_zero`` holds the whole encoding of a ``0.0`` sample
-(proto3 omits the value field, so it is the same bytes every time: node_exporter's many series
-that stay at zero reuse it). ``_value`` holds the series' last encoding: the value prefix and
-the 8 bytes of its last value. A sample whose value has the same bits is sent as that very
-object (info metrics, constant gauges, idle counters: its packed bytes are compared, nothing
-is allocated); a changed one replaces it. A sample of the other form misses the list it is
-looked up in and moves the series across (a value leaving or reaching zero, rare).
-``python -m benchmarks.memory`` (node_exporter, values changing every scrape): about 140 B per
-series (the bytes and two list slots; 190 B with the dicts the lists replaced), against 545 B
-for the former object holding the prefix, the
-zero encoding, the last encoding and the last value. An earlier form kept an unchanged value
-as ``(value, encoding)`` and a changing one as its prefix: every series' first sample then made
-a tuple, a float and an encoding that its first change threw away, 70 B a series more at the
-agent's peak (the first scrapes), where the resident memory stays. Histogram series (``_hist``)
-and refs seen for the first time are found on that miss path too; a series write relabeling
-dropped is ``b""`` in both lists (one truth test per sample, no exception per dropped sample).
+Memory: each series' encoding is kept once, by ref, in the form its last float sample took
+(`collector.remote.encodings.SeriesEncodings` explains the forms and what they cost); a commit
+indexes those lists directly.
 
 ::
 
@@ -64,33 +51,33 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
-from collector.model.labels import Labels, from_dict
+from collector.model.labels import Labels
 from collector.native import EncodeRun
 from collector.native import encode_run as _c_encode_run
 from collector.remote.codec import (
     compress,
     encode_exemplar_series,
     encode_histogram_series,
-    encode_labels,
     encode_timeseries,
     fast_prefixes,
     timestamp_field,
 )
+from collector.remote.encodings import (
+    ENTRY_TAIL,
+    ZERO_TAIL,
+    CommitCounts,
+    Relabel,
+    SeriesEncodings,
+    label_bytes,
+)
 from collector.storage.appender import ExemplarSample, HistogramSample, Sample
 from collector.storage.series import SeriesRegistry
 
-__all__ = ["BatchEncoder", "CommitCounts"]
+__all__ = ["BatchEncoder", "CommitCounts", "Relabel"]
 
 _FAST_TS_LEN = 7
 """Length of `timestamp_field` for which `fast_prefixes` are valid (timestamps 2^42..2^49 ms,
 i.e. years 2109 back to 2001)."""
-
-_VALUE_TAIL = 3
-"""Bytes after the labels in a value prefix (Sample tag, length, value tag)."""
-_ENTRY_TAIL = _VALUE_TAIL + 8
-"""Bytes after the labels in a ``_value`` entry: the value prefix's tail and the value."""
-_ZERO_TAIL = 2
-"""Bytes after the labels in a zero encoding (Sample tag, length)."""
 
 _pack = struct.Struct("<d").pack
 _unpack = struct.Struct("<d").unpack
@@ -99,27 +86,8 @@ _FLOAT_KIND = b"\x01"
 """First byte of a ``_hist`` entry (kind + label bytes): its histograms' form, integer or
 float."""
 
-_NO_VALUE = bytes(8)
-"""The value bytes of a ``_value`` entry made before its series had a value (`_labels`):
-``pack(0.0)``, which no sample looked up in ``_value`` has (a zero goes to ``_zero``)."""
-
-Relabel = Callable[[dict[str, str]], dict[str, str] | None]
 SealedSink = Callable[[bytes, int, int, int], None]
 """``on_sealed(body, count, max_ts, shard)``."""
-
-
-class CommitCounts:
-    """What one `BatchEncoder.commit` could not send, for the owner's metrics."""
-
-    __slots__ = ("dropped_series", "highest_ts", "unknown")
-
-    def __init__(self) -> None:
-        self.dropped_series = 0
-        """Samples of series write relabeling dropped (intentional: not a loss)."""
-        self.unknown = 0
-        """Samples of refs the series registry no longer knows (a bug if ever non-zero)."""
-        self.highest_ts = 0
-        """Highest timestamp committed, ms (0 when nothing was)."""
 
 
 class BatchEncoder:
@@ -139,24 +107,15 @@ class BatchEncoder:
     ) -> None:
         """``clock`` stamps when a shard's batch opened (for `batch_send_deadline`);
         ``native=False`` keeps the commit loop in pure Python (the reference, for tests)."""
-        self._series = series
-        self._external: Labels = tuple(sorted(external_labels))
-        self._relabel = relabel
+        external: Labels = tuple(sorted(external_labels))
+        self._encodings = SeriesEncodings(series, external, relabel)
         self._max_per_send = max_samples_per_send
         self._on_sealed = on_sealed
         self._clock = clock
-        self._value: list[bytes | None] = []
-        """By ref, for a series whose last float sample was non-zero: its last encoding, the
-        value prefix (`fast_prefixes`) and that value's 8 bytes (an unchanged value is sent as
-        is, nothing allocated; a changed one replaces the entry); ``b""`` for a series write
-        relabeling dropped (also ``b""`` in ``_zero``); None for any other ref. Lists, not
-        dicts: refs are dense (`SeriesRegistry`), 8 bytes a slot where a dict takes ~52."""
-        self._zero: list[bytes | None] = []
-        """By ref, for a series whose last float sample was ``0.0`` or ``-0.0``: its whole
-        encoding minus the timestamp field (`fast_prefixes`); None for any other ref. A ref
-        has an entry in at most one of the two, except a dropped series (``b""`` in both)."""
-        self._hist: dict[int, bytes] = {}
-        """Series sent as native histograms -> kind byte + label bytes (in neither float list)."""
+        # The encodings' lists and dict themselves (they grow in place): a commit indexes them.
+        self._value = self._encodings.values
+        self._zero = self._encodings.zeros
+        self._hist = self._encodings.hist
         self._fast_run: EncodeRun = _c_encode_run if native and _c_encode_run else self._encode_run
         """The run function `commit` calls first: C when `collector.native` has it."""
         self.set_shards(num_shards)
@@ -171,8 +130,7 @@ class BatchEncoder:
     @property
     def cached_series(self) -> int:
         """Series this destination holds an encoding of (float, zero, histogram or dropped)."""
-        pairs = zip(self._value, self._zero, strict=True)
-        return sum(1 for v, z in pairs if v is not None or z is not None) + len(self._hist)
+        return self._encodings.cached_series
 
     def set_shards(self, n: int) -> None:
         """Build batches for ``n`` shards from now on; every open batch must be sealed first."""
@@ -258,13 +216,13 @@ class BatchEncoder:
         zeros: list[bytes | None],
         runs: list[list[bytes]],
     ) -> tuple[int, int]:
-        """The hot loop (the reference of ``encode_run`` in ``collector/_native.c``): from
+        """The hot loop (the reference of ``encode_run`` in ``collector/_native_append.c``): from
         ``samples[start]``, every sample stamped ``ts`` whose series is cached in the list of
         its form goes to its shard's run; returns where it stopped and how many samples of
         dropped series it skipped."""
         appends = self._run_appends
         n = len(runs)
-        size = len(values)  # both lists have one length (`_grow`)
+        size = len(values)  # both lists have one length (`SeriesEncodings.grow`)
         pack = _pack
         dropped = 0
         for i in range(start, len(samples)):
@@ -300,15 +258,15 @@ class BatchEncoder:
         if hist is not None:
             self._hist_appends[shard](hist + _pack(value))
             return
-        self._grow(ref)
+        self._encodings.grow(ref)
         if value:
             other, self._zero[ref] = self._zero[ref], None
-            labels = None if other is None else _label_bytes(other, _ZERO_TAIL)
+            labels = None if other is None else label_bytes(other, ZERO_TAIL)
         else:
             entry, self._value[ref] = self._value[ref], None
-            labels = None if entry is None else _label_bytes(entry, _ENTRY_TAIL)
+            labels = None if entry is None else label_bytes(entry, ENTRY_TAIL)
         if labels is None:
-            labels = self._resolve(ref, counts)
+            labels = self._encodings.resolve(ref, counts)
             if labels is None:
                 return
         value_prefix, zero_series = fast_prefixes(labels)
@@ -356,7 +314,7 @@ class BatchEncoder:
 
     def _add_slow(self, ref: int, value: float, ts: int, now: float, counts: CommitCounts) -> None:
         """One sample whose timestamp field is not 7 bytes: encoded whole (rare)."""
-        labels = self._labels(ref, counts)
+        labels = self._encodings.labels(ref, counts)
         if labels is not None:
             self._add_whole(ref % self._num_shards, encode_timeseries(labels, value, ts), ts, now)
 
@@ -382,7 +340,7 @@ class BatchEncoder:
         now = self._clock()
         n = self._num_shards
         for ref, body, ts in exemplars:
-            labels = self._labels(ref, counts)
+            labels = self._encodings.labels(ref, counts)
             if labels is not None:
                 self._add_whole(ref % n, encode_exemplar_series(labels, body), ts, now)
         return counts
@@ -398,11 +356,11 @@ class BatchEncoder:
             kind = _FLOAT_KIND if body[:1] == b"\x11" else _INT_KIND  # count_float first
             entry = hist.get(ref)
             if entry is None or entry[:1] != kind:
-                labels = self._labels(ref, counts)
+                labels = self._encodings.labels(ref, counts)
                 if labels is None:
                     continue
                 # From now on its float samples (staleness markers) miss the float lists.
-                self._grow(ref)
+                self._encodings.grow(ref)
                 self._value[ref] = self._zero[ref] = None
                 entry = hist[ref] = kind + labels
             if ts > counts.highest_ts:
@@ -410,71 +368,9 @@ class BatchEncoder:
             self._add_whole(ref % n, encode_histogram_series(entry[1:], body, ts), ts, now)
         return counts
 
-    # ------------------------------------------------------------------ series cache
-
-    def _grow(self, ref: int) -> None:
-        """Make both float lists long enough to hold ``ref`` (an eighth more, as refs come in
-        order: `SeriesRegistry` hands out the lowest free ones first)."""
-        size = len(self._value)
-        if ref >= size:
-            more = [None] * (max(ref + 1, size + (size >> 3) + 64) - size)
-            self._value += more
-            self._zero += more
-
-    def _labels(self, ref: int, counts: CommitCounts) -> bytes | None:
-        """The label bytes ``ref``'s series is sent with, from whichever cache holds it, else
-        resolved now (and cached in ``_value``); None, counted, when dropped or unknown."""
-        self._grow(ref)
-        found = self._value[ref]
-        if found == b"":
-            counts.dropped_series += 1
-            return None
-        if found is not None:
-            return _label_bytes(found, _ENTRY_TAIL)
-        found = self._zero[ref]
-        if found is not None:
-            return _label_bytes(found, _ZERO_TAIL)
-        found = self._hist.get(ref)
-        if found is not None:
-            return found[1:]
-        labels = self._resolve(ref, counts)
-        if labels is not None:
-            self._value[ref] = fast_prefixes(labels)[0] + _NO_VALUE
-        return labels
-
-    def _resolve(self, ref: int, counts: CommitCounts) -> bytes | None:
-        """Encode a series for this destination: external labels, write relabel, label bytes.
-
-        None, counted in ``counts``, when the ref is unknown or write relabeling dropped the
-        series (then ``b""`` in both float lists, so it is relabeled once).
-        """
-        labels = self._series.labels(ref)
-        if labels is None:
-            counts.unknown += 1
-            return None
-        if self._external or self._relabel is not None:
-            builder = dict(labels)
-            for name, value in self._external:
-                # External labels never override the series' own (spec §6.5).
-                builder.setdefault(name, value)
-            if self._relabel is not None:
-                relabeled = self._relabel(builder)
-                builder = {} if relabeled is None else relabeled
-            labels = from_dict(builder)
-        if not labels:
-            self._grow(ref)
-            self._value[ref] = self._zero[ref] = b""
-            counts.dropped_series += 1
-            return None
-        return encode_labels(labels)
-
     def forget(self, refs: Iterable[int]) -> None:
         """Drop the cached encodings of released refs (`SeriesRegistry.drain_released`)."""
-        size = len(self._value)
-        for ref in refs:
-            if ref < size:
-                self._value[ref] = self._zero[ref] = None
-            self._hist.pop(ref, None)
+        self._encodings.forget(refs)
 
     # ------------------------------------------------------------------ sealing
 
@@ -516,13 +412,3 @@ def _histogram_series_float(item: bytes, ts: int) -> bytes:
     only a Prometheus server's head turns it into a histogram marker; the spec holds the two
     equivalent)."""
     return encode_timeseries(item[1:-8], _unpack(item[-8:])[0], ts)
-
-
-def _label_bytes(encoded: bytes, tail: int) -> bytes:
-    """The ``Label`` fields inside a `fast_prefixes` form: its tag and length varint, then the
-    labels, then ``tail`` bytes (`_VALUE_TAIL` for a value prefix, `_ZERO_TAIL` for a zero
-    encoding)."""
-    i = 1
-    while encoded[i] & 0x80:
-        i += 1
-    return encoded[i + 1 : -tail]

@@ -69,7 +69,7 @@ LastTimestamps = list[int]
 def _py_bulk_append(
     refs: list[int], values: list[float], now_ms: int, last: LastTimestamps, batch: list[Sample]
 ) -> bool:
-    """The steady-state append (the reference of ``bulk_append`` in ``collector/_native.c``):
+    """The steady-state append (the reference of ``bulk_append`` in ``collector/_native_append.c``):
     False, changing nothing, when a series already has a sample at ``now_ms`` or later; else
     every series' last timestamp becomes ``now_ms`` and its sample joins ``batch``."""
     if max(map(last.__getitem__, refs), default=NEVER) >= now_ms:

@@ -1,0 +1,15 @@
+/* collector._native: what _native_append.c gives the module defined in _native.c. */
+
+#ifndef COLLECTOR_NATIVE_H
+#define COLLECTOR_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+extern const char collector_encode_run_doc[];
+PyObject *collector_encode_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+extern const char collector_bulk_append_doc[];
+PyObject *collector_bulk_append(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+#endif
