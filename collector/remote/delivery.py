@@ -56,7 +56,18 @@ T = TypeVar("T")
 class Entry:
     """One sealed batch on its way: numbered, logged (``durable``) and finally acknowledged."""
 
-    __slots__ = ("body", "count", "durable", "epoch", "lost", "max_ts", "seq", "settled", "shard")
+    __slots__ = (
+        "body",
+        "count",
+        "durable",
+        "epoch",
+        "lost",
+        "max_ts",
+        "sending",
+        "seq",
+        "settled",
+        "shard",
+    )
 
     def __init__(
         self, seq: int, epoch: int, shard: int, count: int, max_ts: int, body: bytes | None
@@ -74,6 +85,8 @@ class Entry:
         """Acknowledged by the receiver, or dropped for a counted reason."""
         self.lost = False
         """Its only copy was deleted from the log (disk cap) before it could be sent."""
+        self.sending: asyncio.Future[str] | None = None
+        """Its request while one is in flight; it outlives a cancelled sender (`_shard`)."""
 
 
 class DeliveryQueue:
@@ -265,13 +278,25 @@ class DeliveryQueue:
         ]
 
     async def _shard(self, queue: deque[Entry]) -> None:
-        """Send this shard's entries in order, one request in flight."""
+        """Send this shard's entries in order, one request in flight.
+
+        A cancelled sender (the shutdown) leaves its request going on: the receiver may have
+        read it already, and aborting it would make the shutdown flush send the batch again (a
+        duplicate stored). The flush's sender for this queue then awaits that same request
+        instead of sending anew; one still going when the flush ends is aborted there.
+        """
         while True:
             while not queue:
                 await self._wait()
             entry = queue[0]  # stays at the head while in flight: cancellation keeps it
-            assert entry.body is not None
-            await self._send(entry.body, entry.count, entry.max_ts)
+            send = entry.sending
+            if send is None or send.cancelled():
+                assert entry.body is not None
+                send = entry.sending = asyncio.ensure_future(
+                    self._send(entry.body, entry.count, entry.max_ts)
+                )
+            await asyncio.shield(send)
+            entry.sending = None
             queue.popleft()
             self._inflight -= 1
             self._settle(entry)
@@ -399,6 +424,7 @@ class DeliveryQueue:
                 except TimeoutError:
                     pass
         finally:
+            self._abort_sends()
             # Shielded: a second cancellation must not lose what the log is about to get.
             if self._opened:
                 await asyncio.shield(self.sync())
@@ -411,6 +437,19 @@ class DeliveryQueue:
                     self._m.remote_name,
                     left,
                 )
+
+    def _abort_sends(self) -> None:
+        """The flush ends: a request that finished after its sender was cancelled settles its
+        batch; one still in flight is cancelled (its batch stays in the log for the next start:
+        at least once)."""
+        for entry in list(self._live.values()):
+            send, entry.sending = entry.sending, None
+            if send is None:
+                continue
+            if not send.done():
+                send.cancel()
+            elif not send.cancelled() and send.exception() is None:
+                self._settle(entry)
 
     async def _in_io(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
