@@ -102,9 +102,13 @@ def _raw(server: Server) -> dict[frozenset[tuple[str, str]], list[tuple[int, str
 def _holds(server: Server, sent: float, same_as: Server) -> bool:
     """Whether a VictoriaMetrics shows all ``sent`` samples of job t (stale markers included)
     and exactly what ``same_as`` shows. It makes rows searchable a moment after they arrive,
-    longer under load: callers poll this."""
-    got = _raw(server)
-    return sum(len(v) for v in got.values()) == sent and got == _raw(same_as)
+    longer under load: callers poll this (`eventually` reports the last AssertionError)."""
+    got, other = _raw(server), _raw(same_as)
+    shown, shown_other = sum(map(len, got.values())), sum(map(len, other.values()))
+    repeated = sum(len(v) - len(set(v)) for v in got.values())
+    assert shown == sent, f"{shown} samples shown ({repeated} repeated), {sent:g} sent"
+    assert got == other, f"the two stores differ: {shown} samples against {shown_other}"
+    return True
 
 
 async def _status(agent: Agent) -> dict[str, dict[str, object]]:
