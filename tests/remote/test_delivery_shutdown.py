@@ -48,8 +48,14 @@ async def _dispatch(queue: DeliveryQueue) -> None:
         await queue.run(tg)
 
 
-async def _cancelled_with_a_request_in_flight(queue: DeliveryQueue, receiver: Receiver) -> None:
-    """Run the dispatcher until the batch's request is in flight, then cancel it (shutdown)."""
+async def _cancelled_with_a_request_in_flight(
+    directory: Path, io: ThreadPoolExecutor, receiver: Receiver
+) -> DeliveryQueue:
+    """A queue with one batch, its dispatcher run until the batch's request is in flight, then
+    cancelled (the shutdown)."""
+    queue = _queue(directory, io, receiver)
+    await queue.open()
+    queue.add(b"batch", 3, 1_000, 0)
     task = asyncio.create_task(_dispatch(queue))
     for _ in range(100):
         if receiver.requests:
@@ -58,6 +64,7 @@ async def _cancelled_with_a_request_in_flight(queue: DeliveryQueue, receiver: Re
     assert receiver.requests == [b"batch"]
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    return queue
 
 
 def _pending(directory: Path) -> list[int]:
@@ -71,10 +78,7 @@ def _pending(directory: Path) -> list[int]:
 async def test_the_flush_awaits_the_request_a_cancelled_sender_left(tmp_path: Path) -> None:
     receiver = Receiver()
     with ThreadPoolExecutor(1) as io:
-        queue = _queue(tmp_path, io, receiver)
-        await queue.open()
-        queue.add(b"batch", 3, 1_000, 0)
-        await _cancelled_with_a_request_in_flight(queue, receiver)
+        queue = await _cancelled_with_a_request_in_flight(tmp_path, io, receiver)
         loop = asyncio.get_running_loop()
         loop.call_soon(receiver.answer.set)  # the receiver answers what it read
         await queue.flush(loop.time() + 60)
@@ -89,10 +93,7 @@ async def test_a_request_still_in_flight_at_the_deadline_is_aborted_and_kept(
 ) -> None:
     receiver = Receiver()  # never answers
     with ThreadPoolExecutor(1) as io:
-        queue = _queue(tmp_path, io, receiver)
-        await queue.open()
-        queue.add(b"batch", 3, 1_000, 0)
-        await _cancelled_with_a_request_in_flight(queue, receiver)
+        queue = await _cancelled_with_a_request_in_flight(tmp_path, io, receiver)
         loop = asyncio.get_running_loop()
         await queue.flush(loop.time() + 0.05)
         assert receiver.requests == [b"batch"]  # the flush waited on it, sent nothing new
