@@ -128,8 +128,9 @@ def test_metadata_strings_are_shared_across_targets() -> None:
 
 
 def test_parsers_of_bodies_with_the_same_comments_share_them() -> None:
-    """HELP/TYPE lines are kept once for every target whose body has exactly the same ones,
-    and leave with the last parser keeping them."""
+    """HELP/TYPE lines, the sample mask and the pickers are kept once for every target whose
+    body has exactly the same non-sample lines and sample lines, and leave with the last
+    parser keeping them."""
     body = node_exporter_body()
     other_values = body.replace(b" 0\n", b" 7\n")
     first, second, third = IncrementalParser(), IncrementalParser(), IncrementalParser()
@@ -138,11 +139,52 @@ def test_parsers_of_bodies_with_the_same_comments_share_them() -> None:
     third.parse(b"# HELP x other\n" + body, openmetrics=False)
     assert first._fixed is second._fixed
     assert first._fixed[0] is second._fixed[0]
+    # The mask and the pickers are the structure's too (a tuple of line indices each).
+    assert first._mask is second._mask
+    assert first._pick_samples is second._pick_samples
+    assert first._pick_fixed is second._pick_fixed
+    assert third._pick_samples is not first._pick_samples
     assert third._fixed is not first._fixed
-    before = len(incremental._LINES)
+    before = len(incremental._STRUCTURES)
     del first
-    assert len(incremental._LINES) == before
+    assert len(incremental._STRUCTURES) == before
     second.reset()
-    assert len(incremental._LINES) == before - 1
+    assert len(incremental._STRUCTURES) == before - 1
     steady = third.parse(b"# HELP x other\n" + other_values, openmetrics=False)
     assert steady.metadata == parse(b"# HELP x other\n" + body, openmetrics=False).metadata
+
+
+def test_same_comments_with_samples_on_other_lines_is_another_structure() -> None:
+    """Equal non-sample lines alone do not make a structure: the samples' lines count too (a
+    shared picker of the wrong lines would read comments as samples)."""
+    one = b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n"
+    other = b'# TYPE a gauge\na 1\na{x="y"} 1\n# TYPE b gauge\n'
+    first, second = IncrementalParser(), IncrementalParser()
+    first.parse(one, openmetrics=False)
+    second.parse(other, openmetrics=False)
+    assert first._fixed == second._fixed  # the same non-sample lines, other sample lines
+    assert first._pick_samples is not second._pick_samples
+    steady = second.parse(other.replace(b" 1\n", b" 2\n"), openmetrics=False)
+    assert steady.columns()[1] == [2.0, 2.0]
+    assert first.parse(one.replace(b" 1\n", b" 3\n"), openmetrics=False).columns()[1] == [3.0, 3.0]
+
+
+def test_targets_of_one_structure_share_one_metadata_dict() -> None:
+    """Metadata is folded once per structure, not once per target (34 B a series on W1); the
+    same bytes parsed as OpenMetrics and as text still get each their own (HELP unescaping
+    differs)."""
+    body = node_exporter_body()
+    first, second = IncrementalParser(), IncrementalParser()
+    a = first.parse(body, openmetrics=False)
+    b = second.parse(body.replace(b" 0\n", b" 7\n"), openmetrics=False)
+    assert a.metadata is b.metadata
+    assert a.metadata == parse(body, openmetrics=False).metadata
+    same = b'# HELP x a \\"quoted\\" help\n# TYPE x gauge\nx 1\n# EOF\n'
+    om_parser, text_parser = IncrementalParser(), IncrementalParser()
+    om_meta = om_parser.parse(same, openmetrics=True).metadata
+    text_meta = text_parser.parse(same, openmetrics=False).metadata
+    assert om_parser._shape is not None  # both remembered
+    assert text_parser._shape is not None
+    assert om_meta["x"].help == parse(same, openmetrics=True).metadata["x"].help
+    assert text_meta["x"].help == parse(same, openmetrics=False).metadata["x"].help
+    assert text_meta["x"].help != om_meta["x"].help

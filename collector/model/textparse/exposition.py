@@ -19,10 +19,11 @@ import re
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import filterfalse, repeat
 from operator import itemgetter
+from typing import Protocol
 
 from collector.errors import ParseError
 from collector.model.textparse.syntax import (
@@ -100,6 +101,16 @@ _get1 = itemgetter(1)
 _get2 = itemgetter(2)
 
 
+class RestoreRows(Protocol):
+    """`Shape.restore`: rebuilds a compacted shape's rows, and keeps the metadata folded from
+    them (``meta``, None until built): one such object may serve the shapes of many targets
+    whose bodies have the same structure, which then share one metadata dict."""
+
+    meta: dict[str, Metadata] | None
+
+    def __call__(self) -> list[Row]: ...
+
+
 # ----------------------------------------------------------------------------- the result
 class Shape:
     """Structure-derived data of a body, shared by every `Exposition` of the same structure.
@@ -139,7 +150,7 @@ class Shape:
         """Lines before this body when it is a segment of a longer one (`Exposition._place`)."""
         self.type_in_force: bytes | None = None
         """Type of the last TYPE line before such a segment: the first of its `segments`."""
-        self.restore: Callable[[], list[Row]] | None = None
+        self.restore: RestoreRows | None = None
         """Rebuilds the dropped `rows` when a compacted shape needs them (see `compact`)."""
 
     def compact(
@@ -147,7 +158,7 @@ class Shape:
         *,
         openmetrics: bool,
         sample_lines: Sequence[int],
-        restore: Callable[[], list[Row]] | None = None,
+        restore: RestoreRows | None = None,
     ) -> None:
         """Drop the rows, keeping what they are needed for.
 
@@ -267,7 +278,13 @@ class Exposition:
         """
         shape = self._shape
         if shape.meta is None:
-            shape.meta = build_metadata(self._metadata_rows(), openmetrics=self.openmetrics)
+            restore = shape.restore
+            if restore is not None and restore.meta is not None:
+                shape.meta = restore.meta  # built for another target of this structure
+            else:
+                shape.meta = build_metadata(self._metadata_rows(), openmetrics=self.openmetrics)
+                if restore is not None:
+                    restore.meta = shape.meta
         return shape.meta
 
     def metadata_source(self) -> _ShapeMetadata:
@@ -370,9 +387,7 @@ class Exposition:
             return segments
         return self._segments
 
-    def compact_shape(
-        self, *, sample_lines: Sequence[int], restore: Callable[[], list[Row]]
-    ) -> None:
+    def compact_shape(self, *, sample_lines: Sequence[int], restore: RestoreRows) -> None:
         """`Shape.compact` this exposition's shape, which later expositions share, while this
         one keeps the rows for the cache misses that follow its parse (no `restore` for them).
         """

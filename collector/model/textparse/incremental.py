@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from operator import itemgetter
 
-from collector.model.textparse.exposition import Columns, Exposition, Row, Shape
+from collector.model.textparse.exposition import Columns, Exposition, Metadata, Row, Shape
 from collector.model.textparse.fast import parse, rows_of_lines
 from collector.model.textparse.syntax import DECIMAL, FLOAT, GO_FLOAT, Malformed, om_ts
 from collector.model.value import NORMAL_NAN
@@ -51,29 +51,61 @@ per line of every target); this list costs 40 bytes per line of the longest body
 """
 
 
-class _SharedLines:
-    """Non-sample lines kept by every parser whose body has exactly these (`_shared_lines`)."""
+class _Structure:
+    """What every parser whose body has this structure keeps once (`_shared_structure`): the
+    non-sample lines, the sample mask, the two pickers built from it and the rows' restore
+    (which keeps the metadata, built once for them all)."""
 
-    __slots__ = ("__weakref__", "lines")
+    __slots__ = ("__weakref__", "lines", "mask", "pick_fixed", "pick_samples", "restore")
 
-    def __init__(self, lines: tuple[bytes, ...]) -> None:
+    def __init__(
+        self,
+        lines: tuple[bytes, ...],
+        mask: bytes,
+        pick_fixed: Callable[[list[bytes]], tuple[bytes, ...]],
+        pick_samples: Callable[[list[bytes]], tuple[bytes, ...]],
+        *,
+        openmetrics: bool,
+    ) -> None:
         self.lines = lines
+        self.mask = mask
+        self.pick_fixed = pick_fixed
+        self.pick_samples = pick_samples
+        self.restore = _RowsFromLines(lines, mask, openmetrics=openmetrics)
 
 
-_LINES: weakref.WeakValueDictionary[tuple[bytes, ...], _SharedLines] = weakref.WeakValueDictionary()
-"""Non-sample lines -> the one kept copy; an entry goes with the last parser holding it."""
+_STRUCTURES: weakref.WeakValueDictionary[tuple[tuple[bytes, ...], bytes, bool], _Structure] = (
+    weakref.WeakValueDictionary()
+)
+"""(Non-sample lines, sample mask, OpenMetrics) -> the one kept structure; an entry goes with
+the last parser holding it."""
 
 
-def _shared_lines(lines: tuple[bytes, ...]) -> _SharedLines:
-    """The kept copy of these non-sample lines, shared across targets.
+def _shared_structure(lines: list[bytes], rows: list[Row], *, openmetrics: bool) -> _Structure:
+    """The kept structure of a body split into ``lines`` and parsed into ``rows``, shared
+    across targets.
 
     Targets of one job run the same exporter version, so their HELP/TYPE lines are the same
-    bytes: kept once instead of once per target (about 100 bytes a series for node_exporter).
+    bytes and their samples sit on the same lines: the lines are kept once instead of once per
+    target (about 100 bytes a series for node_exporter), and so are the mask, the pickers
+    (a tuple of line indices each: 17 bytes a series for node_exporter) and the metadata
+    (a dict of `Metadata` per target: 34 bytes a series).
     Looked up only when a parser remembers a new structure.
     """
-    shared = _LINES.get(lines)
+    sample_idx: list[int] = []
+    fixed_idx: list[int] = []
+    for i, row in enumerate(rows):
+        (sample_idx if row[0] else fixed_idx).append(i)
+    fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
+    pick_fixed = _picker(fixed_idx)
+    fixed = pick_fixed(lines)
+    # The mask and the fixed lines fix the line count and both index lists.
+    mask = bytes(1 if row[0] else 0 for row in rows)
+    key = (fixed, mask, openmetrics)
+    shared = _STRUCTURES.get(key)
     if shared is None:
-        shared = _LINES[lines] = _SharedLines(lines)
+        shared = _Structure(fixed, mask, pick_fixed, _picker(sample_idx), openmetrics=openmetrics)
+        _STRUCTURES[key] = shared
     return shared
 
 
@@ -138,7 +170,7 @@ class IncrementalParser:
         """The non-sample lines of the remembered body: ``_shared.lines``, held by the entry."""
         self._mask = b""
         """One byte per row of the remembered body, 1 for a sample (lines past it are fixed)."""
-        self._shared: _SharedLines | None = None
+        self._shared: _Structure | None = None
         self._pick_fixed = self._pick_samples = _picker([])
         self._steady = _c_steady_values if native else None
         self._has_stamps = False
@@ -184,28 +216,19 @@ class IncrementalParser:
         if rows is None or exp.exemplars or not keys:
             return
         lines = body.split(b"\n")
-        sample_idx: list[int] = []
-        fixed_idx: list[int] = []
-        for i, row in enumerate(rows):
-            (sample_idx if row[0] else fixed_idx).append(i)
-        fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
+        sample_idx = [i for i, row in enumerate(rows) if row[0]]
         if len(lines) < len(rows) or len(sample_idx) != len(keys):
             return  # cannot happen for a fast-path body; be safe
+        shared = self._shared = _shared_structure(lines, rows, openmetrics=exp.openmetrics)
         self._om = exp.openmetrics
         self._nlines = len(lines)
         self._keys = keys
-        self._pick_fixed = _picker(fixed_idx)
-        self._pick_samples = _picker(sample_idx)
-        self._shared = _shared_lines(self._pick_fixed(lines))
-        self._fixed = self._shared.lines
+        self._pick_fixed = shared.pick_fixed
+        self._pick_samples = shared.pick_samples
+        self._fixed = shared.lines
         # One mask for both: the C pass walks it, and the restore rebuilds rows from it.
-        self._mask = bytes(1 if row[0] else 0 for row in rows)
-        restore = _RowsFromLines(
-            self._fixed,  # its first lines: the non-sample rows; then the trailing positions
-            self._mask,
-            openmetrics=exp.openmetrics,
-        )
-        exp.compact_shape(sample_lines=sample_idx, restore=restore)
+        self._mask = shared.mask
+        exp.compact_shape(sample_lines=sample_idx, restore=shared.restore)
         self._shape = shape
 
     def _columns(self, slines: tuple[bytes, ...]) -> Columns | None:
@@ -269,12 +292,14 @@ class _RowsFromLines:
     structure while older expositions may still ask.
     """
 
-    __slots__ = ("_fixed", "_mask", "_om")
+    __slots__ = ("_fixed", "_mask", "_om", "meta")
 
     def __init__(self, fixed: tuple[bytes, ...], mask: bytes, *, openmetrics: bool) -> None:
         self._fixed = fixed
         self._mask = mask
         self._om = openmetrics
+        self.meta: dict[str, Metadata] | None = None
+        """The metadata of these rows, built once for every target of this structure."""
 
     def __call__(self) -> list[Row]:
         mask = self._mask
