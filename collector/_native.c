@@ -8,8 +8,11 @@
  * per line. encode_run: by collector/remote/encoder.py for every committed scrape, per
  * destination; the per-sample lookup, pack and append of series it has encoded before.
  * bulk_append: by collector/scrape/cache.py for every scrape whose series are all cached; the
- * out-of-order check, the last timestamps' update and the sample tuples. encode_run and
- * bulk_append are in _native_append.c (declared in _native.h); this file holds the module.
+ * out-of-order check, the last timestamps' update and the sample tuples. encode_labelled: by
+ * the encoder instead of encode_run for a destination that sends the scrape's own labels, each
+ * sample encoded from its series' label set. encode_run and bulk_append are in
+ * _native_append.c, encode_labelled in _native_labels.c (declared in _native.h); this file
+ * holds the module.
  *
  * The pure-Python paths are the reference: for every input steady_values either returns exactly
  * the values incremental.py's pass returns (bit for bit, NaN payloads included) or None, in
@@ -295,6 +298,8 @@ static PyMethodDef native_methods[] = {
      collector_encode_run_doc},
     {"bulk_append", (PyCFunction)(void (*)(void))collector_bulk_append, METH_FASTCALL,
      collector_bulk_append_doc},
+    {"encode_labelled", (PyCFunction)(void (*)(void))collector_encode_labelled, METH_FASTCALL,
+     collector_encode_labelled_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,15 @@ def encode_run(
     runs: list[list[bytes]],
     /,
 ) -> tuple[int, int]: ...
+def encode_labelled(
+    samples: list[tuple[int, float, int]],
+    start: int,
+    ts: int,
+    label_sets: list[Any],
+    hist: dict[int, bytes],
+    runs: list[list[bytes]],
+    /,
+) -> int: ...
 def bulk_append(
     refs: list[int], values: list[float], now: int, last: list[int], batch: list[Any], /
 ) -> bool: ...

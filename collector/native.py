@@ -5,10 +5,12 @@ in pure Python (the reference, always present) and in C (``collector/_native*.c`
 ``setup.py`` when a compiler is there). Modules with such a step take the C function from here
 and fall back to their own Python code when it is None; both give identical results, which
 ``tests/model/test_native_parity.py``, ``tests/scrape/test_cache_native.py`` and
-``tests/remote/test_encoder_native.py`` check. Three steps: the steady-state value pass of
+``tests/remote/test_encoder_native.py`` check. Four steps: the steady-state value pass of
 `IncrementalParser` (`steady_values`), the scrape cache's append of a scrape whose series are
-all cached (`bulk_append`) and the remote-write encoder's commit loop over series it has encoded
-before (`encode_run`).
+all cached (`bulk_append`), the remote-write encoder's commit loop over series it has encoded
+before (`encode_run`) and, for a destination sending the scrape's own labels, over label sets
+(`encode_labelled`; its pure-Python counterpart keeps per-series encodings instead, with the
+same bytes).
 
 ``COLLECTOR_NATIVE=0`` in the environment forces pure Python everywhere (read here, at import,
 and inherited by the scrape worker processes); any other value, or none, uses the extension
@@ -28,10 +30,12 @@ __all__ = [
     "ACTIVE",
     "REASON",
     "BulkAppend",
+    "EncodeLabelled",
     "EncodeRun",
     "SteadyValues",
     "bulk_append",
     "describe",
+    "encode_labelled",
     "encode_run",
     "steady_values",
 ]
@@ -51,6 +55,20 @@ EncodeRun = Callable[
     tuple[int, int],
 ]
 """``encode_run(samples, start, ts, values, zeros, runs) -> (stop, dropped)``: see
+`collector._native`."""
+
+EncodeLabelled = Callable[
+    [
+        list[tuple[int, float, int]],
+        int,
+        int,
+        list[Any],
+        dict[int, bytes],
+        list[list[bytes]],
+    ],
+    int,
+]
+"""``encode_labelled(samples, start, ts, label_sets, hist, runs) -> stop``: see
 `collector._native`."""
 
 
@@ -76,6 +94,9 @@ steady_values: SteadyValues | None = None if _LOADED[0] is None else _LOADED[0].
 
 encode_run: EncodeRun | None = None if _LOADED[0] is None else _LOADED[0].encode_run
 """The encoder's commit loop in C, or None: use the pure-Python one."""
+
+encode_labelled: EncodeLabelled | None = None if _LOADED[0] is None else _LOADED[0].encode_labelled
+"""The encoder's commit loop from label sets in C, or None: keep per-series encodings."""
 
 bulk_append: BulkAppend | None = None if _LOADED[0] is None else _LOADED[0].bulk_append
 """The scrape cache's steady-state append in C, or None: use the pure-Python one."""

@@ -20,6 +20,19 @@ Memory: each series' encoding is kept once, by ref, in the form its last float s
 (`collector.remote.encodings.SeriesEncodings` explains the forms and what they cost); a commit
 indexes those lists directly.
 
+A destination that sends the scrape's own labels (no external labels, no write relabeling:
+its bytes are a function of the label set alone) keeps none of that when the C extension is
+there: ``encode_labelled`` (``collector/_native_labels.c``) writes each sample's ``TimeSeries``
+from its series' label set in the `SeriesRegistry`, the same bytes `fast_prefixes` would have
+cached. The trade, measured on 200 node_exporter targets' label sets (shared pairs, values all
+changed): about 92 ns a sample against 48 for a cached encoding (the label set is a few
+pointers to chase), for no bytes kept against 146 a series (``python -m benchmarks.memory``).
+The memory is the scarcer of the two on the agent's main workload (W1: CPU level with
+vmagent's, RSS about twice), so this departs from "pre-encoded series" (ARCHITECTURE.md) for
+such destinations. The pure-Python encoder keeps the encodings (Python encoding labels per
+sample would cost microseconds); `_py_encode_labelled` is the C loop's reference
+(``tests/remote/test_encoder_labelled.py``).
+
 ::
 
     commit(samples) ── ref -> value prefix | zero encoding (labels encoded once per series)
@@ -52,12 +65,14 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 
 from collector.model.labels import Labels
-from collector.native import EncodeRun
+from collector.native import EncodeLabelled, EncodeRun
+from collector.native import encode_labelled as _c_encode_labelled
 from collector.native import encode_run as _c_encode_run
 from collector.remote.codec import (
     compress,
     encode_exemplar_series,
     encode_histogram_series,
+    encode_labels,
     encode_timeseries,
     fast_prefixes,
     timestamp_field,
@@ -90,6 +105,33 @@ SealedSink = Callable[[bytes, int, int, int], None]
 """``on_sealed(body, count, max_ts, shard)``."""
 
 
+def _py_encode_labelled(
+    samples: list[Sample],
+    start: int,
+    ts: int,
+    label_sets: list[Labels | None],
+    hist: dict[int, bytes],
+    runs: list[list[bytes]],
+) -> int:
+    """The reference of ``encode_labelled`` in ``collector/_native_labels.c``: from
+    ``samples[start]``, every sample stamped ``ts`` of a live series not sent as histograms
+    goes to its shard's run, encoded from its label set as `_encode_run` sends it; returns where
+    it stopped. (The pure-Python encoder keeps per-series encodings instead, which are faster
+    in Python; this is what the C loop is checked against.)"""
+    n = len(runs)
+    size = len(label_sets)
+    for i in range(start, len(samples)):
+        ref, value, sample_ts = samples[i]
+        if sample_ts != ts or not 0 <= ref < size or ref in hist:
+            return i
+        labels = label_sets[ref]
+        if labels is None:
+            return i
+        value_prefix, zero_series = fast_prefixes(encode_labels(labels))
+        runs[ref % n].append(value_prefix + _pack(value) if value else zero_series)
+    return len(samples)
+
+
 class BatchEncoder:
     """Encodes committed samples into per-shard batches and seals them (synchronous, no I/O)."""
 
@@ -118,6 +160,13 @@ class BatchEncoder:
         self._hist = self._encodings.hist
         self._fast_run: EncodeRun = _c_encode_run if native and _c_encode_run else self._encode_run
         """The run function `commit` calls first: C when `collector.native` has it."""
+        self._label_sets = series.label_sets
+        self._labelled: EncodeLabelled | None = None
+        """The C loop encoding samples from their label sets, when the destination sends the
+        scrape's own labels (no external labels, no write relabeling) and `collector.native`
+        has it: then no per-series encoding is kept (146 B a series for node_exporter)."""
+        if native and not external and relabel is None:
+            self._labelled = _c_encode_labelled
         self.set_shards(num_shards)
 
     # ------------------------------------------------------------------ layout
@@ -166,6 +215,9 @@ class BatchEncoder:
             samples = list(samples)
         fast = self._fast_run
         python_run = self._encode_run
+        labelled = self._labelled
+        label_sets = self._label_sets
+        hist = self._hist
         values = self._value
         zeros = self._zero
         runs = self._runs
@@ -192,11 +244,16 @@ class BatchEncoder:
                     i += 1
                     continue
                 last_ts = ts
-            i, more = fast(samples, i, ts, values, zeros, runs)
-            dropped += more
-            if i < total and fast is not python_run and samples[i][2] == ts:
-                i, more = python_run(samples, i, ts, values, zeros, runs)
+            if labelled is not None:
+                # No encodings are kept: what the C loop leaves (a histogram series' float, an
+                # unknown ref, an unusual type) is one sample for `_miss`.
+                i = labelled(samples, i, ts, label_sets, hist, runs)
+            else:
+                i, more = fast(samples, i, ts, values, zeros, runs)
                 dropped += more
+                if i < total and fast is not python_run and samples[i][2] == ts:
+                    i, more = python_run(samples, i, ts, values, zeros, runs)
+                    dropped += more
             if i < total and samples[i][2] == ts:
                 ref, value, _ = samples[i]
                 self._miss(ref, value, counts)

@@ -220,13 +220,15 @@ class ScrapeLoop:
         await asyncio.sleep(self.target.interval / 10)
         batch: list[Sample] = []
         self.cache.stale_markers(stale_ms, batch)
-        self.cache.iter_done(flush=False)
         last = self.cache.last_ts
         for ref in self._refs():
             if stale_ms > last[ref]:
                 last[ref] = stale_ms
                 batch.append((ref, STALE_NAN, stale_ms))
         self._appendable.commit(batch)
+        # After the commit, as after every scrape: a flush it forces releases refs, and a
+        # destination encoding from the label sets needs the markers' series still there.
+        self.cache.iter_done(flush=False)
 
     def close(self, *, release_cache: bool = True) -> None:
         """Release the report refs and (unless handed to a successor) the cache's refs."""

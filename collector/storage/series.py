@@ -120,6 +120,13 @@ class SeriesRegistry:
         """The label set of a live ref, or None once it was released."""
         return self._labels[ref] if 0 < ref < len(self._labels) else None
 
+    @property
+    def label_sets(self) -> list[Labels | None]:
+        """The label sets by ref, None for a free ref: the list itself, read (never changed) by
+        the remote-write encoder, which encodes samples straight from it
+        (`collector.remote.encoder`)."""
+        return self._labels
+
     def drain_released(self) -> list[int]:
         """Refs released since the last call (for writers to forget their encodings, then
         `recycle`)."""

@@ -1,4 +1,8 @@
-"""The encoder's per-series cache: one bytes object per series, routed to its shard by ref."""
+"""The encoder's per-series cache: one bytes object per series, routed to its shard by ref.
+
+Kept by the pure-Python encoder and by destinations with external labels or write relabeling;
+with the C extension, one that sends the scrape's own labels keeps none
+(``test_encoder_labelled.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ def test_entries_share_their_shard_append_and_encode_zero(kit: Any) -> None:
         num_shards=2,
         on_sealed=lambda *batch: sealed.append(batch),
         clock=lambda: 0.0,
+        native=False,
     )
     refs = [kit.ref(("__name__", "m"), ("i", str(i))) for i in range(6)]
     values = [1.0, 0.0, 0.0, 2.5, -0.0, 3.0]
