@@ -46,43 +46,24 @@ collector_encode_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
                                          "and a non-empty runs list expected");
         return NULL;
     }
-    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
-    if (i == -1 && PyErr_Occurred())
-        return NULL;
-    long long ts = PyLong_AsLongLong(args[2]);
-    if (ts == -1 && PyErr_Occurred())
-        return NULL;
     Py_ssize_t nruns = PyList_GET_SIZE(runs);
     Py_ssize_t total = PyList_GET_SIZE(samples);
-    Py_ssize_t dropped = 0;
-    if (i < 0)
-        i = total;
+    Py_ssize_t dropped = 0, i, r;
+    long long ts;
+    if (collector_run_bounds(args, total, &i, &ts) < 0)
+        return NULL;
+    PyObject *same_ts = NULL, *ref;
+    double value;
 
     for (; i < total; i++) {
-        PyObject *sample = PyList_GET_ITEM(samples, i);
-        if (!PyTuple_CheckExact(sample) || PyTuple_GET_SIZE(sample) != 3)
+        if (!collector_take_sample(PyList_GET_ITEM(samples, i), ts, &same_ts, &ref, &r, &value))
             break;
-        PyObject *ref = PyTuple_GET_ITEM(sample, 0);
-        PyObject *val = PyTuple_GET_ITEM(sample, 1);
-        PyObject *sts = PyTuple_GET_ITEM(sample, 2);
-        if (!PyLong_CheckExact(ref) || !PyFloat_CheckExact(val) || !PyLong_CheckExact(sts))
-            break;
-        int overflow;
-        long long this_ts = PyLong_AsLongLongAndOverflow(sts, &overflow);
-        if (overflow || this_ts != ts)
-            break;
-        Py_ssize_t r = PyLong_AsSsize_t(ref);
-        if (r < 0) {
-            PyErr_Clear(); /* a ref past Py_ssize_t: Python's loop takes it */
-            break;
-        }
         /* A ref past the lists is a miss (they grow in Python, `BatchEncoder._grow`). */
         if (r >= PyList_GET_SIZE(values) || r >= PyList_GET_SIZE(zeros))
             break;
         PyObject *run = PyList_GET_ITEM(runs, r % nruns);
         if (!PyList_CheckExact(run))
             break;
-        double value = PyFloat_AS_DOUBLE(val);
 
         if (value != 0.0) { /* NaN too, as Python's truth test of a float */
             PyObject *entry = PyList_GET_ITEM(values, r);

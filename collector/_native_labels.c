@@ -102,40 +102,18 @@ collector_encode_labelled(PyObject *Py_UNUSED(module), PyObject *const *args, Py
                                          "expected");
         return NULL;
     }
-    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
-    if (i == -1 && PyErr_Occurred())
-        return NULL;
-    long long ts = PyLong_AsLongLong(args[2]);
-    if (ts == -1 && PyErr_Occurred())
-        return NULL;
     Py_ssize_t nruns = PyList_GET_SIZE(runs);
-    Py_ssize_t total = PyList_GET_SIZE(samples);
-    if (i < 0)
-        i = total;
+    Py_ssize_t total = PyList_GET_SIZE(samples), i, r;
+    long long ts;
+    if (collector_run_bounds(args, total, &i, &ts) < 0)
+        return NULL;
     int check_hist = PyDict_GET_SIZE(hist) > 0; /* hist only changes between commits */
-    PyObject *last_sts = NULL;
+    PyObject *same_ts = NULL, *ref;
+    double value;
 
     for (; i < total; i++) {
-        PyObject *sample = PyList_GET_ITEM(samples, i);
-        if (!PyTuple_CheckExact(sample) || PyTuple_GET_SIZE(sample) != 3)
+        if (!collector_take_sample(PyList_GET_ITEM(samples, i), ts, &same_ts, &ref, &r, &value))
             break;
-        PyObject *ref = PyTuple_GET_ITEM(sample, 0);
-        PyObject *val = PyTuple_GET_ITEM(sample, 1);
-        PyObject *sts = PyTuple_GET_ITEM(sample, 2);
-        if (!PyLong_CheckExact(ref) || !PyFloat_CheckExact(val) || !PyLong_CheckExact(sts))
-            break;
-        if (sts != last_sts) { /* a scrape's samples share one timestamp object */
-            int overflow;
-            long long this_ts = PyLong_AsLongLongAndOverflow(sts, &overflow);
-            if (overflow || this_ts != ts)
-                break;
-            last_sts = sts;
-        }
-        Py_ssize_t r = PyLong_AsSsize_t(ref);
-        if (r < 0) {
-            PyErr_Clear(); /* a ref past Py_ssize_t: Python's loop takes it */
-            break;
-        }
         if (r >= PyList_GET_SIZE(label_sets))
             break;
         if (check_hist) {
@@ -179,7 +157,6 @@ collector_encode_labelled(PyObject *Py_UNUSED(module), PyObject *const *args, Py
         Py_ssize_t labels_len = q - scratch;
         /* Then the TimeSeries field up to the timestamp field, which the run's join adds:
          * Sample tag, its length, and for a non-zero value the value tag and 8 bytes. */
-        double value = PyFloat_AS_DOUBLE(val);
         int zero = value == 0.0; /* -0.0 too; NaN is not zero (proto3 omits only zeros) */
         Py_ssize_t sample_len = zero ? 2 + 7 : 2 + 9 + 7;
         size_t series_len = (size_t)(labels_len + sample_len);

@@ -23,11 +23,9 @@ from collector.model.labels import Labels
 from collector.model.value import STALE_NAN
 from collector.remote.encoder import BatchEncoder, _py_encode_labelled
 from collector.storage.series import SeriesRegistry
+from tests.remote.test_encoder_native import FLOATS, ROUNDS, T0, commit_of
 
 needs_native = pytest.mark.skipif(not native.ACTIVE, reason=f"native extension {native.REASON}")
-
-T0 = 1_700_000_000_000
-FLOATS = [1.0, -7.5, 1e300, float("inf"), float("nan"), STALE_NAN, 0.0, -0.0]
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=150)
 """Any valid text: ASCII or not, empty (proto3 omits the field), past 127 bytes (a two-byte
@@ -112,13 +110,7 @@ def plain_encoder(registry: SeriesRegistry, sealed: list[Any], *, native: bool) 
 
 
 @needs_native
-@given(
-    rounds=st.lists(
-        st.lists(st.tuples(st.integers(0, 7), st.sampled_from(FLOATS)), max_size=20),
-        min_size=1,
-        max_size=6,
-    )
-)
+@given(rounds=ROUNDS)
 def test_labelled_and_cached_encoders_seal_the_same_bytes(
     rounds: list[list[tuple[int, float]]],
 ) -> None:
@@ -129,9 +121,7 @@ def test_labelled_and_cached_encoders_seal_the_same_bytes(
     assert encoders[True]._labelled is not None
     assert encoders[False]._labelled is None
     for n, samples in enumerate(rounds):
-        half = len(samples) // 2
-        batch = [(refs[i], v, T0 + 2 * n) for i, v in samples[:half]]
-        batch += [(refs[i], v, T0 + 2 * n + 1) for i, v in samples[half:]]
+        batch = commit_of(n, samples, refs)
         counts = {on: counted(encoder.commit(batch)) for on, encoder in encoders.items()}
         assert counts[True] == counts[False]
     for encoder in encoders.values():

@@ -131,15 +131,24 @@ def series_labels(i: int) -> Labels:
     return (("__name__", "m"), ("i", str(i)), ("job", "j" * (i % 3 * 90)))
 
 
-@needs_native
-@given(
-    rounds=st.lists(
-        st.lists(st.tuples(st.integers(0, 7), st.sampled_from(FLOATS)), max_size=20),
-        min_size=1,
-        max_size=6,
-    ),
-    shards=st.integers(1, 3),
+ROUNDS = st.lists(
+    st.lists(st.tuples(st.integers(0, 7), st.sampled_from(FLOATS)), max_size=20),
+    min_size=1,
+    max_size=6,
 )
+"""Commits of (series index, value) over 8 series (see `commit_of`)."""
+
+
+def commit_of(n: int, samples: list[tuple[int, float]], refs: list[int]) -> list[Any]:
+    """Round ``n`` of `ROUNDS` as one commit: its first half stamped one timestamp, the rest
+    the next (two runs in one commit)."""
+    half = len(samples) // 2
+    batch = [(refs[i], v, T0 + 2 * n) for i, v in samples[:half]]
+    return batch + [(refs[i], v, T0 + 2 * n + 1) for i, v in samples[half:]]
+
+
+@needs_native
+@given(rounds=ROUNDS, shards=st.integers(1, 3))
 def test_encoders_on_c_and_python_seal_the_same_bytes(
     rounds: list[list[tuple[int, float]]], shards: int
 ) -> None:
@@ -163,9 +172,7 @@ def test_encoders_on_c_and_python_seal_the_same_bytes(
         for on in (True, False)
     }
     for n, samples in enumerate(rounds):
-        half = len(samples) // 2
-        batch = [(refs[i], v, T0 + 2 * n) for i, v in samples[:half]]
-        batch += [(refs[i], v, T0 + 2 * n + 1) for i, v in samples[half:]]
+        batch = commit_of(n, samples, refs)
         counts = {on: encoder.commit(batch) for on, encoder in encoders.items()}
         assert vars_of(counts[True]) == vars_of(counts[False])
     for encoder in encoders.values():
