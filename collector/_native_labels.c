@@ -7,8 +7,8 @@
  * about 146 bytes a series, more than the label set it is made from; writing a label set's
  * protobuf fields is a few short copies, which C does in tens of nanoseconds, so the bytes
  * are made where they are sent instead of kept. The Python reference is
- * collector/remote/encoder.py `BatchEncoder._encode_labelled`; the pure-Python agent keeps the
- * per-series encodings instead (the same bytes, tests/remote/test_encoder_native.py). */
+ * collector/remote/encoder.py `_py_encode_labelled`; the pure-Python agent keeps the per-series
+ * encodings instead (the same bytes, tests/remote/test_encoder_labelled.py). */
 
 #include "_native.h"
 
@@ -136,12 +136,12 @@ collector_encode_labelled(PyObject *Py_UNUSED(module), PyObject *const *args, Py
             PyObject *pair = PyTuple_GET_ITEM(lset, j);
             if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
                 break;
-            PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
-            if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(value))
+            PyObject *lname = PyTuple_GET_ITEM(pair, 0), *lvalue = PyTuple_GET_ITEM(pair, 1);
+            if (!PyUnicode_CheckExact(lname) || !PyUnicode_CheckExact(lvalue))
                 break;
             Py_ssize_t nsize, vsize;
-            const char *ndata = utf8_of(name, &nsize);
-            const char *vdata = utf8_of(value, &vsize);
+            const char *ndata = utf8_of(lname, &nsize);
+            const char *vdata = utf8_of(lvalue, &vsize);
             if (ndata == NULL || vdata == NULL)
                 break;
             Py_ssize_t body = field_len(nsize) + field_len(vsize);

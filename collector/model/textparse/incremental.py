@@ -81,9 +81,16 @@ _STRUCTURES: weakref.WeakValueDictionary[tuple[tuple[bytes, ...], bytes, bool], 
 the last parser holding it."""
 
 
-def _shared_structure(lines: list[bytes], rows: list[Row], *, openmetrics: bool) -> _Structure:
-    """The kept structure of a body split into ``lines`` and parsed into ``rows``, shared
-    across targets.
+def _shared_structure(
+    lines: list[bytes],
+    rows: list[Row],
+    sample_idx: list[int],
+    fixed_idx: list[int],
+    *,
+    openmetrics: bool,
+) -> _Structure:
+    """The kept structure of a body split into ``lines`` and parsed into ``rows`` (its sample
+    rows and the other lines at ``sample_idx`` and ``fixed_idx``), shared across targets.
 
     Targets of one job run the same exporter version, so their HELP/TYPE lines are the same
     bytes and their samples sit on the same lines: the lines are kept once instead of once per
@@ -92,11 +99,6 @@ def _shared_structure(lines: list[bytes], rows: list[Row], *, openmetrics: bool)
     (a dict of `Metadata` per target: 34 bytes a series).
     Looked up only when a parser remembers a new structure.
     """
-    sample_idx: list[int] = []
-    fixed_idx: list[int] = []
-    for i, row in enumerate(rows):
-        (sample_idx if row[0] else fixed_idx).append(i)
-    fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
     pick_fixed = _picker(fixed_idx)
     fixed = pick_fixed(lines)
     # The mask and the fixed lines fix the line count and both index lists.
@@ -216,10 +218,16 @@ class IncrementalParser:
         if rows is None or exp.exemplars or not keys:
             return
         lines = body.split(b"\n")
-        sample_idx = [i for i, row in enumerate(rows) if row[0]]
+        sample_idx: list[int] = []
+        fixed_idx: list[int] = []
+        for i, row in enumerate(rows):
+            (sample_idx if row[0] else fixed_idx).append(i)
+        fixed_idx += range(len(rows), len(lines))  # trailing "" / "# EOF" positions
         if len(lines) < len(rows) or len(sample_idx) != len(keys):
             return  # cannot happen for a fast-path body; be safe
-        shared = self._shared = _shared_structure(lines, rows, openmetrics=exp.openmetrics)
+        shared = self._shared = _shared_structure(
+            lines, rows, sample_idx, fixed_idx, openmetrics=exp.openmetrics
+        )
         self._om = exp.openmetrics
         self._nlines = len(lines)
         self._keys = keys
